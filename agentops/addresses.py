@@ -1,0 +1,103 @@
+"""Addresses (SPEC §3): who a name on an envelope means.
+
+An address is a slug: lower case, spaces and `_` read as `-`. Built-ins: `all`, `user`, `postmaster`.
+An agent is a roster member (or, without a roster, one agent per role named by the role's slug).
+A role slug addresses that role: one member gets it directly; several share a role queue.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from agentops.errors import NotFoundError
+
+ALL, USER, POSTMASTER = "all", "user", "postmaster"
+BUILTINS = (ALL, USER, POSTMASTER)
+
+_SEP = re.compile(r"[\s_]+")
+_BAD = re.compile(r"[^a-z0-9.-]+")
+
+
+def slug(name: str) -> str:
+    """`Database Engineer` -> `database-engineer`; `DATA_engineer` -> `data-engineer`."""
+    s = _SEP.sub("-", name.strip().lower())
+    s = _BAD.sub("", s)
+    return re.sub(r"-{2,}", "-", s).strip("-.")
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str  # the address (a slug)
+    role: str  # the role's display name
+    role_slug: str
+    on_mail: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What an address means.
+
+    kind: `agent`, `role` (one member: delivered to them; several: `queue` is the role slug),
+    `all`, `user` or `postmaster`. `agents` are the agent inboxes that receive it directly.
+    """
+
+    address: str
+    kind: str
+    agents: tuple[str, ...]
+    queue: str | None = None
+
+
+@dataclass
+class AddressBook:
+    agents: dict[str, Agent] = field(default_factory=dict)  # by slug
+    roles: dict[str, str] = field(default_factory=dict)  # role slug -> role display name
+
+    @classmethod
+    def build(cls, roles, roster=()) -> "AddressBook":
+        """`roles`: Role objects (name); `roster`: AgentEntry objects (name, role, on_mail)."""
+        book = cls(roles={r.slug: r.name for r in roles})
+        if roster:
+            for entry in roster:
+                rslug = slug(entry.role)
+                book.agents[slug(entry.name)] = Agent(
+                    slug(entry.name), book.roles.get(rslug, entry.role), rslug,
+                    tuple(entry.on_mail) if entry.on_mail else None,
+                )
+        else:
+            for rslug, rname in book.roles.items():
+                book.agents[rslug] = Agent(rslug, rname, rslug)
+        return book
+
+    def members(self, role: str) -> list[str]:
+        rslug = slug(role)
+        return sorted(a.name for a in self.agents.values() if a.role_slug == rslug)
+
+    def known(self) -> set[str]:
+        """Every address a file name may use."""
+        return set(BUILTINS) | set(self.agents) | {r for r in self.roles if self.members(r)}
+
+    def is_known(self, name: str) -> bool:
+        return slug(name) in self.known()
+
+    def resolve(self, name: str, *, sender: str | None = None) -> Resolution:
+        """Resolve an address to the agents that receive it. Raise NotFoundError when unknown."""
+        s = slug(name)
+        if s == ALL:
+            others = tuple(sorted(a for a in self.agents if a != (slug(sender) if sender else None)))
+            return Resolution(s, ALL, others)
+        if s in (USER, POSTMASTER):
+            return Resolution(s, s, (s,))
+        if s in self.agents:
+            return Resolution(s, "agent", (s,))
+        if s in self.roles:
+            members = self.members(s)
+            if len(members) == 1:
+                return Resolution(s, "role", (members[0],))
+            if members:
+                return Resolution(s, "role", (), queue=s)
+            raise NotFoundError(f"role '{self.roles[s]}' has no agent in the roster",
+                                hint="add an [[agents]] entry with this role to agentops.toml")
+        known = ", ".join(sorted(self.known()))
+        raise NotFoundError(f"unknown address '{name}' (known: {known})",
+                            hint="check the name, or add the agent to agentops.toml")

@@ -1,0 +1,7 @@
+"""`agentops mail` (being built)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

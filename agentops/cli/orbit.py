@@ -1,0 +1,7 @@
+"""`agentops orbit` (being built)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,7 @@
+"""`agentops pipeline` (being built)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

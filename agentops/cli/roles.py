@@ -1,0 +1,89 @@
+"""`agentops roles ...`: list, show, check and graph the role files."""
+
+from __future__ import annotations
+
+import typer
+
+from agentops.cli.common import JSON_HELP, emit_json, table, workspace
+
+roles_app = typer.Typer(help="Role files (roles/*.agent.md): list, show, check, graph, export.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(roles_app, name="roles")
+
+
+def _role_dict(role) -> dict:
+    return {**role.frontmatter(), "slug": role.slug, "file": str(role.path) if role.path else None, "body": role.body}
+
+
+@roles_app.command("list")
+def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """List the roles with their addresses, tools and handoff targets."""
+    ws = workspace(ctx)
+    roles = ws.roles()
+    if as_json:
+        emit_json([{k: v for k, v in _role_dict(r).items() if k != "body"} for r in roles])
+        return
+    table(([r.name, r.slug, ", ".join(r.tools), ", ".join(h.agent for h in r.handoffs)] for r in roles),
+          ["role", "address", "tools", "hands off to"])
+
+
+@roles_app.command("show")
+def show(ctx: typer.Context, name: str = typer.Argument(..., help="Role name or address."),
+         as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Show one role: its fields, handoffs and body."""
+    from agentops.roles import find_role
+
+    role = find_role(workspace(ctx).roles(), name)
+    if as_json:
+        emit_json(_role_dict(role))
+        return
+    typer.echo(f"{role.name}  <{role.slug}>  {role.path or ''}")
+    if role.description:
+        typer.echo(role.description)
+    for key in ("model", "tools", "agents"):
+        if getattr(role, key):
+            typer.echo(f"{key}: {', '.join(getattr(role, key))}")
+    for h in role.handoffs:
+        typer.echo(f"handoff: {h.label} -> {h.agent}{' (sends)' if h.send else ' (draft)'}")
+    typer.echo("")
+    typer.echo(role.body.rstrip())
+
+
+@roles_app.command("check")
+def check(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Validate every role file; print each problem as `file: field: message`; exit 1 when any."""
+    from agentops.roles import check_roles
+
+    ws = workspace(ctx)
+    roles, parse_problems = ws.roles_with_problems()
+    problems = check_roles(roles, ws.root, parse_problems)
+    if as_json:
+        emit_json({"roles": len(roles), "problems": [p.__dict__ for p in problems]})
+    else:
+        for p in problems:
+            typer.echo(str(p))
+        typer.echo(f"{len(roles)} role(s), {len(problems)} problem(s)", err=bool(problems))
+    if problems:
+        raise typer.Exit(1)
+
+
+@roles_app.command("graph")
+def graph(ctx: typer.Context, fmt: str = typer.Option("mermaid", "--format", "-f", help="mermaid, dot or json.")):
+    """The handoff graph (handoffs and `agents:` edges), roles nobody reaches, and handoff cycles."""
+    from agentops.errors import ValidationError
+    from agentops.roles import graph_dot, graph_mermaid, graph_report
+
+    report = graph_report(workspace(ctx).roles())
+    if fmt == "json":
+        emit_json(report)
+        return
+    if fmt not in ("mermaid", "dot"):
+        raise ValidationError(f"unknown graph format '{fmt}'", hint="use mermaid, dot or json")
+    typer.echo((graph_mermaid if fmt == "mermaid" else graph_dot)(report), nl=False)
+    comment = "%%" if fmt == "mermaid" else "//"
+    if report["unreachable"]:
+        typer.echo(f"{comment} nobody hands off to: {', '.join(report['unreachable'])}")
+    for cycle in report["handoff_cycles"]:
+        typer.echo(f"{comment} handoff cycle: {' -> '.join(cycle + cycle[:1])}")

@@ -1,0 +1,29 @@
+"""`agentops init`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+
+
+def init(
+    directory: Path = typer.Argument(Path("."), help="Folder to make a workspace (created if missing)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files that differ from the packaged ones."),
+):
+    """Create a complete workspace: roles, templates, .agent/, agentops.toml, .gitignore, MCP config."""
+    from agentops.workspace import init_workspace
+
+    result = init_workspace(directory, force=force)
+    for p in result.created:
+        typer.echo(f"created      {p.relative_to(result.root)}")
+    for p in result.overwritten:
+        typer.echo(f"overwritten  {p.relative_to(result.root)}")
+    kept = [p for p in result.kept]
+    if kept:
+        typer.echo(f"kept         {len(kept)} existing file(s) (use --force to overwrite)")
+    typer.echo(f"Workspace ready at {result.root}")

@@ -1,0 +1,106 @@
+"""`agentops.toml`: the roster and the settings, validated by pydantic.
+
+Every section is optional; defaults work without the file.
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
+
+from agentops.errors import WorkspaceError, format_pydantic_errors
+
+PLACEHOLDERS = frozenset({"agent", "prompt_file", "message_file"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MailSettings(_Section):
+    max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="larger drop files are dead-lettered")
+    settle_seconds: float = Field(0.05, ge=0, description="wait after the writer closes a file")
+
+
+class DaemonSettings(_Section):
+    rescan_seconds: float = Field(30.0, gt=0, description="periodic rescan for missed watcher events")
+
+
+class AnomalySettings(_Section):
+    window: int = Field(14, ge=2, description="points of history the z-score looks at")
+    min_points: int = Field(4, ge=2, description="no alarm before this many points")
+    threshold: float = Field(3.0, gt=0, description="|z| at or above this is an anomaly")
+    direction: Literal["both", "spike", "drop"] = "both"
+    min_relative_change: float = Field(0.1, ge=0, description="ignore moves smaller than this share of the mean")
+
+
+class OrbitSettings(_Section):
+    anomaly: AnomalySettings = AnomalySettings()
+    # per pipeline, per "pipeline.metric" or per "pipeline.dataset.metric" overrides
+    anomaly_overrides: dict[str, AnomalySettings] = {}
+
+
+class DispatchSettings(_Section):
+    max_concurrent: int = Field(2, ge=1, description="agent runs at once, across all agents")
+    timeout_seconds: float = Field(900.0, gt=0, description="a run is killed (with its children) after this")
+    retries: int = Field(3, ge=0, description="retries after a failed run before giving up")
+    backoff_seconds: float = Field(10.0, ge=0, description="first retry delay; doubles each time, with jitter")
+    coalesce_seconds: float = Field(2.0, ge=0, description="mail arriving within this window wakes the agent once")
+
+
+class AgentEntry(_Section):
+    name: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    on_mail: list[str] | None = None
+
+    @field_validator("on_mail", mode="before")
+    @classmethod
+    def _argv(cls, value):
+        if value is None:
+            return value
+        if not isinstance(value, list):
+            raise ValueError('on_mail must be an argv list such as ["claude", "-p", "{prompt_file}"], not a shell string')
+        if not value:
+            raise ValueError("on_mail must not be empty")
+        for arg in value:
+            if not isinstance(arg, str):
+                raise ValueError(f"on_mail entries must be strings, got {arg!r}")
+            try:
+                fields = [f for _, f, _, _ in string.Formatter().parse(arg) if f is not None]
+            except ValueError as exc:
+                raise ValueError(f"on_mail argument {arg!r}: {exc}") from None
+            for name in fields:
+                if name not in PLACEHOLDERS:
+                    known = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+                    raise ValueError(f"unknown placeholder {{{name}}} in {arg!r} (known: {known})")
+        return value
+
+
+class Config(_Section):
+    agents: list[AgentEntry] = []
+    mail: MailSettings = MailSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    orbit: OrbitSettings = OrbitSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+
+
+def load_config(path: Path) -> Config:
+    """Load and validate agentops.toml; a missing file is the defaults."""
+    if not path.is_file():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkspaceError(f"{path.name}: TOML error: {exc}", hint="fix the syntax") from None
+    except UnicodeDecodeError:
+        raise WorkspaceError(f"{path.name}: not valid UTF-8") from None
+    try:
+        return Config.model_validate(data)
+    except PydanticValidationError as exc:
+        lines = format_pydantic_errors(exc, path.name)
+        raise WorkspaceError(lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
+                             hint="see the Configuration section of the README") from None

@@ -1,0 +1,61 @@
+"""The error hierarchy. Library code raises these; the CLI turns them into one line and an exit code.
+
+Exit codes (documented in the README):
+  0  success
+  1  a check found problems (roles check, pipeline check, status --check) or a command failed
+  2  usage error (bad option or argument)
+  3  workspace not found or not valid (agentops.toml, roles)
+  4  input rejected (a bad event, message, spec or address)
+  5  not found (message, agent, pipeline, dead letter)
+  6  conflict (a lock held by another process, a message claimed by someone else)
+"""
+
+from __future__ import annotations
+
+
+class AgentOpsError(Exception):
+    """Base class: `str(err)` is a one-line message that says what, where and what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class WorkspaceError(AgentOpsError):
+    """No workspace, or its agentops.toml / roles are not valid."""
+
+    exit_code = 3
+
+
+class ValidationError(AgentOpsError):
+    """User input (an event, a message, a spec, an address) was rejected; nothing was written."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, hint: str | None = None, problems: list[str] | None = None):
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
+
+
+class NotFoundError(AgentOpsError):
+    exit_code = 5
+
+
+class ConflictError(AgentOpsError):
+    exit_code = 6
+
+
+def format_pydantic_errors(exc, source: str = "") -> list[str]:
+    """Turn a pydantic ValidationError into `source:loc: message` lines (llm's render_errors)."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"]).replace(".[", "[")
+        prefix = f"{source}:" if source else ""
+        lines.append(f"{prefix}{loc or '<root>'}: {err['msg']}")
+    return lines

@@ -1,0 +1,96 @@
+"""Opening the Orbit store: SQLite in WAL mode with a busy timeout, migrated on open."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlite_utils import Database
+
+BUSY_TIMEOUT_MS = 60_000
+
+
+def utcnow() -> str:
+    """Now as ISO 8601 UTC with microseconds (sorts as text)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def open_db(path: Path) -> Database:
+    """Open (and create and migrate) the store at `path`.
+
+    WAL lets readers run beside the one writer; synchronous=NORMAL keeps every committed
+    transaction across a process crash (the WAL is fsynced at checkpoints, not each commit).
+    """
+    from agentops.migrations import migrations
+
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db = Database(conn, execute_plugins=False)
+    wanted = len(migrations._migrations)
+    if conn.execute("PRAGMA user_version").fetchone()[0] != wanted:
+        _migrate(db, path, wanted)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def _migrate(db: Database, path: Path, wanted: int) -> None:
+    """Apply pending migrations under a file lock, so concurrent first opens do not race."""
+    from agentops.migrations import migrations
+
+    lock_path = path.with_name(path.name + "-migrate.lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if db.conn.execute("PRAGMA user_version").fetchone()[0] == wanted:
+                return
+            if db.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.conn.execute("PRAGMA journal_mode = WAL")
+            migrations.apply(db)
+            db.conn.execute(f"PRAGMA user_version = {wanted}")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def write_tx(db: Database) -> Iterator[sqlite3.Connection]:
+    """A write transaction that takes the write lock up front (BEGIN IMMEDIATE), so a transaction
+    that reads before it writes can never fail half-way with 'database is locked'."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    else:
+        conn.commit()
+
+
+def insert_event(conn: sqlite3.Connection, kind: str, data: dict[str, Any], *, id: str | None = None,
+                 ts: str | None = None, pipeline: str | None = None, run_id: str | None = None,
+                 agent: str | None = None) -> int | None:
+    """Append one event row (no validation: typed writers validate first). Returns its seq, or
+    None when an event with the same `id` is already there (idempotent replay)."""
+    ts = ts or data.get("ts") or utcnow()
+    body = {"kind": kind, "ts": ts, **({"id": id} if id else {}), **data}
+    cur = conn.execute(
+        "INSERT INTO events (id, ts, kind, pipeline, run_id, agent, data) VALUES (?,?,?,?,?,?,?)"
+        " ON CONFLICT DO NOTHING",
+        (id, ts, kind, pipeline or data.get("pipeline"), run_id or data.get("run_id"),
+         agent or data.get("agent"), json.dumps(body, separators=(",", ":"), default=str)),
+    )
+    return cur.lastrowid if cur.rowcount else None
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,278 @@
+"""The workspace: where it is (found like git finds a repo), its layout, its config, and `init`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from agentops.errors import WorkspaceError
+
+ENV_VAR = "AGENTOPS_WORKSPACE"
+CONFIG_FILE = "agentops.toml"
+
+GITIGNORE_LINES = [
+    "# agentops runtime state",
+    ".agent/orbit.db",
+    ".agent/orbit.db-*",
+    ".agent/email/inbox/",
+    ".agent/email/queues/",
+    ".agent/email/dead/",
+    ".agent/email/drafts/",
+    ".agent/email/.queue/",
+    ".agent/email/*.email",
+    ".agent/orbit/*.jsonl",
+    ".agent/orbit/processed/",
+    ".agent/orbit/rejected/",
+    ".agent/run/",
+    ".agent/logs/",
+]
+
+DEFAULT_CONFIG = """\
+# agentops configuration. Every section is optional; these are the defaults.
+# The roster: without [[agents]], every role in roles/ is one agent addressed by its slug
+# (Data Engineer -> data-engineer). With a roster, list each agent and its role:
+#
+# [[agents]]
+# name = "dana"
+# role = "Data Engineer"
+# on_mail = ["claude", "-p", "--agent", "{agent}", "{prompt_file}"]   # argv, never a shell string
+#
+# [mail]
+# max_bytes = 10485760        # larger drop files are dead-lettered
+# settle_seconds = 0.05       # wait after the writer closes a file
+#
+# [daemon]
+# rescan_seconds = 30         # periodic rescan for missed watcher events
+#
+# [orbit.anomaly]
+# window = 14
+# min_points = 4
+# threshold = 3.0
+# direction = "both"          # both | spike | drop
+# min_relative_change = 0.1
+#
+# [dispatch]
+# max_concurrent = 2
+# timeout_seconds = 900
+# retries = 3
+# backoff_seconds = 10
+# coalesce_seconds = 2
+"""
+
+
+@dataclass
+class Workspace:
+    """A workspace folder and everything under it. Paths are properties; nothing is created here."""
+
+    root: Path
+    _roles: list | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.root = Path(self.root).resolve()
+
+    # layout -------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def roles_dir(self) -> Path:
+        return self.root / "roles"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.root / ".agent"
+
+    @property
+    def email_dir(self) -> Path:
+        """The drop zone for `.email` files."""
+        return self.agent_dir / "email"
+
+    @property
+    def inbox_root(self) -> Path:
+        return self.email_dir / "inbox"
+
+    def inbox(self, agent: str) -> Path:
+        return self.inbox_root / agent
+
+    @property
+    def queues_root(self) -> Path:
+        """Role queues: one Maildir per role with several members."""
+        return self.email_dir / "queues"
+
+    @property
+    def dead_dir(self) -> Path:
+        return self.email_dir / "dead"
+
+    @property
+    def drafts_dir(self) -> Path:
+        return self.email_dir / "drafts"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Private queue: drop files claimed out of the drop zone, not yet delivered."""
+        return self.email_dir / ".queue"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.agent_dir / "data"
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return self.data_dir / "pipelines"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def orbit_dir(self) -> Path:
+        """The drop zone for Orbit `*.jsonl` files."""
+        return self.agent_dir / "orbit"
+
+    @property
+    def db_path(self) -> Path:
+        return self.agent_dir / "orbit.db"
+
+    @property
+    def run_dir(self) -> Path:
+        """Locks and pid files."""
+        return self.agent_dir / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.agent_dir / "logs"
+
+    # contents -----------------------------------------------------------------------------
+    @cached_property
+    def config(self):
+        from agentops.config import load_config
+
+        return load_config(self.config_path)
+
+    def roles(self) -> list:
+        """Every role that parses (use `roles_with_problems` to see the ones that do not)."""
+        if self._roles is None:
+            self._roles = self.roles_with_problems()[0]
+        return self._roles
+
+    def roles_with_problems(self):
+        from agentops.roles import load_roles
+        from agentops.resources import packaged
+
+        roles_dir = self.roles_dir if self.roles_dir.is_dir() else packaged("roles")
+        return load_roles(roles_dir, self.root if roles_dir == self.roles_dir else roles_dir)
+
+    @cached_property
+    def addresses(self):
+        from agentops.addresses import AddressBook
+
+        return AddressBook.build(self.roles(), self.config.agents)
+
+    def db(self):
+        """Open the Orbit store (creating it and applying migrations as needed)."""
+        from agentops.store import open_db
+
+        self.agent_dir.mkdir(parents=True, exist_ok=True)
+        return open_db(self.db_path)
+
+    def inside(self, path: Path) -> bool:
+        """True when `path`, with every symlink resolved, is inside the workspace."""
+        try:
+            Path(os.path.realpath(path)).relative_to(self.root)
+            return True
+        except ValueError:
+            return False
+
+    def ensure_layout(self) -> None:
+        for d in (self.email_dir, self.inbox_root, self.dead_dir, self.spool_dir, self.pipelines_dir,
+                  self.orbit_dir, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def is_workspace(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file() or (path / ".agent").is_dir()
+
+
+def find_workspace(explicit: str | os.PathLike | None = None, start: Path | None = None) -> Workspace:
+    """`explicit` (from --workspace), else $AGENTOPS_WORKSPACE, else walk up from `start` (cwd)."""
+    chosen = explicit or os.environ.get(ENV_VAR)
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_dir():
+            raise WorkspaceError(f"workspace '{path}' is not a folder",
+                                 hint="create it with `agentops init PATH`")
+        return Workspace(path)
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if is_workspace(candidate):
+            return Workspace(candidate)
+    raise WorkspaceError(f"no agentops workspace in {here} or any folder above it",
+                         hint="run `agentops init` here, or pass --workspace PATH")
+
+
+@dataclass
+class InitResult:
+    root: Path
+    created: list[Path] = field(default_factory=list)
+    overwritten: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+
+
+def _mcp_command() -> tuple[str, list[str]]:
+    exe = shutil.which("agentops")
+    return (exe or "agentops"), ["mcp"]
+
+
+def init_workspace(target: Path, *, force: bool = False) -> InitResult:
+    """Create a complete workspace at `target`. Never overwrites an existing file unless `force`."""
+    from agentops.resources import packaged
+
+    target = Path(target).expanduser()
+    target.mkdir(parents=True, exist_ok=True)
+    ws = Workspace(target)
+    result = InitResult(ws.root)
+
+    def write(path: Path, content: bytes) -> None:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            result.kept.append(path)
+            return
+        if path.exists():
+            if not force or path.read_bytes() == content:
+                result.kept.append(path)
+                return
+            result.overwritten.append(path)
+        else:
+            result.created.append(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(content)
+        os.replace(tmp, path)
+
+    for name in ("roles", "templates"):
+        src = packaged(name)
+        for f in sorted(src.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                write(target / name / f.relative_to(src), f.read_bytes())
+    write(target / CONFIG_FILE, DEFAULT_CONFIG.encode())
+    write(target / ".gitignore", ("\n".join(GITIGNORE_LINES) + "\n").encode())
+    command, args = _mcp_command()
+    vscode = {"servers": {"orbit": {"type": "stdio", "command": command, "args": args,
+                                    "env": {ENV_VAR: "${workspaceFolder}"}}}}
+    claude = {"mcpServers": {"orbit": {"type": "stdio", "command": command, "args": args}}}
+    write(target / ".vscode" / "mcp.json", (json.dumps(vscode, indent=2) + "\n").encode())
+    write(target / ".mcp.json", (json.dumps(claude, indent=2) + "\n").encode())
+    before = {p for p in ws.agent_dir.rglob("*")} if ws.agent_dir.exists() else set()
+    ws.ensure_layout()
+    for d in (ws.reports_dir, ws.logs_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    result.created.extend(sorted(p for p in ws.agent_dir.rglob("*") if p.is_dir() and p not in before))
+    return result
