@@ -8,41 +8,53 @@ import yaml
 
 from agentops.errors import ValidationError
 
-MAX_ALIASES = 100
+MAX_NODES = 200_000
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses documents with more than MAX_ALIASES alias references.
-
-    A 'billion laughs' document is tiny as text but explodes when anything walks it; refusing
-    many aliases up front keeps every later step (validation, JSON, templates) cheap.
-    """
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._aliases = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"more than {MAX_ALIASES} YAML aliases (an alias bomb?)", mark
-                )
-        return super().compose_node(parent, index)
+def _expanded_size(node, memo: dict[int, int], active: set[int]) -> int:
+    """How many nodes the document has once every alias is expanded (cycles count once)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        return 1
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo, active)
+            if size > MAX_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
+            if size > MAX_NODES:
+                break
+    active.discard(key)
+    memo[key] = size
+    return size
 
 
 def load(text: str, source: str, *, line_offset: int = 0) -> Any:
     """Parse YAML text; raise ValidationError naming `source:line` on any problem.
 
-    `line_offset` is added to reported lines (frontmatter starts after the `---` line).
+    `line_offset` is added to reported lines (frontmatter starts after the `---` line). A document
+    that expands to more than MAX_NODES nodes through aliases (a 'billion laughs' bomb) is refused
+    before it is built, so nothing later (validation, JSON, templates) ever walks it.
     """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise ValidationError(f"{source}: YAML document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    loader = yaml.SafeLoader(text)
     try:
-        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - _BoundedLoader is a SafeLoader
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, set()) > MAX_NODES:
+            line = node.start_mark.line + 1 + line_offset
+            raise ValidationError(f"{source}:{line}: YAML expands to more than {MAX_NODES} nodes through aliases"
+                                  " (an alias bomb?)", hint="write the values out instead of nesting aliases")
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1 + line_offset}" if mark else source
@@ -52,3 +64,5 @@ def load(text: str, source: str, *, line_offset: int = 0) -> Any:
         raise ValidationError(f"{source}: YAML error: {exc}", hint="fix the YAML syntax") from None
     except RecursionError:
         raise ValidationError(f"{source}: YAML nesting is too deep") from None
+    finally:
+        loader.dispose()

@@ -17,7 +17,9 @@ def workspace(ctx: typer.Context):
 
     root = ctx.find_root()
     explicit = (root.obj or {}).get("workspace") if root.obj else None
-    return find_workspace(explicit)
+    ws = find_workspace(explicit)
+    ws.config  # noqa: B018 - validate agentops.toml up front: a bad file is an error on every command
+    return ws
 
 
 def emit_json(obj: Any) -> None:

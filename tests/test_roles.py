@@ -1,0 +1,114 @@
+"""Role files: parsing, checking, graphing."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from agentops.errors import ValidationError
+from agentops.resources import packaged
+from agentops.roles import check_roles, graph_report, load_role, load_roles, parse_role
+
+ROLE_FILES = sorted(packaged("roles").glob("*.agent.md"))
+
+
+@pytest.mark.parametrize("path", ROLE_FILES, ids=lambda p: p.name)
+def test_every_shipped_role_parses(path):
+    role = load_role(path)
+    assert role.name and role.description and role.body.strip()
+    assert "orbit/*" in role.tools
+    assert role.handoffs, "every role hands off to someone"
+
+
+def test_shipped_roles_check_clean_and_hand_back():
+    roles, problems = load_roles(packaged("roles"))
+    assert not problems and not check_roles(roles)
+    report = graph_report(roles)
+    de = next(r for r in roles if r.name == "Data Engineer")
+    assert {h.agent for h in de.handoffs} == {"Database Engineer", "DevOps", "Developer"}
+    for other in ("Database Engineer", "DevOps", "Developer"):
+        assert ["Data Engineer", other] in report["handoff_cycles"] or any(
+            c[:1] == ["Data Engineer"] and other in c for c in report["handoff_cycles"])
+    assert report["unreachable"] == []
+
+
+def test_seed_fields_are_kept():
+    seed = (packaged("roles") / "Data Engineer.agent.md").read_text()
+    role = parse_role(seed, "de.agent.md")
+    assert role.argument_hint.startswith("Build or optimize")
+    assert role.model == ["GPT-5.2"]
+    assert role.frontmatter()["argument-hint"] == role.argument_hint
+
+
+def test_unknown_fields_kept_and_string_or_list_accepted():
+    role = parse_role("---\nname: X\nmodel: [a, b]\ntools: read\nuser-invokable: false\ntarget: vscode\n---\nbody\n",
+                      "x.agent.md")
+    assert role.model == ["a", "b"] and role.tools == ["read"]
+    assert role.frontmatter()["user-invokable"] is False
+    assert role.model_extra["target"] == "vscode"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("---\nname: [unclosed\n---\n", r"^x\.agent\.md:\d+: YAML error"),
+    ("---\ndescription: no name\n---\n", r"^x\.agent\.md:name: Field required"),
+    ("---\nname: X\ntools: {a: 1}\n---\n", r"^x\.agent\.md:tools: .*string or a list"),
+    ("no frontmatter\n", r"^x\.agent\.md:1: no YAML frontmatter"),
+    ("---\nname: X\n", r"frontmatter is not closed"),
+    ("---\n- a\n- b\n---\n", r"frontmatter must be a mapping"),
+    ("---\na: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+     "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nname: X\n---\n", r"alias bomb"),
+])
+def test_malformed_frontmatter_gives_one_clear_error(text, expected):
+    with pytest.raises(ValidationError) as info:
+        parse_role(text, "x.agent.md")
+    assert re.search(expected, str(info.value)), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_error_line_is_the_file_line():
+    with pytest.raises(ValidationError, match=r"x\.agent\.md:4: YAML error"):
+        parse_role("---\nname: X\ndescription: ok\ntools: a: b\n---\n", "x.agent.md")
+
+
+def test_check_reports_file_field_reason(ws, cli):
+    path = ws.roles_dir / "DevOps.agent.md"
+    path.write_text(path.read_text().replace("agent: Data Engineer", "agent: Data Engineeer", 1))
+    r = cli("roles", "check")
+    assert r.exit_code == 1
+    assert "roles/DevOps.agent.md: handoffs[0].agent: unknown role 'Data Engineeer'" in r.output
+
+
+def test_check_finds_duplicates_agents_and_parse_errors(ws, cli):
+    (ws.roles_dir / "Copy.agent.md").write_text("---\nname: devops\nagents: [Nobody]\n---\n")
+    (ws.roles_dir / "Broken.agent.md").write_text("---\nname: [x\n---\n")
+    r = cli("roles", "check", "--json")
+    assert r.exit_code == 1
+    problems = {(p["file"], p["field"]) for p in json.loads(r.output)["problems"]}
+    assert ("roles/Copy.agent.md", "name") in problems or ("roles/DevOps.agent.md", "name") in problems
+    assert ("roles/Copy.agent.md", "agents[0]") in problems
+    assert any(f == "roles/Broken.agent.md" for f, _ in problems)
+
+
+def test_list_show_graph_commands(ws, cli):
+    r = cli("roles", "list", "--json")
+    assert [x["slug"] for x in json.loads(r.output)] == ["data-engineer", "database-engineer", "devops", "developer"]
+    r = cli("roles", "show", "database_engineer", "--json")
+    assert json.loads(r.output)["name"] == "Database Engineer"
+    r = cli("roles", "show", "nobody")
+    assert r.exit_code == 5 and "no role named 'nobody'" in r.output
+    r = cli("roles", "graph")
+    assert r.output.startswith("flowchart LR") and '-->|"Consult Database Engineer"|' in r.output
+    r = cli("roles", "graph", "--format", "dot")
+    assert r.output.startswith("digraph roles")
+    data = json.loads(cli("roles", "graph", "--format", "json").output)
+    assert {"roles", "edges", "unreachable", "handoff_cycles"} <= set(data)
+
+
+def test_unreachable_role_reported(ws, cli):
+    (ws.roles_dir / "Analyst.agent.md").write_text("---\nname: Analyst\nhandoffs:\n"
+                                                   "  - {label: Ask, agent: Data Engineer}\n---\nbody\n")
+    r = cli("roles", "graph")
+    assert "nobody hands off to: Analyst" in r.output
