@@ -59,13 +59,14 @@ def _root(
 
 
 from agentops.cli import daemon as _daemon  # noqa: E402
+from agentops.cli import handoff as _handoff  # noqa: E402
 from agentops.cli import mail as _mail  # noqa: E402
 from agentops.cli import orbit as _orbit  # noqa: E402
 from agentops.cli import pipeline as _pipeline  # noqa: E402
 from agentops.cli import roles as _roles  # noqa: E402
 from agentops.cli import workspace as _workspace  # noqa: E402
 
-for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline):
+for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff):
     _module.register(app)
 
 
