@@ -1,0 +1,141 @@
+"""The stage DAG of one pipeline (networkx): cycles, topological order, parallel levels and the
+critical path, weighted by durations Orbit recorded or else by each stage's timeout.
+
+An edge a -> b means b runs after a: b lists a in `depends_on`, or b reads a dataset a writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+from typing import Any
+
+
+def stage_graph(spec):
+    import networkx as nx
+
+    g = nx.DiGraph()
+    writer: dict[str, str] = {}
+    for st in spec.stages:
+        g.add_node(st.name)
+        for d in st.outputs:
+            writer.setdefault(d, st.name)
+    for st in spec.stages:
+        for dep in st.depends_on:
+            if dep in g:
+                g.add_edge(dep, st.name, via="depends_on")
+        for d in st.inputs:
+            w = writer.get(d)
+            if w is not None and not g.has_edge(w, st.name):
+                g.add_edge(w, st.name, via=d)
+    return g
+
+
+def find_cycles(spec, graph=None) -> list[list[str]]:
+    """One cycle per strongly connected knot, each as its stages in order (stable: starts at the
+    stage listed first in the spec)."""
+    import networkx as nx
+
+    g = graph if graph is not None else stage_graph(spec)
+    if nx.is_directed_acyclic_graph(g):
+        return []
+    order = {s.name: i for i, s in enumerate(spec.stages)}
+    cycles = []
+    for comp in nx.strongly_connected_components(g):
+        if len(comp) == 1:
+            (n,) = comp
+            if g.has_edge(n, n):
+                cycles.append([n])
+            continue
+        sub = g.subgraph(comp)
+        start = min(comp, key=order.__getitem__)
+        cycle = [u for u, _ in nx.find_cycle(sub, source=start)]
+        i = cycle.index(min(cycle, key=order.__getitem__))
+        cycles.append(cycle[i:] + cycle[:i])
+    return sorted(cycles, key=lambda c: order[c[0]])
+
+
+def recorded_durations(ws, pipeline: str, last: int = 10) -> dict[str, float]:
+    """Median `duration_s` of the last `last` Orbit job events per task (empty when none/no store).
+
+    Reads the `events` table (the Orbit log's truth) read-only, so a plan never creates a store."""
+    if ws is None or not ws.db_path.exists():
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{ws.db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute("SELECT data FROM events WHERE kind = 'job' AND pipeline = ? ORDER BY seq DESC",
+                                (pipeline,)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    per: dict[str, list[float]] = {}
+    for (data,) in rows:
+        try:
+            ev = json.loads(data)
+            task, dur = ev.get("task"), ev.get("duration_s")
+            if task and isinstance(dur, (int, float)) and dur >= 0 and len(per.setdefault(task, [])) < last:
+                per[task].append(float(dur))
+        except (ValueError, AttributeError):
+            continue
+    return {t: statistics.median(v) for t, v in per.items() if v}
+
+
+def plan(spec, durations: dict[str, float] | None = None) -> dict[str, Any]:
+    """Order, levels and critical path. Raise ValidationError naming the cycle when there is one."""
+    import networkx as nx
+
+    from agentops.errors import ValidationError
+
+    g = stage_graph(spec)
+    cycles = find_cycles(spec, g)
+    if cycles:
+        raise ValidationError(
+            f"pipeline '{spec.name}' has a cycle: {' -> '.join([*cycles[0], cycles[0][0]])}",
+            hint="remove one dependency; `agentops pipeline check` lists every cycle",
+            problems=[f"cycle: {' -> '.join([*c, c[0]])}" for c in cycles])
+    durations = durations or {}
+    index = {s.name: i for i, s in enumerate(spec.stages)}
+    weight = {s.name: float(durations.get(s.name, s.timeout)) for s in spec.stages}
+    levels = [sorted(gen, key=index.__getitem__) for gen in nx.topological_generations(g)]
+    order = [n for lvl in levels for n in lvl]
+    level_of = {n: i for i, lvl in enumerate(levels) for n in lvl}
+    # forward pass: earliest finish; backward pass: latest finish -> slack
+    start: dict[str, float] = {}
+    finish: dict[str, float] = {}
+    best_pred: dict[str, str | None] = {}
+    for n in order:
+        preds = list(g.predecessors(n))
+        p = max(preds, key=lambda x: (finish[x], -index[x]), default=None)
+        start[n] = finish[p] if p is not None else 0.0
+        finish[n] = start[n] + weight[n]
+        best_pred[n] = p
+    total = max(finish.values(), default=0.0)
+    latest: dict[str, float] = {}
+    for n in reversed(order):
+        succ = list(g.successors(n))
+        latest[n] = min((latest[s] - weight[s] for s in succ), default=total)
+    end = max(order, key=lambda n: (finish[n], -index[n])) if order else None
+    path = []
+    while end is not None:
+        path.append(end)
+        end = best_pred[end]
+    path.reverse()
+    measured = sum(1 for s in spec.stages if s.name in durations)
+    basis = "timeouts" if not measured else ("orbit" if measured == len(spec.stages) else "orbit+timeouts")
+    return {
+        "pipeline": spec.name,
+        "order": order,
+        "levels": levels,
+        "max_parallel": max((len(lvl) for lvl in levels), default=0),
+        "critical_path": path,
+        "critical_path_s": total,
+        "weights": basis,
+        "stages": [{"name": n, "level": level_of[n], "weight_s": weight[n],
+                    "measured": n in durations, "start_s": start[n], "finish_s": finish[n],
+                    "slack_s": round(latest[n] - finish[n], 6),
+                    "after": sorted(g.predecessors(n), key=index.__getitem__)} for n in order],
+        "edges": [[u, v] for u, v in g.edges],
+    }
