@@ -1,0 +1,326 @@
+"""Daemon tasks: what the daemon does with the files it watches. Other concepts plug in here.
+
+A task names the folders it needs watched, says which paths it handles, lists its candidates on
+disk (at start and at every rescan), and handles a batch of settled paths on the worker thread:
+
+    class DaemonTask(Protocol):
+        name: str
+        def dirs(self) -> list[Path]: ...             # folders to watch (not recursive)
+        def wants(self, path: Path) -> bool: ...      # a path this task handles
+        def start(self) -> None: ...                  # on the worker, before anything else
+        def scan(self) -> list[Path]: ...             # candidates on disk (start, every rescan)
+        def handle(self, paths: list[Path]) -> None: ...  # on the worker, after the settle time
+        def close(self) -> None: ...
+
+`Task` gives no-op defaults. Built-in tasks: mail routing, Orbit ingest, spec re-check. A new one
+is added with `register_task(factory)`, where `factory(daemon)` returns the task (or None to stay
+out); the daemon builds every registered task when it starts, so the core is never edited.
+
+Waking agents (dispatch) hooks in the same way: its factory calls `daemon.on_mail(callback)`, and
+the mail task calls `callback(inboxes)` after each batch with the set of agent names whose inbox
+received new mail (see `DispatchTask` below for the intended shape).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, runtime_checkable
+
+from agentops.daemon.logs import log
+
+if TYPE_CHECKING:
+    from agentops.daemon.core import Daemon
+
+
+@runtime_checkable
+class DaemonTask(Protocol):
+    name: str
+
+    def dirs(self) -> list[Path]: ...
+    def wants(self, path: Path) -> bool: ...
+    def start(self) -> None: ...
+    def scan(self) -> list[Path]: ...
+    def handle(self, paths: list[Path]) -> None: ...
+    def close(self) -> None: ...
+
+
+class InactiveTask(Exception):
+    """Raised by a task's `start` when what it needs is not there (it is then skipped)."""
+
+
+class Task:
+    """Base class with no-op defaults. `self.daemon` gives the workspace, the logger and stats."""
+
+    name = "task"
+
+    def __init__(self, daemon: "Daemon"):
+        self.daemon = daemon
+        self.ws = daemon.ws
+
+    def dirs(self) -> list[Path]:
+        return []
+
+    def wants(self, path: Path) -> bool:
+        return False
+
+    def start(self) -> None:
+        pass
+
+    def scan(self) -> list[Path]:
+        return []
+
+    def handle(self, paths: list[Path]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    # helpers ------------------------------------------------------------------------------
+    def log(self, level: int, event: str, **fields: Any) -> None:
+        log(self.daemon.logger, level, event, task=self.name, **fields)
+
+    @staticmethod
+    def listdir(folder: Path, match: Callable[[Path], bool]) -> list[Path]:
+        try:
+            with os.scandir(folder) as entries:
+                return sorted(p for p in (Path(e.path) for e in entries) if match(p))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+
+def optional_import(module: str, attr: str):
+    """`module.attr`, or InactiveTask when that module (not one of its own imports) is missing."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            raise InactiveTask(f"{module} is not available") from None
+        raise
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise InactiveTask(f"{module}.{attr} is not available") from None
+
+
+def _is_drop(path: Path, folder: Path, suffixes: Iterable[str]) -> bool:
+    name = path.name
+    return path.parent == folder and not name.startswith(".") and name.endswith(tuple(suffixes))
+
+
+# mail ---------------------------------------------------------------------------------------
+class MailTask(Task):
+    """Routes `.agent/email/*.email` into the inboxes (`agentops.mail.route.route_pending`)."""
+
+    name = "mail"
+
+    def __init__(self, daemon):
+        super().__init__(daemon)
+        self._db = None
+        self._route = None
+
+    def dirs(self):
+        return [self.ws.email_dir]
+
+    def wants(self, path):
+        return _is_drop(path, self.ws.email_dir, (".email",))
+
+    def start(self):
+        self._route = optional_import("agentops.mail.route", "route_pending")
+        recover = optional_import("agentops.mail.route", "recover")
+        result = recover(self.ws)
+        if result:
+            self.log(logging.INFO, "recovered", result=_summary(result))
+
+    def scan(self):
+        return self.listdir(self.ws.email_dir, self.wants)
+
+    def _database(self):
+        if self._db is None:
+            self._db = self.ws.db()
+        return self._db
+
+    def handle(self, paths):
+        report = self._route(self.ws, paths, db=self._database())
+        delivered = _count(getattr(report, "delivered", 0))
+        dead = _count(getattr(report, "dead", 0))
+        self.daemon.stats.routed(delivered, dead)
+        if delivered or dead:
+            self.log(logging.INFO, "routed", files=len(paths), delivered=delivered, dead=dead)
+        if dead:
+            for entry in _items(getattr(report, "dead", ())):
+                self.log(logging.WARNING, "dead-letter", **_describe(entry))
+        inboxes = inboxes_of(self.ws, report)
+        if inboxes:
+            self.daemon.mail_arrived(inboxes)
+
+    def close(self):
+        if self._db is not None:
+            try:
+                self._db.conn.close()
+            finally:
+                self._db = None
+
+
+def _count(value) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return len(value)
+    except TypeError:
+        return 0
+
+
+def _items(value) -> list:
+    return list(value) if isinstance(value, (list, tuple, set)) else []
+
+
+def _describe(entry) -> dict[str, Any]:
+    if isinstance(entry, dict):
+        return {k: str(v) for k, v in entry.items()}
+    fields = {}
+    for key in ("name", "path", "file", "reason", "sender"):
+        if hasattr(entry, key):
+            fields[key] = str(getattr(entry, key))
+    return fields or {"entry": str(entry)}
+
+
+def _summary(result) -> Any:
+    if isinstance(result, (int, str)):
+        return result
+    return _count(result) if hasattr(result, "__len__") else str(result)
+
+
+def inboxes_of(ws, report) -> set[str]:
+    """The agents whose inbox received new mail in `report` (empty when it cannot tell)."""
+    explicit = getattr(report, "inboxes", None)
+    if explicit:
+        return {str(a) for a in explicit}
+    found: set[str] = set()
+    for entry in _items(getattr(report, "delivered", ())):
+        for key in ("agent", "recipient", "inbox"):
+            value = entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
+            if isinstance(value, str):
+                found.add(value)
+                break
+        else:
+            path = entry.get("path") if isinstance(entry, dict) else getattr(entry, "path", entry)
+            if isinstance(path, (str, os.PathLike)):
+                try:
+                    found.add(Path(path).relative_to(ws.inbox_root).parts[0])
+                except (ValueError, IndexError):
+                    pass
+    return found
+
+
+# orbit --------------------------------------------------------------------------------------
+class OrbitIngestTask(Task):
+    """Ingests `.agent/orbit/*.jsonl` (`agentops.orbit.ingest.ingest_pending`)."""
+
+    name = "orbit-ingest"
+
+    def dirs(self):
+        return [self.ws.orbit_dir]
+
+    def wants(self, path):
+        return _is_drop(path, self.ws.orbit_dir, (".jsonl",))
+
+    def start(self):
+        self._ingest = optional_import("agentops.orbit.ingest", "ingest_pending")
+
+    def scan(self):
+        return self.listdir(self.ws.orbit_dir, self.wants)
+
+    def handle(self, paths):
+        result = self._ingest(self.ws, paths=paths)
+        self.log(logging.INFO, "ingested", files=len(paths), result=_summary(result) if result is not None else None)
+
+
+# pipelines and roles ------------------------------------------------------------------------
+class SpecCheckTask(Task):
+    """Re-validates changed `.agent/data/pipelines/*.yaml` and `roles/*.agent.md`
+    (`agentops.pipelines.watch.recheck`). A deleted file is noticed at the next rescan."""
+
+    name = "spec-check"
+
+    def __init__(self, daemon):
+        super().__init__(daemon)
+        self._seen: dict[Path, tuple[int, int]] = {}
+
+    def dirs(self):
+        return [self.ws.pipelines_dir, self.ws.roles_dir]
+
+    def wants(self, path):
+        return (_is_drop(path, self.ws.pipelines_dir, (".yaml", ".yml"))
+                or _is_drop(path, self.ws.roles_dir, (".agent.md",)))
+
+    def start(self):
+        self._recheck = optional_import("agentops.pipelines.watch", "recheck")
+
+    def _files(self) -> dict[Path, tuple[int, int]]:
+        found = {}
+        for folder in (self.ws.pipelines_dir, self.ws.roles_dir):
+            for path in self.listdir(folder, self.wants):
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                found[path] = (st.st_mtime_ns, st.st_size)
+        return found
+
+    def scan(self):
+        now = self._files()
+        first = not self._seen and not getattr(self, "_scanned", False)
+        self._scanned = True
+        changed = [p for p, sig in now.items() if first or self._seen.get(p) != sig]
+        gone = [p for p in self._seen if p not in now]
+        self._seen = now
+        if gone:
+            self.handle(gone)
+        return changed
+
+    def handle(self, paths):
+        for p in paths:
+            try:
+                st = p.stat()
+                self._seen[p] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                self._seen.pop(p, None)
+        result = self._recheck(self.ws, paths)
+        problems = _count(result) if result is not None else 0
+        self.log(logging.WARNING if problems else logging.INFO, "spec-check", files=len(paths), problems=problems)
+
+
+# dispatch (a later issue) -------------------------------------------------------------------
+#
+# class DispatchTask(Task):
+#     name = "dispatch"
+#     def __init__(self, daemon):
+#         super().__init__(daemon)
+#         daemon.on_mail(self.wake)            # called on the worker with {agent, ...}
+#     def wake(self, inboxes: set[str]) -> None:
+#         ...                                  # coalesce, then run each agent's on_mail argv
+#
+# register_task(DispatchTask)
+
+
+# registry -----------------------------------------------------------------------------------
+TaskFactory = Callable[["Daemon"], "DaemonTask | None"]
+_FACTORIES: list[TaskFactory] = []
+
+
+def register_task(factory: TaskFactory) -> TaskFactory:
+    """Add a task to every daemon started after this call (usable as a class decorator)."""
+    if factory not in _FACTORIES:
+        _FACTORIES.append(factory)
+    return factory
+
+
+def registered_tasks() -> list[TaskFactory]:
+    return list(_FACTORIES)
+
+
+for _builtin in (MailTask, OrbitIngestTask, SpecCheckTask):
+    register_task(_builtin)
