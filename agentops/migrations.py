@@ -35,3 +35,30 @@ def m001_events(db: Database) -> None:
     db.execute("CREATE INDEX events_kind_ts ON events(kind, ts)")
     db.execute("CREATE INDEX events_pipeline_ts ON events(pipeline, ts)")
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+
+
+@migrations()
+def m005_dispatch(db: Database) -> None:
+    """Each agent's latest dispatch run, derived from `dispatch` events (agentops.dispatch.record).
+
+    `action` is the latest event's (started|succeeded|failed|timed_out|retrying|gave_up); `started`,
+    `finished`, `exit_code`, `duration_s`, `log` describe the latest run; the counters are totals.
+    """
+    db.execute(
+        """
+        CREATE TABLE dispatch_runs (
+            agent      TEXT PRIMARY KEY,
+            action     TEXT NOT NULL,
+            attempt    INTEGER,
+            started    TEXT,
+            finished   TEXT,
+            exit_code  INTEGER,
+            duration_s REAL,
+            log        TEXT,
+            updated    TEXT NOT NULL,
+            runs       INTEGER NOT NULL DEFAULT 0,
+            failures   INTEGER NOT NULL DEFAULT 0,
+            gave_up    INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )

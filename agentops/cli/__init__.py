@@ -68,6 +68,7 @@ from agentops.cli import workspace as _workspace  # noqa: E402
 
 for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff):
     _module.register(app)
+from agentops.cli import dispatch as _dispatch; _dispatch.register(app)  # noqa: E402, E702
 
 
 def main() -> None:
