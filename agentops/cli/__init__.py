@@ -70,6 +70,9 @@ for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff)
     _module.register(app)
 from agentops.cli import dispatch as _dispatch; _dispatch.register(app)  # noqa: E402, E702
 
+from agentops.cli import mcp as _mcp  # noqa: E402  (the SDK itself is imported only when `mcp` runs)
+_mcp.register(app)
+
 
 def main() -> None:
     try:

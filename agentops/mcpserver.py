@@ -1,0 +1,374 @@
+"""The `orbit` MCP server (SPEC §10): the workspace's mail, Orbit log, pipelines, handoffs and status
+as 11 tools for agents. `agentops mcp` serves it over stdio.
+
+Each tool is a thin wrapper over the library (`agentops.mail`, `agentops.orbit`, `agentops.pipelines`,
+`agentops.handoff`, `agentops.status`); nothing here decides anything the CLI would not. Descriptions
+are short on purpose: agents pay for every token. Library errors and bad arguments come back as
+tool errors (`isError`) with one line saying what is wrong, never a traceback.
+
+This module imports the MCP SDK; the CLI imports it only inside `agentops mcp`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError as PydanticValidationError
+
+from agentops.errors import AgentOpsError, format_pydantic_errors
+
+SERVER_NAME = "orbit"
+INSTRUCTIONS = ("The agentops workspace: team mail, the Orbit event log (pipeline runs, jobs, data-quality "
+                "checks, metrics), pipeline specs, handoffs and status. Address agents by slug "
+                "(data-engineer); `all`, `user`, `postmaster` are built in.")
+
+# --- argument types (the constraints are the input schema) -------------------------------------
+Agent = Annotated[str, Field(min_length=1, max_length=200, description="agent address, e.g. data-engineer")]
+MessageId = Annotated[str, Field(min_length=1, max_length=500, description="message id from mail_inbox")]
+Pipeline = Annotated[str, Field(min_length=1, max_length=512)]
+Since = Annotated[str, Field(min_length=1, max_length=64,
+                             description="ISO 8601 time or date, or an age like 24h, 7d")]
+Limit = Annotated[int, Field(ge=1, le=500)]
+RunState = Literal["queued", "running", "succeeded", "failed", "up_for_retry", "upstream_failed", "skipped",
+                   "canceled"]
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+
+
+# --- outputs ------------------------------------------------------------------------------------
+class _Out(BaseModel):
+    pass
+
+
+class MailSent(_Out):
+    ids: list[str] = Field(description="Message-ID per delivered copy")
+
+
+class MailSummary(_Out):
+    id: str
+    sender: str | None = None
+    to: list[str] = []
+    subject: str | None = None
+    date: str | None = None
+    priority: str | None = None
+    read: bool = False
+    acked: bool = False
+
+
+class Inbox(_Out):
+    agent: str
+    messages: list[MailSummary]
+
+
+class Mail(MailSummary):
+    cc: list[str] = []
+    in_reply_to: str | None = None
+    body: str = ""
+
+
+class Acked(_Out):
+    id: str
+    acked: bool = True
+
+
+class Handoff(_Out):
+    sender: str
+    target: str
+    label: str
+    sent: bool
+    message_ids: list[str] = []
+    draft: str | None = Field(None, description="draft id when not sent (send it with `agentops mail send --draft`)")
+
+
+class Logged(_Out):
+    id: str | None = None
+    seq: int | None = Field(None, description="log position; null when an event with this id was already logged")
+    kind: str
+    anomalies: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
+
+
+class Runs(_Out):
+    runs: list[dict[str, Any]]
+
+
+class Quality(_Out):
+    failed_checks: list[dict[str, Any]]
+    anomalies: list[dict[str, Any]]
+
+
+class Problem(_Out):
+    file: str
+    path: str = ""
+    line: int | None = None
+    message: str
+
+
+class Checked(_Out):
+    ok: bool
+    pipelines: list[str] = Field(description="pipelines checked")
+    problems: list[Problem]
+
+
+class PlanStage(_Out):
+    name: str
+    level: int
+    weight_s: float
+    measured: bool
+    start_s: float
+    finish_s: float
+    slack_s: float
+    after: list[str]
+
+
+class Plan(_Out):
+    pipeline: str
+    order: list[str]
+    levels: list[list[str]] = Field(description="stages that can run in parallel, level by level")
+    max_parallel: int
+    critical_path: list[str]
+    critical_path_s: float
+    weights: str = Field(description="orbit (recorded durations), timeouts, or orbit+timeouts")
+    stages: list[PlanStage]
+
+
+# --- the server ---------------------------------------------------------------------------------
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, AgentOpsError):
+        extra = [p for p in getattr(exc, "problems", [])[1:4] if p]
+        more = len(getattr(exc, "problems", [])) - 1 - len(extra)
+        text = str(exc) + "".join(f"; {p}" for p in extra) + (f"; and {more} more" if more > 0 else "")
+        return _one_line(text)
+    if isinstance(exc, PydanticValidationError):
+        lines = format_pydantic_errors(exc)
+        return "bad arguments: " + _one_line("; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else ""))
+    return _one_line(str(exc))
+
+
+def _untitled(schema: Any) -> Any:
+    """A JSON schema without pydantic's generated `title`s (tokens an agent pays for and never needs)."""
+    if isinstance(schema, dict):
+        return {k: _untitled(v) for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(schema, list):
+        return [_untitled(v) for v in schema]
+    return schema
+
+
+class OrbitServer(MCPServer):
+    """MCPServer with lean schemas and one-line tool errors: the library's message, or which argument
+    is wrong."""
+
+    async def list_tools(self):
+        tools = await super().list_tools()
+        return [t.model_copy(update={"input_schema": _untitled(t.input_schema),
+                                     "output_schema": _untitled(t.output_schema)}) for t in tools]
+
+    async def call_tool(self, name, arguments, context=None):
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, (AgentOpsError, PydanticValidationError)):
+                raise ToolError(f"{name}: {_error_text(cause)}") from cause
+            raise
+
+
+def _result(out: BaseModel | dict) -> CallToolResult:
+    """Structured content plus the same JSON, compact, as text (for clients that read only text)."""
+    data = out.model_dump(mode="json") if isinstance(out, BaseModel) else out
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def build_server(ws) -> MCPServer:
+    """The `orbit` server over workspace `ws`, with its 11 tools."""
+    from agentops import __version__
+
+    server = OrbitServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    tool = server.tool
+
+    # --- mail ---------------------------------------------------------------------------------
+    @tool(annotations=WRITE)
+    async def mail_send(
+        sender: Agent,
+        to: Annotated[list[Agent], Field(min_length=1, description="recipients: agents, roles, all, user")],
+        subject: Annotated[str, Field(min_length=1, max_length=998)],
+        body: Annotated[str, Field(max_length=10 * 1024 * 1024)],
+        cc: list[Agent] = [],
+        priority: Literal["low", "normal", "high", "urgent"] = "normal",
+        reply_to: Annotated[str | None, Field(description="message id this replies to")] = None,
+    ) -> MailSent:
+        """Send mail from `sender` to agents. Returns the delivered message ids."""
+        from agentops import mail
+
+        ids = mail.send(ws, sender=sender, to=list(to), subject=subject, body=body, cc=list(cc),
+                        priority=priority, reply_to=reply_to)
+        return _result(MailSent(ids=list(ids)))
+
+    @tool(annotations=READ)
+    async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:
+        """List an agent's mail, newest first (only unread by default)."""
+        from agentops import mail
+
+        rows = _mail_inbox(mail, ws, agent, unread=unread, limit=limit)
+        return _result(Inbox(agent=agent, messages=[_summary(r) for r in rows]))
+
+    @tool(annotations=WRITE)
+    async def mail_read(id: MessageId) -> Mail:
+        """Read one message (headers and body) and mark it read."""
+        from agentops import mail
+
+        msg = _mail_read(mail, ws, id)
+        return _result(_full(msg))
+
+    @tool(annotations=WRITE)
+    async def mail_ack(id: MessageId) -> Acked:
+        """Acknowledge a message once you have acted on it."""
+        from agentops import mail
+
+        _mail_ack(mail, ws, id)
+        return _result(Acked(id=id))
+
+    # --- handoff ------------------------------------------------------------------------------
+    @tool(name="handoff", annotations=WRITE)
+    async def handoff_tool(
+        sender: Agent,
+        label: Annotated[str, Field(min_length=1, max_length=500,
+                                    description="handoff label (or target role) in the sender's role file")],
+        context: Annotated[str, Field(max_length=1024 * 1024, description="what the receiver needs to know")] = "",
+        draft: Annotated[bool, Field(description="save as a draft even when the handoff sends")] = False,
+    ) -> Handoff:
+        """Hand work to another agent along one of your role's handoffs: mailed, or saved as a draft."""
+        from agentops.handoff import handoff
+
+        r = handoff(ws, sender, label, context, draft=draft)
+        return _result(Handoff(sender=r.sender, target=r.target, label=r.label, sent=r.sent,
+                               message_ids=list(r.message_ids), draft=r.draft))
+
+    # --- orbit --------------------------------------------------------------------------------
+    @tool(annotations=WRITE)
+    async def orbit_log(
+        event: Annotated[dict[str, Any], Field(description=(
+            'One flat event; "kind" picks the fields. run: pipeline, run_id, state, task?, run_type?, '
+            "logical_date?, attempt?, error?. job: pipeline, run_id?, task?, rows_in?, rows_out?, bytes?, "
+            "duration_s?. check: pipeline, dataset, check, passed, severity? (warn|error), observed?, "
+            "threshold?, run_id?. metric: pipeline, name, value, dataset?. perf: pipeline, bottleneck "
+            "(io|cpu|network|serialization|memory), task?, note?, before?, after?, status? (open|resolved). "
+            "note: text. Any kind: ts?, id? (idempotency key)."))],
+    ) -> Logged:
+        """Log one Orbit event. Returns its id/seq and any anomaly or alert it caused."""
+        from agentops.orbit import Orbit
+
+        return _result(_logged(Orbit(ws).log(event), event))
+
+    @tool(annotations=READ)
+    async def orbit_runs(
+        pipeline: Pipeline | None = None,
+        state: RunState | None = None,
+        since: Since | None = None,
+        limit: Limit = 20,
+    ) -> Runs:
+        """Pipeline runs, newest first: state, type, logical date, attempt, error."""
+        from agentops.orbit import Orbit
+
+        rows = Orbit(ws).runs(pipeline=pipeline, state=state, since=since, limit=limit)
+        return _result(Runs(runs=[_plain(r) for r in rows]))
+
+    @tool(annotations=READ)
+    async def orbit_quality(pipeline: Pipeline | None = None, since: Since | None = None, limit: Limit = 50) -> Quality:
+        """Failed data-quality checks and anomalies, newest first."""
+        from agentops.orbit import Orbit
+
+        orbit = Orbit(ws)
+        checks = orbit.checks(pipeline=pipeline, since=since, passed=False, limit=limit)
+        anomalies = orbit.events(kind="anomaly", pipeline=pipeline, since=since, limit=limit)
+        return _result(Quality(failed_checks=[_plain(c) for c in checks], anomalies=[_plain(a) for a in anomalies]))
+
+    # --- pipelines ----------------------------------------------------------------------------
+    @tool(annotations=READ)
+    async def pipeline_check(name: Annotated[Pipeline | None, Field(description="omit to check every spec")] = None
+                             ) -> Checked:
+        """Validate pipeline specs: every problem with file, path and line."""
+        from agentops.pipelines.spec import check_one, load_specs
+
+        if name:
+            spec, problems = check_one(ws, name)
+            names = [spec.name if spec else name]
+        else:
+            specs, problems = load_specs(ws)
+            names = [s.name for s in specs]
+        return _result(Checked(ok=not problems, pipelines=names,
+                               problems=[Problem(file=p.file, path=p.path, line=p.line, message=p.message)
+                                         for p in problems]))
+
+    @tool(annotations=READ)
+    async def pipeline_plan(name: Pipeline) -> Plan:
+        """A pipeline's stage order, parallel levels and critical path (weighted by recorded durations)."""
+        from agentops.pipelines.graph import plan, recorded_durations
+        from agentops.pipelines.spec import find_spec
+
+        spec = find_spec(ws, name)
+        return _result(Plan.model_validate(plan(spec, recorded_durations(ws, spec.name))))
+
+    # --- status -------------------------------------------------------------------------------
+    @tool(annotations=READ)
+    async def status() -> dict[str, Any]:
+        """The whole workspace at a glance (same as `agentops status --json`)."""
+        from agentops.status import collect
+
+        return _result(collect(ws))
+
+    return server
+
+
+# --- adapting library values to the tool outputs ------------------------------------------------
+def _plain(value: Any) -> Any:
+    """A row (dict, dataclass, pydantic model or sqlite Row) as a plain JSON-able dict."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(value)
+    if hasattr(value, "keys"):
+        return {k: value[k] for k in value.keys()}
+    return value
+
+
+def _summary(row: Any) -> MailSummary:
+    return MailSummary.model_validate(_plain(row), strict=False)
+
+
+def _full(msg: Any) -> Mail:
+    return Mail.model_validate(_plain(msg), strict=False)
+
+
+def _mail_inbox(mail, ws, agent, *, unread, limit):
+    return mail.inbox(ws, agent, unread=unread, limit=limit)
+
+
+def _mail_read(mail, ws, id):
+    return mail.read(ws, id)
+
+
+def _mail_ack(mail, ws, id):
+    return mail.ack(ws, id)
+
+
+def _logged(result: Any, event: dict) -> Logged:
+    data = _plain(result)
+    if not isinstance(data, dict):
+        data = {"seq": data}
+    data.setdefault("kind", event.get("kind", ""))
+    return Logged.model_validate(data)
