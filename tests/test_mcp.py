@@ -1,0 +1,175 @@
+"""The `orbit` MCP server: the SDK's in-process Client calling every tool for real on a temp
+workspace, bad arguments as tool errors, one real stdio subprocess started the way `.vscode/mcp.json`
+starts it, and the CLI not paying for the SDK at import."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mcp import Client, StdioServerParameters
+
+from agentops.mcpserver import build_server
+
+REPO = Path(__file__).resolve().parent.parent
+TOOLS = {"mail_send", "mail_inbox", "mail_read", "mail_ack", "handoff", "orbit_log", "orbit_runs",
+         "orbit_quality", "pipeline_check", "pipeline_plan", "status"}
+
+
+def session(ws, script):
+    """Run `await script(call)` against an in-process client; `call(name, args)` -> CallToolResult."""
+
+    async def main():
+        async with Client(build_server(ws)) as client:
+            async def call(name, args=None):
+                return await client.call_tool(name, args or {})
+
+            call.client = client
+            return await script(call)
+
+    return anyio.run(main)
+
+
+def ok(result) -> dict:
+    assert not result.is_error, result.content[0].text
+    assert json.loads(result.content[0].text) == result.structured_content
+    return result.structured_content
+
+
+def error(result) -> str:
+    assert result.is_error, result.structured_content
+    text = result.content[0].text
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+@pytest.fixture
+def pipelines(ws):
+    for spec in (REPO / ".agent" / "data" / "pipelines").glob("*.yaml"):
+        shutil.copy(spec, ws.pipelines_dir / spec.name)
+    return ws
+
+
+# --- listing ------------------------------------------------------------------------------------
+def test_lists_the_eleven_tools_each_described_and_typed(ws):
+    async def script(call):
+        return (await call.client.list_tools()).tools, call.client.server_info
+
+    tools, info = session(ws, script)
+    assert info.name == "orbit"
+    assert {t.name for t in tools} == TOOLS
+    for t in tools:
+        assert t.description and len(t.description) < 120, t.name
+        assert t.input_schema["type"] == "object", t.name
+        assert t.output_schema and t.output_schema["type"] == "object", t.name
+        assert "title" not in json.dumps(t.input_schema).replace('"title": {', ""), t.name
+    send = next(t for t in tools if t.name == "mail_send")
+    assert set(send.input_schema["required"]) == {"sender", "to", "subject", "body"}
+    assert send.input_schema["properties"]["priority"]["enum"] == ["low", "normal", "high", "urgent"]
+
+
+# --- pipelines ----------------------------------------------------------------------------------
+def test_pipeline_check_and_plan(pipelines):
+    ws = pipelines
+
+    async def script(call):
+        return (await call("pipeline_check"), await call("pipeline_check", {"name": "orders_daily"}),
+                await call("pipeline_plan", {"name": "orders_daily"}))
+
+    every, one, plan = session(ws, script)
+    every, one, plan = ok(every), ok(one), ok(plan)
+    assert every["ok"] and "orders_daily" in every["pipelines"] and every["problems"] == []
+    assert one == {"ok": True, "pipelines": ["orders_daily"], "problems": []}
+    assert plan["pipeline"] == "orders_daily"
+    assert plan["order"][0] in plan["levels"][0] and plan["critical_path"][-1] in plan["order"]
+    assert {s["name"] for s in plan["stages"]} == set(plan["order"])
+
+
+def test_pipeline_check_reports_problems_with_file_and_line(pipelines):
+    ws = pipelines
+    bad = ws.pipelines_dir / "orders_daily.yaml"
+    bad.write_text(bad.read_text().replace("owner: data-engineer", "owner: nobody-here"))
+
+    async def script(call):
+        return await call("pipeline_check", {"name": "orders_daily"})
+
+    out = ok(session(ws, script))
+    assert out["ok"] is False
+    assert any(p["file"].endswith("orders_daily.yaml") and "nobody-here" in p["message"] and p["line"]
+               for p in out["problems"])
+
+
+# --- errors -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, args, expected", [
+    ("mail_inbox", {"agent": "data-engineer", "limit": 0}, "limit: Input should be greater than or equal to 1"),
+    ("mail_send", {"sender": "data-engineer", "to": [], "subject": "s", "body": "b"}, "to: List should have at least 1"),
+    ("mail_send", {"sender": "data-engineer", "subject": "s", "body": "b"}, "to: Field required"),
+    ("orbit_runs", {"state": "exploded"}, "state: Input should be 'queued'"),
+    ("pipeline_plan", {}, "name: Field required"),
+    ("orbit_log", {"event": "not an object"}, "event: Input should be a valid dictionary"),
+])
+def test_bad_arguments_are_one_line_tool_errors(ws, name, args, expected):
+    async def script(call):
+        return await call(name, args)
+
+    text = error(session(ws, script))
+    assert text.startswith(f"{name}: bad arguments: ") and expected in text
+
+
+def test_library_errors_are_tool_errors_with_the_library_message(pipelines):
+    ws = pipelines
+
+    async def script(call):
+        return (await call("pipeline_plan", {"name": "nope"}),
+                await call("pipeline_check", {"name": "nope"}),
+                await call("no_such_tool", {}))
+
+    plan, check, unknown = session(ws, script)
+    assert "no pipeline 'nope'" in error(plan) and "orders_daily" in error(plan)
+    assert "no pipeline 'nope'" in error(check)
+    assert "no_such_tool" in error(unknown)
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+def test_cli_import_does_not_import_the_sdk_or_heavy_modules():
+    code = ("import agentops.cli, sys; heavy = [m for m in ('mcp', 'networkx', 'jinja2', 'watchdog') "
+            "if m in sys.modules]; assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_mcp_command_is_registered(cli):
+    result = cli("mcp", "--help")
+    assert result.exit_code == 0 and "orbit" in result.output
+
+
+def test_stdio_server_started_as_vscode_mcp_json_starts_it(pipelines):
+    """`.vscode/mcp.json` from `agentops init`: its command, args and env, `${workspaceFolder}` being
+    the workspace. When that command is not on PATH here (a bare `agentops`), the same module runs
+    as `sys.executable -m agentops`."""
+    ws = pipelines
+    conf = json.loads((ws.root / ".vscode" / "mcp.json").read_text())["servers"]["orbit"]
+    assert conf["type"] == "stdio" and conf["args"] == ["mcp"]
+    env = {k: v.replace("${workspaceFolder}", str(ws.root)) for k, v in conf["env"].items()}
+    assert env == {"AGENTOPS_WORKSPACE": str(ws.root)}
+    command, args = conf["command"], conf["args"]
+    if not (os.path.isabs(command) and os.access(command, os.X_OK)) and not shutil.which(command):
+        command, args = sys.executable, ["-m", "agentops", *args]
+    params = StdioServerParameters(command=command, args=args, env=env, cwd=str(ws.root.parent))
+
+    async def main():
+        async with Client(params, read_timeout_seconds=20) as client:
+            tools = (await client.list_tools()).tools
+            return client.server_info, {t.name for t in tools}, await client.call_tool("pipeline_check", {})
+
+    info, names, checked = anyio.run(main)
+    assert info.name == "orbit" and names == TOOLS
+    out = ok(checked)
+    assert out["ok"] and "orders_daily" in out["pipelines"]
