@@ -174,6 +174,7 @@ class Daemon:
         self._started_at: str | None = None
         self._mode = "poll" if poll else "inotify"
         self._last_beat = 0.0
+        self._dirty = False
 
     # hooks for tasks ------------------------------------------------------------------------
     def on_mail(self, callback: Callable[[set[str]], None]) -> None:
@@ -361,8 +362,8 @@ class Daemon:
                 if self._stopping.is_set():
                     break
                 self._beat()
-                timeout = min(wait, next_rescan - time.monotonic(),
-                              heartbeat.HEARTBEAT_SECONDS - (time.monotonic() - self._last_beat))
+                beat_every = heartbeat.MIN_WRITE_INTERVAL if self._dirty else heartbeat.HEARTBEAT_SECONDS
+                timeout = min(wait, next_rescan - time.monotonic(), beat_every - (time.monotonic() - self._last_beat))
                 self._drain(max(timeout, 0.0))
             except Exception:
                 self.stats.error("worker: see log")
@@ -499,8 +500,9 @@ class Daemon:
     def _beat(self, force: bool = False, state: str = "running") -> None:
         now = time.monotonic()
         if not force and now - self._last_beat < heartbeat.MIN_WRITE_INTERVAL:
+            self._dirty = True       # the worker writes it when the interval is over
             return
-        self._last_beat = now
+        self._last_beat, self._dirty = now, False
         s = self.stats
         heartbeat.write_state(self.ws, {
             "pid": os.getpid(), "state": state, "mode": self._mode, "workspace": str(self.ws.root),
