@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError as PydanticValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
 
 from agentops.errors import AgentOpsError, format_pydantic_errors
 
@@ -36,6 +36,7 @@ Limit = Annotated[int, Field(ge=1, le=500)]
 RunState = Literal["queued", "running", "succeeded", "failed", "up_for_retry", "upstream_failed", "skipped",
                    "canceled"]
 
+ALERT_FIELDS = ("cause", "owner", "subject", "status")
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
@@ -86,20 +87,71 @@ class Handoff(_Out):
 
 
 class Logged(_Out):
-    id: str | None = None
-    seq: int | None = Field(None, description="log position; null when an event with this id was already logged")
     kind: str
+    seq: int | None = Field(description="log position; null when an event with this id was already logged")
+    id: str | None = None
+    ts: str | None = None
+    state: str | None = Field(None, description="run events: the run's state now")
+    attempt: int | None = None
     anomalies: list[dict[str, Any]] = []
-    alerts: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = Field([], description="mail sent to the pipeline's owner")
+    upstream_failed: list[str] = Field([], description="tasks marked upstream_failed")
+
+
+class _Row(_Out):
+    model_config = ConfigDict(extra="allow")
+
+
+class RunRow(_Row):
+    pipeline: str
+    run_id: str
+    task: str | None = None
+    state: str
+    attempt: int | None = None
+    run_type: str | None = None
+    logical_date: str | None = None
+    error: str | None = None
+    owner: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    updated_at: str | None = None
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _no_task(cls, v):
+        return v or None
 
 
 class Runs(_Out):
-    runs: list[dict[str, Any]]
+    runs: list[RunRow]
+
+
+class CheckRow(_Row):
+    pipeline: str
+    run_id: str | None = None
+    dataset: str
+    check: str
+    passed: bool
+    severity: str
+    observed: Any = None
+    threshold: Any = None
+    ts: str
+
+
+class AnomalyRow(_Row):
+    pipeline: str
+    dataset: str | None = None
+    metric: str
+    value: float
+    expected: float
+    zscore: float
+    direction: str
+    ts: str
 
 
 class Quality(_Out):
-    failed_checks: list[dict[str, Any]]
-    anomalies: list[dict[str, Any]]
+    failed_checks: list[CheckRow]
+    anomalies: list[AnomalyRow]
 
 
 class Problem(_Out):
@@ -265,33 +317,47 @@ def build_server(ws) -> MCPServer:
             "(io|cpu|network|serialization|memory), task?, note?, before?, after?, status? (open|resolved). "
             "note: text. Any kind: ts?, id? (idempotency key)."))],
     ) -> Logged:
-        """Log one Orbit event. Returns its id/seq and any anomaly or alert it caused."""
+        """Log one Orbit event. Returns its seq and any anomaly, alert or upstream_failed run it caused."""
         from agentops.orbit import Orbit
 
-        return _result(_logged(Orbit(ws).log(event), event))
+        with Orbit.open(ws) as orbit:
+            r = orbit.log(event)
+            derived = list(r.derived)
+            if r.seq is not None and not any(d.get("kind") == "alert" for d in derived):
+                sources = {r.seq} | {d["seq"] for d in derived if d.get("seq") is not None}
+                derived += [{"kind": "alert", **{k: a.get(k) for k in ALERT_FIELDS}}
+                            for a in orbit.alerts(limit=50) if a.get("source_seq") in sources]
+        by_kind = lambda k: [d for d in derived if d.get("kind") == k]  # noqa: E731
+        return _result(Logged(kind=r.kind, seq=r.seq, id=r.id, ts=r.ts, state=r.state, attempt=r.attempt,
+                              anomalies=by_kind("anomaly"), alerts=by_kind("alert"),
+                              upstream_failed=[d.get("task") for d in by_kind("run")]))
 
     @tool(annotations=READ)
     async def orbit_runs(
         pipeline: Pipeline | None = None,
         state: RunState | None = None,
         since: Since | None = None,
+        tasks: Annotated[bool, Field(description="include task runs, not only pipeline runs")] = False,
         limit: Limit = 20,
     ) -> Runs:
-        """Pipeline runs, newest first: state, type, logical date, attempt, error."""
+        """Runs at their latest state, newest first."""
         from agentops.orbit import Orbit
 
-        rows = Orbit(ws).runs(pipeline=pipeline, state=state, since=since, limit=limit)
-        return _result(Runs(runs=[_plain(r) for r in rows]))
+        with Orbit.open(ws) as orbit:
+            rows = orbit.runs(pipeline=pipeline, state=state, since=since, tasks=None if tasks else False,
+                              limit=limit)
+        return _result(Runs(runs=[RunRow.model_validate(r) for r in rows]))
 
     @tool(annotations=READ)
     async def orbit_quality(pipeline: Pipeline | None = None, since: Since | None = None, limit: Limit = 50) -> Quality:
-        """Failed data-quality checks and anomalies, newest first."""
+        """Failing data-quality checks and anomalies, newest first."""
         from agentops.orbit import Orbit
 
-        orbit = Orbit(ws)
-        checks = orbit.checks(pipeline=pipeline, since=since, passed=False, limit=limit)
-        anomalies = orbit.events(kind="anomaly", pipeline=pipeline, since=since, limit=limit)
-        return _result(Quality(failed_checks=[_plain(c) for c in checks], anomalies=[_plain(a) for a in anomalies]))
+        with Orbit.open(ws) as orbit:
+            checks = orbit.checks(pipeline=pipeline, failed=True, since=since, limit=limit)
+            anomalies = orbit.anomalies(pipeline=pipeline, since=since, limit=limit)
+        return _result(Quality(failed_checks=[CheckRow.model_validate(c) for c in checks],
+                               anomalies=[AnomalyRow.model_validate(a) for a in anomalies]))
 
     # --- pipelines ----------------------------------------------------------------------------
     @tool(annotations=READ)
@@ -364,11 +430,3 @@ def _mail_read(mail, ws, id):
 
 def _mail_ack(mail, ws, id):
     return mail.ack(ws, id)
-
-
-def _logged(result: Any, event: dict) -> Logged:
-    data = _plain(result)
-    if not isinstance(data, dict):
-        data = {"seq": data}
-    data.setdefault("kind", event.get("kind", ""))
-    return Logged.model_validate(data)

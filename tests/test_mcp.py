@@ -173,3 +173,82 @@ def test_stdio_server_started_as_vscode_mcp_json_starts_it(pipelines):
     assert info.name == "orbit" and names == TOOLS
     out = ok(checked)
     assert out["ok"] and "orders_daily" in out["pipelines"]
+
+
+# --- orbit --------------------------------------------------------------------------------------
+def test_orbit_log_then_runs(pipelines):
+    ws = pipelines
+    run = {"kind": "run", "pipeline": "orders_daily", "run_id": "r1", "state": "running",
+           "logical_date": "2026-11-25", "id": "ev-1"}
+
+    async def script(call):
+        first = await call("orbit_log", {"event": run})
+        again = await call("orbit_log", {"event": run})
+        done = await call("orbit_log", {"event": {**run, "id": None, "state": "succeeded"}})
+        return first, again, done, await call("orbit_runs", {"pipeline": "orders_daily"}), \
+            await call("orbit_runs", {"state": "failed"})
+
+    first, again, done, runs, failed = session(ws, script)
+    first = ok(first)
+    assert first["kind"] == "run" and first["seq"] >= 1 and first["id"] == "ev-1" and first["state"] == "running"
+    assert ok(again)["seq"] is None  # same id: idempotent
+    assert ok(done)["state"] == "succeeded"
+    rows = ok(runs)["runs"]
+    assert [(r["run_id"], r["state"], r["task"], r["logical_date"]) for r in rows] == \
+        [("r1", "succeeded", None, "2026-11-25")]
+    assert ok(failed)["runs"] == []
+
+
+def test_failing_check_and_anomaly_show_in_orbit_quality_with_their_alerts(pipelines):
+    ws = pipelines
+    check = {"kind": "check", "pipeline": "orders_daily", "dataset": "warehouse.fact_orders",
+             "check": "not_null:order_id", "passed": False, "severity": "error", "observed": 12, "threshold": 0}
+
+    async def script(call):
+        logged = await call("orbit_log", {"event": check})
+        await call("orbit_log", {"event": {**check, "check": "unique:order_id", "passed": True}})
+        for day, value in enumerate([1000, 1010, 990, 1005, 995, 1000]):
+            await call("orbit_log", {"event": {"kind": "metric", "pipeline": "orders_daily", "name": "row_count",
+                                               "value": value, "ts": f"2026-11-{10 + day}T02:00:00Z"}})
+        drop = await call("orbit_log", {"event": {"kind": "metric", "pipeline": "orders_daily", "name": "row_count",
+                                                  "value": 12, "ts": "2026-11-16T02:00:00Z"}})
+        return logged, drop, await call("orbit_quality", {"pipeline": "orders_daily"}), \
+            await call("orbit_quality", {"pipeline": "customers_dim"})
+
+    logged, drop, quality, other = session(ws, script)
+    assert [a["cause"] for a in ok(logged)["alerts"]] == ["check"]
+    assert ok(logged)["alerts"][0]["owner"] == "data-engineer"
+    drop = ok(drop)
+    assert [a["metric"] for a in drop["anomalies"]] == ["row_count"]
+    assert [a["cause"] for a in drop["alerts"]] == ["anomaly"]
+    q = ok(quality)
+    assert [(c["check"], c["passed"], c["observed"]) for c in q["failed_checks"]] == [("not_null:order_id", False, 12)]
+    assert [(a["metric"], a["direction"], a["value"]) for a in q["anomalies"]] == [("row_count", "drop", 12)]
+    assert ok(other) == {"failed_checks": [], "anomalies": []}
+
+
+@pytest.mark.parametrize("event, expected", [
+    ({"kind": "bogus"}, "kind: unknown kind 'bogus'"),
+    ({"kind": "note", "text": "hi", "colour": "red"}, "note.colour: unknown field"),
+    ({"kind": "run", "pipeline": "p", "run_id": "r"}, "run.state: Field required"),
+])
+def test_orbit_log_rejects_a_bad_event_naming_the_field(ws, event, expected):
+    async def script(call):
+        return await call("orbit_log", {"event": event}), await call("orbit_runs", {})
+
+    rejected, runs = session(ws, script)
+    assert expected in error(rejected)
+    assert ok(runs)["runs"] == []
+
+
+def test_orbit_errors_from_the_library_are_tool_errors(ws):
+    run = {"kind": "run", "pipeline": "p", "run_id": "r", "state": "failed"}
+
+    async def script(call):
+        await call("orbit_log", {"event": run})
+        return await call("orbit_log", {"event": {**run, "state": "running"}}), \
+            await call("orbit_quality", {"since": "yesterday"})
+
+    illegal, since = session(ws, script)
+    assert "illegal transition failed -> running" in error(illegal)
+    assert "'yesterday'" in error(since)
