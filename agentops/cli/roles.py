@@ -87,3 +87,22 @@ def graph(ctx: typer.Context, fmt: str = typer.Option("mermaid", "--format", "-f
         typer.echo(f"{comment} nobody hands off to: {', '.join(report['unreachable'])}")
     for cycle in report["handoff_cycles"]:
         typer.echo(f"{comment} handoff cycle: {' -> '.join(cycle + cycle[:1])}")
+
+
+@roles_app.command("export")
+def export(ctx: typer.Context,
+           target: str = typer.Option(..., "--target", "-t", help="vscode, claude or agents-md."),
+           out: str = typer.Option(None, "--out", help="Folder to write into (default: the workspace).")):
+    """Write the roles for another host, each with the workspace protocol: VS Code custom agents
+    (.github/agents/), Claude Code subagents (.claude/agents/) or an AGENTS.md section."""
+    from pathlib import Path
+
+    from agentops.exports import export_roles
+
+    ws = workspace(ctx)
+    for path in export_roles(ws, target, Path(out) if out else None):
+        try:
+            shown = path.relative_to(ws.root)
+        except ValueError:
+            shown = path
+        typer.echo(f"wrote {shown}")
