@@ -449,17 +449,18 @@ class Dispatcher:
             return not self._running and all(s.due is None and s.dirty_since is None
                                              for s in self._agents.values())
 
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
+    def wait_idle(self, timeout: float | None) -> bool:
+        """Wait until nothing runs and nothing is pending (retries included); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 if not self._running and all(s.due is None and s.dirty_since is None
                                              for s in self._agents.values()):
                     return True
-                left = deadline - time.monotonic()
-                if left <= 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
                     return False
-                self._cond.wait(min(left, 0.1))
+                self._cond.wait(0.1 if left is None else min(left, 0.1))
 
     # scheduler
     def _loop(self) -> None:
@@ -494,8 +495,12 @@ class Dispatcher:
         try:
             result = run_once(self.ws, name, attempt=attempt, cancel=self._cancel,
                               on_start=lambda proc: self._set_proc(name, proc))
-        except Exception:
+        except Exception as exc:  # e.g. the prompt did not render: a failed attempt, retried
             self.logger.exception("dispatch-error", extra={"fields": {"agent": name, "attempt": attempt}})
+            try:
+                record(self.ws, name, "failed", attempt=attempt, error=f"{type(exc).__name__}: {exc}")
+            except Exception:
+                pass
         if result is not None:
             self._log(result)
         failed = result is None or not result.ok
@@ -548,3 +553,54 @@ class Dispatcher:
         self.logger.log(level, f"dispatch-{action}", extra={"fields": {
             "agent": result.agent, "attempt": result.attempt, "exit_code": result.exit_code,
             "duration_s": round(result.duration_s, 3), "log": _rel(self.ws, result.log)}})
+
+    def flush(self) -> None:
+        """Start everything pending now instead of at the end of its coalesce or backoff window."""
+        with self._cond:
+            now = time.monotonic()
+            for state in self._agents.values():
+                if state.due is not None:
+                    state.due = now
+            self._cond.notify_all()
+
+
+# the daemon's task ------------------------------------------------------------------------------
+
+def daemon_task(daemon):
+    """The daemon task factory (registered in `agentops.daemon.tasks`): wake agents on mail."""
+    from agentops.daemon.tasks import InactiveTask, Task
+
+    class DispatchTask(Task):
+        """Owns a `Dispatcher`; the daemon's mail task calls `wake` with the inboxes that got mail."""
+
+        name = "dispatch"
+
+        def __init__(self, daemon):
+            super().__init__(daemon)
+            self.dispatcher: Dispatcher | None = None
+
+        def start(self):
+            if self.dispatcher is not None:
+                return
+            agents = sorted(a.name for a in self.ws.addresses.agents.values() if a.on_mail)
+            if not agents:
+                raise InactiveTask("no agent has on_mail in agentops.toml")
+            self.dispatcher = Dispatcher(self.ws, logger=self.daemon.logger).start()
+            self.daemon.on_mail(self.wake)
+            self.log(logging.INFO, "dispatch-ready", agents=agents,
+                     max_concurrent=self.dispatcher.settings.max_concurrent)
+
+        def wake(self, inboxes: set[str]) -> None:
+            if self.dispatcher is not None:
+                self.dispatcher.notify(inboxes)
+
+        def close(self):
+            if self.dispatcher is None:
+                return
+            if getattr(self.daemon, "_mode", None) == "once":  # --once: run what the mail asked for
+                self.dispatcher.flush()
+                self.dispatcher.wait_idle(None)
+            self.dispatcher.stop()
+            self.dispatcher = None
+
+    return DispatchTask(daemon)

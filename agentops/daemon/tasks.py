@@ -293,17 +293,12 @@ class SpecCheckTask(Task):
         self.log(logging.WARNING if problems else logging.INFO, "spec-check", files=len(paths), problems=problems)
 
 
-# dispatch (a later issue) -------------------------------------------------------------------
-#
-# class DispatchTask(Task):
-#     name = "dispatch"
-#     def __init__(self, daemon):
-#         super().__init__(daemon)
-#         daemon.on_mail(self.wake)            # called on the worker with {agent, ...}
-#     def wake(self, inboxes: set[str]) -> None:
-#         ...                                  # coalesce, then run each agent's on_mail argv
-#
-# register_task(DispatchTask)
+# dispatch -----------------------------------------------------------------------------------
+def dispatch_task(daemon):
+    """Wake agents with `on_mail` when their mail arrives (`agentops.dispatch`)."""
+    from agentops.dispatch import daemon_task
+
+    return daemon_task(daemon)
 
 
 # registry -----------------------------------------------------------------------------------
@@ -322,5 +317,5 @@ def registered_tasks() -> list[TaskFactory]:
     return list(_FACTORIES)
 
 
-for _builtin in (MailTask, OrbitIngestTask, SpecCheckTask):
+for _builtin in (MailTask, OrbitIngestTask, SpecCheckTask, dispatch_task):
     register_task(_builtin)
