@@ -38,6 +38,119 @@ def m001_events(db: Database) -> None:
 
 
 @migrations()
+def m002_mail(db: Database) -> None:
+    """Mail, derived from the `mail` events in the same transaction (agentops/mail/store.py).
+
+    messages: one row per delivered message (`key` is its Maildir file name, the same in every
+    inbox); deliveries: one row per inbox or role queue it went to, with read/ack/claim state;
+    messages_fts: FTS5 over subject and body (external content, filled by the writer);
+    dead_letters: one row per dead letter (`id` names `.agent/email/dead/<id>`).
+    """
+    for statement in (
+        """CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, key TEXT NOT NULL UNIQUE,
+            sender TEXT NOT NULL, recipients TEXT NOT NULL, cc TEXT NOT NULL DEFAULT '[]',
+            subject TEXT NOT NULL, body TEXT NOT NULL, priority TEXT NOT NULL DEFAULT 'normal',
+            date TEXT NOT NULL, in_reply_to TEXT, refs TEXT NOT NULL DEFAULT '[]',
+            thread_id TEXT NOT NULL, topic TEXT, drop_name TEXT, size INTEGER NOT NULL DEFAULT 0,
+            delivered_at TEXT NOT NULL)""",
+        "CREATE INDEX messages_thread ON messages(thread_id, date)",
+        "CREATE INDEX messages_sender ON messages(sender, date)",
+        """CREATE TABLE deliveries (
+            message_id TEXT NOT NULL REFERENCES messages(message_id), kind TEXT NOT NULL,
+            box TEXT NOT NULL, key TEXT NOT NULL, delivered_at TEXT NOT NULL,
+            read_at TEXT, acked_at TEXT, claimed_by TEXT, claimed_at TEXT,
+            PRIMARY KEY (kind, box, message_id))""",
+        "CREATE INDEX deliveries_message ON deliveries(message_id)",
+        "CREATE INDEX deliveries_box ON deliveries(kind, box, delivered_at)",
+        "CREATE VIRTUAL TABLE messages_fts USING fts5(subject, body, content='messages', content_rowid='seq', tokenize='porter unicode61')",
+        """CREATE TABLE dead_letters (
+            id TEXT PRIMARY KEY, cause TEXT NOT NULL, reason TEXT NOT NULL, original_name TEXT NOT NULL,
+            sender TEXT, ts TEXT NOT NULL, bounce_id TEXT, retried_at TEXT, retried_as TEXT)""",
+    ):
+        db.execute(statement)
+
+
+@migrations()
+def m003_orbit(db: Database) -> None:
+    """Orbit's current state, derived from `events` in the same transaction as each event.
+
+    runs: one row per pipeline run (task = '') and per task run, at its latest state.
+    checks: latest result per (pipeline, run, dataset, check). metrics: every metric point (the
+    series anomaly detection reads; job figures are read back from jobs). jobs, anomalies, perf,
+    alerts (keyed by subject: one alert per run/check). events_fts: full-text index over event text,
+    brought up to date before each search (meta 'orbit.fts_seq').
+    """
+    schema = """
+        CREATE TABLE runs (
+            pipeline TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL, attempt INTEGER NOT NULL, run_type TEXT NOT NULL,
+            logical_date TEXT, error TEXT, owner TEXT,
+            started_at TEXT, ended_at TEXT, updated_at TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (pipeline, run_id, task)
+        );
+        CREATE INDEX runs_updated ON runs(updated_at);
+        CREATE INDEX runs_pipeline_updated ON runs(pipeline, updated_at);
+        CREATE INDEX runs_state_updated ON runs(state, updated_at);
+        CREATE INDEX runs_pipeline_date ON runs(pipeline, logical_date, task);
+
+        CREATE TABLE jobs (
+            seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, pipeline TEXT NOT NULL, run_id TEXT, task TEXT,
+            rows_in INTEGER, rows_out INTEGER, bytes INTEGER, duration_s REAL
+        );
+        CREATE INDEX jobs_pipeline_ts ON jobs(pipeline, ts);
+        CREATE INDEX jobs_series ON jobs(pipeline, task, seq);
+
+        CREATE TABLE checks (
+            pipeline TEXT NOT NULL, run_id TEXT NOT NULL DEFAULT '', dataset TEXT NOT NULL,
+            "check" TEXT NOT NULL, passed INTEGER NOT NULL, severity TEXT NOT NULL,
+            observed TEXT, threshold TEXT, ts TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (pipeline, run_id, dataset, "check")
+        );
+        CREATE INDEX checks_ts ON checks(ts);
+        CREATE INDEX checks_failed_ts ON checks(passed, severity, ts);
+        CREATE INDEX checks_pipeline_ts ON checks(pipeline, ts);
+
+        CREATE TABLE metrics (
+            seq INTEGER NOT NULL, series TEXT NOT NULL, pipeline TEXT NOT NULL, dataset TEXT,
+            name TEXT NOT NULL, value REAL NOT NULL, ts TEXT NOT NULL,
+            PRIMARY KEY (series, seq)
+        ) WITHOUT ROWID;
+        CREATE INDEX metrics_pipeline_ts ON metrics(pipeline, ts);
+
+        CREATE TABLE anomalies (
+            seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, pipeline TEXT NOT NULL, dataset TEXT,
+            metric TEXT NOT NULL, value REAL NOT NULL, expected REAL NOT NULL, zscore REAL NOT NULL,
+            direction TEXT NOT NULL, method TEXT, source_seq INTEGER
+        );
+        CREATE INDEX anomalies_ts ON anomalies(ts);
+        CREATE INDEX anomalies_pipeline_ts ON anomalies(pipeline, ts);
+
+        CREATE TABLE perf (
+            pipeline TEXT NOT NULL, task TEXT NOT NULL DEFAULT '', bottleneck TEXT NOT NULL,
+            status TEXT NOT NULL, note TEXT, before TEXT, after TEXT,
+            opened_at TEXT NOT NULL, updated_at TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY (pipeline, task, bottleneck)
+        );
+        CREATE INDEX perf_status ON perf(status, updated_at);
+
+        CREATE TABLE alerts (
+            key TEXT PRIMARY KEY, ts TEXT NOT NULL, cause TEXT NOT NULL, pipeline TEXT,
+            run_id TEXT, owner TEXT NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
+            source_seq INTEGER, status TEXT NOT NULL DEFAULT 'pending', message_id TEXT,
+            error TEXT, sent_at TEXT
+        );
+        CREATE INDEX alerts_ts ON alerts(ts);
+        CREATE INDEX alerts_status ON alerts(status);
+
+        CREATE VIRTUAL TABLE events_fts USING fts5(text, content='', tokenize='unicode61');
+        """
+    for statement in schema.split(";"):  # one by one: executescript would commit mid-migration
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations()
 def m005_dispatch(db: Database) -> None:
     """Each agent's latest dispatch run, derived from `dispatch` events (agentops.dispatch.record).
 

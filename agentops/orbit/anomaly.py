@@ -1,0 +1,112 @@
+"""Anomaly detection on numeric series: a rolling z-score with weekly seasonality.
+
+A point is compared with the `window` points before it in its series (metric events keyed by
+pipeline, dataset and name; job figures rows_out, bytes and duration_s keyed by pipeline and task):
+
+- no alarm before `min_points` points of history;
+- expected = their mean; z = (value - mean) / std, where std is floored at 1% of |mean| so a
+  perfectly flat series still yields a finite z;
+- no alarm when |value - mean| < `min_relative_change` x |mean| (noise on a flat series);
+- `direction` spike only alarms above, drop only below, both either way; alarm when |z| >= threshold.
+
+Seasonality: when the series is daily (one point per calendar day, by the event's `ts`) and its
+history holds at least `min_points` earlier points on the same weekday (within the last
+7 x window points), the point is compared with those same-weekday points instead (method
+"seasonal"): a Monday peak is normal when earlier Mondays peaked too, and a Monday that fails to
+peak is a drop. A young series (fewer same-weekday points) uses the plain rolling window.
+
+Settings: `[orbit.anomaly]` defaults, overridden per `pipeline`, `pipeline.metric` or
+`pipeline.dataset.metric` in `[orbit.anomaly_overrides]` (the most specific wins; an override only
+changes the keys it sets).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Settings:
+    window: int = 14
+    min_points: int = 4
+    threshold: float = 3.0
+    direction: str = "both"
+    min_relative_change: float = 0.1
+
+    @property
+    def lookback(self) -> int:
+        """Points of history kept per series (enough for `window` same-weekday points)."""
+        return self.window * 7
+
+
+@dataclass(frozen=True)
+class Finding:
+    value: float
+    expected: float
+    zscore: float
+    direction: str  # spike | drop
+    method: str     # rolling | seasonal
+
+
+def day_of(ts: str) -> int:
+    """The proleptic day ordinal of an ISO timestamp (its weekday is ordinal % 7)."""
+    try:
+        return date.fromisoformat(ts[:10]).toordinal()
+    except ValueError:
+        return 0
+
+
+def _score(values: Sequence[float], value: float, s: Settings, method: str) -> Finding | None:
+    n = len(values)
+    mean = sum(values) / n
+    diff = value - mean
+    if diff == 0:
+        return None
+    scale = abs(mean)
+    if scale and abs(diff) < s.min_relative_change * scale:
+        return None
+    var = sum((x - mean) ** 2 for x in values) / n
+    std = max(math.sqrt(var), 0.01 * scale, 1e-9)
+    z = diff / std
+    if abs(z) < s.threshold:
+        return None
+    direction = "spike" if z > 0 else "drop"
+    if s.direction != "both" and s.direction != direction:
+        return None
+    z = max(min(z, 1e9), -1e9)
+    return Finding(value, mean, z, direction, method)
+
+
+def detect(history: Sequence[tuple[float, int]], value: float, day: int, s: Settings) -> Finding | None:
+    """Score `value` (on day ordinal `day`) against `history`: (value, day ordinal) pairs, oldest first."""
+    n = len(history)
+    if n < s.min_points:
+        return None
+    if n >= s.min_points * 7 and day:
+        recent_days = [d for _, d in history[-7:]]
+        if recent_days[-1] < day and len(set(recent_days)) == len(recent_days) and recent_days[0]:
+            weekday = day % 7
+            same = [v for v, d in history[-s.lookback:] if d % 7 == weekday][-s.window:]
+            if len(same) >= s.min_points:
+                return _score(same, value, s, "seasonal")
+    return _score([v for v, _ in history[-s.window:]], value, s, "rolling")
+
+
+def settings_for(orbit_settings, pipeline: str, dataset: str | None, name: str) -> Settings:
+    """Resolve the settings of one series from `ws.config.orbit` (defaults + overrides)."""
+    if orbit_settings is None:
+        return Settings()
+    base = orbit_settings.anomaly
+    merged = {k: getattr(base, k) for k in ("window", "min_points", "threshold", "direction", "min_relative_change")}
+    overrides = orbit_settings.anomaly_overrides or {}
+    keys = [pipeline, f"{pipeline}.{name}"]
+    if dataset:
+        keys.append(f"{pipeline}.{dataset}.{name}")
+    for key in keys:
+        o = overrides.get(key)
+        if o is not None:
+            merged.update({k: getattr(o, k) for k in o.model_fields_set})
+    return Settings(**merged)

@@ -1,0 +1,241 @@
+"""Read queries over the Orbit tables (all served by indexes; see m003_orbit)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from agentops.errors import ValidationError
+
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+FTS_SEQ_KEY = "orbit.fts_seq"
+FTS_SKIP = frozenset({"ts", "kind", "id", "seq", "attempt", "source_seq"})
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> str | None:
+    """`24h`, `7d`, `30m`, `2w`, `90s` (ago) or an ISO 8601 time -> the stored ts form."""
+    from agentops.orbit.events import format_ts
+
+    if value is None or value == "":
+        return None
+    m = _AGO.match(value)
+    if m:
+        now = now or datetime.now(timezone.utc)
+        return format_ts(now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))}))
+    try:
+        return format_ts(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise ValidationError(f"--since: {value!r} is neither a time like 2026-11-25T08:00 nor an age like 24h",
+                              hint="use 30m, 24h, 7d, 2w or an ISO 8601 time") from None
+
+
+def _rows(cur: sqlite3.Cursor) -> list[dict]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _limit(sql: str, params: list, limit: int | None) -> str:
+    if limit is not None:
+        params.append(int(limit))
+        return sql + " LIMIT ?"
+    return sql
+
+
+def runs(conn, *, pipeline=None, state=None, since=None, tasks=None, run_type=None, limit=200) -> list[dict]:
+    where, params = [], []
+    if pipeline:
+        where.append("pipeline = ?")
+        params.append(pipeline)
+    if state:
+        where.append("state = ?")
+        params.append(state)
+    if run_type:
+        where.append("run_type = ?")
+        params.append(run_type)
+    if since:
+        where.append("updated_at >= ?")
+        params.append(parse_since(since))
+    if tasks is False:
+        where.append("task = ''")
+    elif tasks is True:
+        where.append("task != ''")
+    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC"
+    return _rows(conn.execute(_limit(sql, params, limit), params))
+
+
+def run(conn, pipeline: str, run_id: str, task: str | None = None) -> dict | None:
+    got = _rows(conn.execute("SELECT * FROM runs WHERE pipeline = ? AND run_id = ? AND task = ?",
+                             (pipeline, run_id, task or "")))
+    return got[0] if got else None
+
+
+def _event(seq: int, data: str) -> dict:
+    out = json.loads(data)
+    out["seq"] = seq
+    return out
+
+
+def events(conn, *, kind=None, since=None, limit=100, pipeline=None, run_id=None) -> list[dict]:
+    where, params = [], []
+    if kind:
+        where.append("kind = ?")
+        params.append(kind)
+    if pipeline:
+        where.append("pipeline = ?")
+        params.append(pipeline)
+    if run_id:
+        where.append("run_id = ?")
+        params.append(run_id)
+    if since:
+        where.append("ts >= ?")
+        params.append(parse_since(since))
+    sql = "SELECT seq, data FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC"
+    rows = conn.execute(_limit(sql, params, limit), params).fetchall()
+    return [_event(s, d) for s, d in reversed(rows)]
+
+
+def event_text(data: Any) -> str:
+    """The searchable text of an event: its string and number values (not ts/id/kind)."""
+    out: list[str] = []
+
+    def walk(v, key=None):
+        if key in FTS_SKIP:
+            return
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, k)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(str(v))
+
+    walk(data)
+    return " ".join(out)
+
+
+def index_text(conn, batch: int = 20000) -> int:
+    """Bring the FTS index up to date with `events` (inside a write transaction). Returns rows indexed.
+
+    Indexing at search time keeps bulk ingest fast and covers every writer of `events`."""
+    got = conn.execute("SELECT value FROM meta WHERE key = ?", (FTS_SEQ_KEY,)).fetchone()
+    last = int(got[0]) if got else 0
+    done = 0
+    while True:
+        rows = conn.execute("SELECT seq, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                            (last, batch)).fetchall()
+        if not rows:
+            break
+        conn.executemany("INSERT INTO events_fts (rowid, text) VALUES (?, ?)",
+                         [(s, k + " " + event_text(json.loads(d))) for s, k, d in rows])
+        last = rows[-1][0]
+        done += len(rows)
+    if done:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (FTS_SEQ_KEY, str(last)))
+    return done
+
+
+def search(conn, query: str, limit: int = 50) -> list[dict]:
+    if not query or not query.strip():
+        raise ValidationError("search: empty query", hint="give a word to look for, e.g. `orbit search timeout`")
+    sql = ("SELECT e.seq, e.data FROM events_fts f JOIN events e ON e.seq = f.rowid WHERE events_fts MATCH ? "
+           "ORDER BY f.rank LIMIT ?")
+    try:
+        rows = conn.execute(sql, (query, limit)).fetchall()
+    except sqlite3.OperationalError:
+        quoted = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
+        rows = conn.execute(sql, (quoted, limit)).fetchall()
+    return [_event(s, d) for s, d in rows]
+
+
+def checks(conn, *, pipeline=None, failed=None, severity=None, since=None, limit=200) -> list[dict]:
+    where, params = [], []
+    if pipeline:
+        where.append("pipeline = ?")
+        params.append(pipeline)
+    if failed is not None:
+        where.append("passed = ?")
+        params.append(0 if failed else 1)
+    if severity:
+        where.append("severity = ?")
+        params.append(severity)
+    if since:
+        where.append("ts >= ?")
+        params.append(parse_since(since))
+    sql = "SELECT * FROM checks" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts DESC"
+    out = _rows(conn.execute(_limit(sql, params, limit), params))
+    for r in out:
+        r["passed"] = bool(r["passed"])
+        r["run_id"] = r["run_id"] or None
+        for k in ("observed", "threshold"):
+            r[k] = json.loads(r[k]) if r[k] is not None else None
+    return out
+
+
+def metrics(conn, pipeline: str, name: str, dataset: str | None, limit: int | None) -> list[dict]:
+    series = f"{pipeline}\x1f{dataset or ''}\x1f{name}"
+    params: list = [series]
+    rows = _rows(conn.execute(_limit("SELECT seq, ts, pipeline, dataset, name, value FROM metrics WHERE series = ? "
+                                     "ORDER BY seq DESC", params, limit), params))
+    return rows[::-1]
+
+
+def simple(conn, table: str, *, pipeline=None, since=None, status=None, limit=200) -> list[dict]:
+    assert table in ("anomalies", "alerts", "jobs")
+    where, params = [], []
+    if pipeline:
+        where.append("pipeline = ?")
+        params.append(pipeline)
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if since:
+        where.append("ts >= ?")
+        params.append(parse_since(since))
+    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts DESC"
+    return _rows(conn.execute(_limit(sql, params, limit), params))
+
+
+def perf(conn, *, status=None, pipeline=None) -> list[dict]:
+    where, params = [], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if pipeline:
+        where.append("pipeline = ?")
+        params.append(pipeline)
+    out = _rows(conn.execute("SELECT * FROM perf" + (" WHERE " + " AND ".join(where) if where else "")
+                             + " ORDER BY updated_at DESC", params))
+    for r in out:
+        r["task"] = r["task"] or None
+        for k in ("before", "after"):
+            r[k] = json.loads(r[k]) if r[k] else None
+    return out
+
+
+def task_states(conn, pipeline: str) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for date, task, state in conn.execute(
+            "SELECT logical_date, task, state FROM runs WHERE pipeline = ? AND task != '' "
+            "AND logical_date IS NOT NULL ORDER BY seq", (pipeline,)):
+        out[(date, task)] = state
+    return out
+
+
+def pipelines(conn) -> list[dict]:
+    """Per pipeline: the latest pipeline-level (else task-level) run and counts by state."""
+    out = []
+    names = [r[0] for r in conn.execute("SELECT DISTINCT pipeline FROM runs")]
+    for name in sorted(names):
+        latest = _rows(conn.execute("SELECT * FROM runs WHERE pipeline = ? ORDER BY task != '', updated_at DESC "
+                                    "LIMIT 1", (name,)))
+        counts = dict(conn.execute("SELECT state, count(*) FROM runs WHERE pipeline = ? AND task = '' "
+                                   "GROUP BY state", (name,)).fetchall())
+        out.append({"pipeline": name, "latest": latest[0] if latest else None, "states": counts})
+    return out
