@@ -1,7 +1,250 @@
-"""`agentops mail` (being built)."""
+"""`agentops mail ...`: send, inbox, read, ack, claim, thread, search, dead, retry.
+
+A thin shell over `agentops.mail`. Every command first routes pending drop files when no daemon
+runs, so mail works without the daemon. Imports are lazy: start-up time matters for agents.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
 
 import typer
 
+from agentops.cli.common import JSON_HELP, emit_json, table, workspace
+
+mail_app = typer.Typer(help="Mail between agents: send, inbox, read, ack, claim, thread, search, dead letters.",
+                       no_args_is_help=True)
+
+AS_HELP = "Whose copy (needed when the message went to several inboxes)."
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(mail_app, name="mail")
+
+
+def _ws(ctx: typer.Context):
+    """The workspace, after routing pending drop files when no daemon is running."""
+    from agentops.pidlock import daemon_pid
+
+    ws = workspace(ctx)
+    if ws.email_dir.is_dir() and daemon_pid(ws) is None:
+        from agentops.mail.route import route_pending
+
+        route_pending(ws)
+    return ws
+
+
+def _short(message_id: str) -> str:
+    return message_id.strip("<>").split("@")[0][:12]
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")
+
+
+@mail_app.command("send")
+def send(
+    ctx: typer.Context,
+    sender: str = typer.Option(..., "--from", help="Your address."),
+    to: List[str] = typer.Option(..., "--to", help="A recipient (repeat for more): agent, role, all, user."),
+    subject: str = typer.Option(..., "--subject", "-s", help="One line."),
+    body: Optional[str] = typer.Option(None, "--body", "-b", help="The message text."),
+    body_file: Optional[str] = typer.Option(None, "--body-file", help="Read the text from this file ('-': stdin)."),
+    cc: List[str] = typer.Option([], "--cc", help="A copy to (repeat for more)."),
+    priority: str = typer.Option("normal", "--priority", "-p", help="low | normal | high | urgent."),
+    reply_to: Optional[str] = typer.Option(None, "--reply-to", help="The id of the message this answers."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Send a message (text from --body, --body-file or stdin)."""
+    from agentops.errors import ValidationError
+    from agentops.mail import send as send_mail
+    from agentops.pidlock import daemon_pid
+
+    if body is not None and body_file is not None:
+        raise ValidationError("give --body or --body-file, not both")
+    if body_file is not None:
+        if body_file == "-":
+            body = sys.stdin.read()
+        else:
+            try:
+                with open(body_file, encoding="utf-8") as f:
+                    body = f.read()
+            except OSError as exc:
+                raise ValidationError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValidationError(f"--body-file {body_file} is not UTF-8") from None
+    elif body is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise ValidationError("no message text", hint="pass --body TEXT, --body-file FILE, or pipe it in")
+        body = sys.stdin.read()
+    ws = _ws(ctx)
+    ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
+                    reply_to=reply_to)
+    queued = daemon_pid(ws) is not None
+    if as_json:
+        emit_json({"message_ids": ids, "routed_by": "daemon" if queued else "now"})
+        return
+    for mid in ids:
+        typer.echo(f"{mid} {'queued for the daemon' if queued else 'delivered'}")
+
+
+@mail_app.command("inbox")
+def inbox(
+    ctx: typer.Context,
+    agent: str = typer.Argument(..., help="An agent (or a role with a shared queue)."),
+    unread: bool = typer.Option(False, "--unread", help="Only unread messages."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """List an agent's messages (or a role queue's), oldest first."""
+    from agentops.mail.inbox import inbox as list_inbox
+
+    rows = list_inbox(_ws(ctx), agent, unread=unread)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no messages" if not unread else "no unread messages")
+        return
+    table(([_short(r["message_id"]), r["state"], r["priority"], r["sender"], _when(r["date"]), r["subject"][:60]]
+           for r in rows), ["id", "state", "priority", "from", "date", "subject"])
+
+
+def _show(msg: dict) -> None:
+    typer.echo(f"Message-ID: {msg['message_id']}")
+    typer.echo(f"From: {msg['sender']}")
+    typer.echo(f"To: {', '.join(msg['recipients'])}")
+    if msg.get("cc"):
+        typer.echo(f"Cc: {', '.join(msg['cc'])}")
+    typer.echo(f"Date: {msg['date']}")
+    typer.echo(f"Subject: {msg['subject']}")
+    if msg.get("priority") and msg["priority"] != "normal":
+        typer.echo(f"Priority: {msg['priority']}")
+    if msg.get("in_reply_to"):
+        typer.echo(f"In-Reply-To: {msg['in_reply_to']}")
+    typer.echo("")
+    typer.echo(msg.get("body", "").rstrip("\n"))
+
+
+@mail_app.command("read")
+def read(
+    ctx: typer.Context,
+    message_id: str = typer.Argument(..., metavar="ID", help="Message-ID or a unique prefix of it."),
+    agent: Optional[str] = typer.Option(None, "--as", help=AS_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Show a message and mark it read (Maildir: moved to cur/ with the S flag)."""
+    from agentops.mail.inbox import read as read_mail
+
+    msg = read_mail(_ws(ctx), message_id, agent=agent)
+    if as_json:
+        emit_json(msg)
+    else:
+        _show(msg)
+
+
+@mail_app.command("ack")
+def ack(
+    ctx: typer.Context,
+    message_id: str = typer.Argument(..., metavar="ID", help="Message-ID or a unique prefix of it."),
+    agent: Optional[str] = typer.Option(None, "--as", help=AS_HELP),
+):
+    """Acknowledge a message: marked read and answered (Maildir flags S and R), logged in Orbit."""
+    from agentops.mail.inbox import ack as ack_mail
+
+    msg = ack_mail(_ws(ctx), message_id, agent=agent)
+    typer.echo(f"acked {msg['message_id']}" + (f" ({msg['box']})" if msg.get("box") else ""))
+
+
+@mail_app.command("claim")
+def claim(
+    ctx: typer.Context,
+    role: str = typer.Argument(..., help="A role whose members share a queue."),
+    agent: str = typer.Option(..., "--as", help="The member taking the message."),
+    message_id: Optional[str] = typer.Option(None, "--id", help="A particular message (default: the oldest)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Take the oldest unclaimed message of a role queue into your inbox (exactly one claimer wins)."""
+    from agentops.mail.inbox import claim as claim_mail
+
+    msg = claim_mail(_ws(ctx), role, agent, message_id)
+    if as_json:
+        emit_json(msg)
+        return
+    typer.echo(f"claimed {msg['message_id']} ({msg['subject'][:60]}) into {msg['claimed_by']}'s inbox")
+
+
+@mail_app.command("thread")
+def thread(
+    ctx: typer.Context,
+    message_id: str = typer.Argument(..., metavar="ID", help="Any message of the thread."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Show the whole thread a message belongs to (by In-Reply-To / References), oldest first."""
+    from agentops.mail.inbox import thread as thread_of
+
+    rows = thread_of(_ws(ctx), message_id)
+    if as_json:
+        emit_json(rows)
+        return
+    for i, msg in enumerate(rows):
+        if i:
+            typer.echo("\n" + "-" * 60)
+        _show(msg)
+
+
+@mail_app.command("search")
+def search(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="Words (or FTS5 syntax) to find in subjects and bodies."),
+    limit: int = typer.Option(50, "--limit", "-n", help="At most this many results."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Full-text search over every delivered message (SQLite FTS5 on subject and body)."""
+    from agentops.mail.inbox import search as search_mail
+
+    rows = search_mail(_ws(ctx), query, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no match")
+        return
+    table(([_short(r["message_id"]), r["sender"], ", ".join(r["recipients"]), _when(r["date"]), r["subject"][:50],
+            r["snippet"].replace("\n", " ")[:70]] for r in rows), ["id", "from", "to", "date", "subject", "match"])
+
+
+@mail_app.command("dead")
+def dead(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """List the dead letters: what could not be delivered, and why."""
+    from agentops.mail.dead import list_dead
+
+    rows = list_dead(_ws(ctx))
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no dead letters")
+        return
+    table(([r["id"], r.get("cause"), _when(r.get("time")), r.get("name", "")[:50], r.get("reason", "")[:80]]
+           for r in rows), ["id", "cause", "time", "file", "reason"])
+
+
+@mail_app.command("retry")
+def retry(
+    ctx: typer.Context,
+    dead_id: str = typer.Argument(..., metavar="DEAD-ID", help="From `agentops mail dead` (a prefix works)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+):
+    """Route a dead letter again after fixing its cause (e.g. the agent was added to the roster)."""
+    from agentops.mail.dead import retry as retry_dead
+
+    report = retry_dead(_ws(ctx), dead_id)
+    if as_json:
+        emit_json(report.as_dict())
+        return
+    if report.delivered:
+        typer.echo(f"delivered {', '.join(report.message_ids)}")
+    for d in report.dead_letters:
+        typer.echo(f"dead again as {d['id']}: {d['reason']}")
+        raise typer.Exit(1)

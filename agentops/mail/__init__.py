@@ -1,0 +1,32 @@
+"""Mail: `.email` drop files routed exactly once into Maildir inboxes, recorded in Orbit.
+
+Modules: `message` (the RFC 5322 model), `names` (the drop-file name grammar), `maildir` (the
+folders), `route` (drop zone -> inboxes, crash recovery), `dead` (dead letters, retry), `outbox`
+(sending from code), `mailbox` (inbox, read, ack, claim, thread, search), `store` (Orbit rows).
+This package's import is light: the heavy parts load when called.
+"""
+
+from __future__ import annotations
+
+__all__ = ["send", "route_pending", "recover"]
+
+
+def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> list[str]:
+    """Send a message (see `agentops.mail.outbox.send`). Returns its Message-ID in a list."""
+    from agentops.mail.outbox import send as _send
+
+    return _send(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
+                 reply_to=reply_to, headers=headers)
+
+
+def route_pending(ws, paths=None, *, db=None, settle=None):
+    """Route pending drop files (see `agentops.mail.route.route_pending`)."""
+    from agentops.mail.route import route_pending as _route
+
+    return _route(ws, paths, db=db, settle=settle)
+
+
+def recover(ws, *, db=None):
+    from agentops.mail.route import recover as _recover
+
+    return _recover(ws, db=db)

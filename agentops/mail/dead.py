@@ -1,0 +1,77 @@
+"""Dead letters: drop files that could not be delivered, kept in `.agent/email/dead/<id>` (the
+file, link or folder itself, never what a link points to) with `<id>.reason` (JSON: id, cause,
+reason, name, sender, time, bounce_id) beside it. `retry` routes one again once its cause is fixed.
+
+Causes: unknown_recipient, unknown_sender, bad_name, name_too_long, empty, binary, invalid_utf8,
+too_large, symlink, hard_link, not_regular_file, header_injection, bad_header, unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from agentops.errors import ConflictError, NotFoundError
+
+CAUSES = ("unknown_recipient", "unknown_sender", "bad_name", "name_too_long", "empty", "binary",
+          "invalid_utf8", "too_large", "symlink", "hard_link", "not_regular_file", "header_injection",
+          "bad_header", "unreadable")
+
+
+def list_dead(ws) -> list[dict[str, Any]]:
+    """Every dead letter still in `dead/`, oldest first."""
+    out = []
+    try:
+        names = sorted(e.name for e in os.scandir(ws.dead_dir) if e.name.endswith(".reason")
+                       and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
+    for name in names:
+        dead_id = name[: -len(".reason")]
+        if not os.path.lexists(ws.dead_dir / dead_id):
+            continue
+        try:
+            info = json.loads((ws.dead_dir / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {"id": dead_id, "cause": "unknown", "reason": f"{name} is not readable JSON"}
+        info["id"] = dead_id
+        info["path"] = str((ws.dead_dir / dead_id).relative_to(ws.root))
+        out.append(info)
+    out.sort(key=lambda d: (d.get("time") or "", d["id"]))
+    return out
+
+
+def find(ws, ident: str) -> dict[str, Any]:
+    ident = (ident or "").strip()
+    matches = [d for d in list_dead(ws) if d["id"].startswith(ident)] if ident else []
+    if not matches:
+        raise NotFoundError(f"no dead letter '{ident}'", hint="see `agentops mail dead`")
+    exact = [d for d in matches if d["id"] == ident]
+    if len(matches) > 1 and not exact:
+        raise ConflictError(f"dead letter id '{ident}' is ambiguous ({', '.join(d['id'] for d in matches[:5])})",
+                            hint="give more characters")
+    return (exact or matches)[0]
+
+
+def retry(ws, ident: str, *, db=None):
+    """Route a dead letter again (after fixing its cause). Returns the RouteReport; when it fails
+    again it is a new dead letter with a new id."""
+    from agentops.mail.route import _database, _route_lock, new_token, route_pending
+    from agentops.store import utcnow, write_tx
+
+    with _route_lock(ws):
+        info = find(ws, ident)
+        dead_id, name = info["id"], info.get("name") or f"{info['id']}.email"
+        token = new_token()
+        spool = ws.spool_dir / token
+        spool.mkdir(parents=True)
+        os.rename(ws.dead_dir / dead_id, spool / name)
+        try:
+            os.unlink(ws.dead_dir / f"{dead_id}.reason")
+        except FileNotFoundError:
+            pass
+        with _database(ws, db) as database, write_tx(database) as conn:
+            conn.execute("UPDATE dead_letters SET retried_at = ?, retried_as = ? WHERE id = ?",
+                         (utcnow(), token, dead_id))
+    return route_pending(ws, [], db=db)

@@ -1,0 +1,119 @@
+"""Sending from code (the CLI, postmaster alerts, handoffs): a message is written atomically into
+the drop zone under a unique name, then routed at once when no daemon runs (else the daemon
+routes it). Addresses are checked first, so a typo is an error here, not a dead letter later."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Iterable
+
+from agentops.addresses import slug
+from agentops.errors import ValidationError
+from agentops.mail.message import PRIORITIES, Message, MessageError, check_name, message_ids
+from agentops.mail.names import MAX_NAME_BYTES, topic_name
+
+_RESERVED = {"from", "to", "cc", "subject", "message-id", "priority", "in-reply-to", "references", "date"}
+
+
+def _addresses(value: str | Iterable[str], what: str) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    out = []
+    for item in items:
+        for part in str(item).split(","):
+            if part.strip():
+                out.append(slug(part))
+    if what == "to" and not out:
+        raise ValidationError("no recipient given", hint="pass --to ADDRESS")
+    return list(dict.fromkeys(out))
+
+
+def compose(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None
+            ) -> tuple[str, Message, str]:
+    """Build the message and its drop-file name. Returns (message id, message, file name)."""
+    book = ws.addresses
+    sender = slug(sender or "")
+    known = book.known()
+    if not sender or sender not in known or sender == "all":
+        raise ValidationError(f"unknown sender '{sender}' (known: {', '.join(sorted(known - {'all'}))})",
+                              hint="send from your own address")
+    to_list, cc_list = _addresses(to, "to"), _addresses(cc, "cc")
+    for addr in to_list + cc_list:
+        book.resolve(addr, sender=sender)  # NotFoundError names the unknown address
+    priority = (priority or "normal").strip().lower()
+    if priority not in PRIORITIES:
+        raise ValidationError(f"priority '{priority}' is not one of {', '.join(PRIORITIES)}")
+    subject = (subject or "").strip()
+    if "\n" in subject or "\r" in subject:
+        raise MessageError("the subject contains a line break", cause="header_injection",
+                           hint="keep the subject on one line")
+    message_id = f"<{uuid.uuid4().hex[:20]}@agentops>"
+    msg = Message([("From", sender), ("To", ", ".join(to_list))], body or "")
+    if cc_list:
+        msg.set("Cc", ", ".join(cc_list))
+    msg.set("Subject", subject or "(no subject)")
+    msg.set("Message-ID", message_id)
+    msg.set("Priority", priority)
+    if reply_to:
+        parent_id, parent_refs = _parent(ws, reply_to)
+        msg.set("In-Reply-To", parent_id)
+        msg.set("References", " ".join([*parent_refs, parent_id]))
+    for name, value in (headers or {}).items():
+        check_name(name)
+        if name.lower() in _RESERVED:
+            raise ValidationError(f"header {name} is set by agentops; pass it as an argument")
+        msg.set(name, str(value))
+    msg.to_text()  # checks every header once more
+    return message_id, msg, _file_name(sender, to_list, subject, message_id)
+
+
+def _file_name(sender: str, to_list: list[str], subject: str, message_id: str) -> str:
+    uniq = message_id[1:9]
+    topic = topic_name(subject, 40)
+    tail = f"-{topic}-{uniq}" if topic else f"-{uniq}"
+    name = f"to-{'+'.join(to_list)}-from-{sender}{tail}.email"
+    if len(name.encode()) > MAX_NAME_BYTES:  # the To header carries the rest
+        name = f"to-{to_list[0]}-from-{sender}-{uniq}.email"
+    return name
+
+
+def _parent(ws, reply_to: str) -> tuple[str, list[str]]:
+    from agentops.mail.store import resolve_id
+
+    db = ws.db()
+    try:
+        parent_id = resolve_id(db.conn, reply_to)
+        row = db.conn.execute("SELECT refs FROM messages WHERE message_id = ?", (parent_id,)).fetchone()
+    finally:
+        db.conn.close()
+    import json
+
+    return parent_id, json.loads(row[0]) if row else []
+
+
+def drop(ws, msg: Message, name: str) -> str:
+    """Write `msg` into the drop zone as `name`, atomically (a hidden temp file, then rename)."""
+    zone = ws.email_dir
+    zone.mkdir(parents=True, exist_ok=True)
+    tmp = zone / f".{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msg.to_bytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, zone / name)
+    return str(zone / name)
+
+
+def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> list[str]:
+    """Send one message; returns [its Message-ID]. Routed now when no daemon runs."""
+    from agentops.pidlock import daemon_pid
+
+    message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc,
+                                    priority=priority, reply_to=reply_to, headers=headers)
+    path = drop(ws, msg, name)
+    if daemon_pid(ws) is None:
+        from agentops.mail.route import route_pending
+
+        route_pending(ws, [path])
+    return [message_id]

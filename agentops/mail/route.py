@@ -1,0 +1,578 @@
+"""Routing: drop files in `.agent/email/` to Maildir inboxes, exactly once across crashes.
+
+The steps, and why a crash at any instant is safe:
+
+1. Claim: each drop file is renamed into the private spool, `.queue/<token>/<original name>`, at
+   once (the sender may reuse the name). `<token>` is new and unique; everything derived later
+   (Maildir key, Message-ID when the file has none, Date, dead-letter id) is a function of it, so
+   replaying the same spool entry produces the same result. A crash before the rename leaves the
+   drop file; after it, the spool entry.
+2. Deliver: the message is written into each recipient's Maildir (`tmp/<key>`, fsync, rename to
+   `new/<key>`). A replay writes the same name again, replacing the copy instead of adding one,
+   and skips an inbox where the reader already moved it to `cur/`.
+3. Record: one Orbit transaction per batch: `messages`, `deliveries`, FTS and a `mail` event whose
+   id makes it idempotent. Dead letters and their bounces are recorded in the same transaction.
+4. Finish: the spool entry is removed (dead letters: `.reason` written, then moved to `dead/`).
+   A replay of an entry Orbit already recorded (crash between 3 and 4) only does step 4.
+
+Every routing pass holds an exclusive lock (`.agent/run/mail.lock`), so the spool entries a pass
+sees are its own or left by a crashed pass, never another live router's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import errno
+import fcntl
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from agentops.errors import AgentOpsError, NotFoundError
+from agentops.mail import maildir
+from agentops.mail.message import Message, MessageError, addresses, message_ids
+from agentops.mail.names import SUFFIX, BadName, Matcher
+from agentops.mail.store import Record, ids_known, record_dead, record_delivered
+
+BATCH_MESSAGES = 1000
+BATCH_BYTES = 64 * 1024 * 1024
+HOST = "agentops"  # the Maildir "host" part of every key
+_OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_counter = itertools.count(1)
+
+
+@dataclass
+class RouteReport:
+    """What one routing pass did. `inboxes`: the agents whose inbox received new mail."""
+
+    delivered: int = 0
+    dead: int = 0
+    bounces: int = 0
+    recovered: int = 0
+    skipped: int = 0
+    message_ids: list[str] = field(default_factory=list)
+    dead_letters: list[dict] = field(default_factory=list)
+    inboxes: set[str] = field(default_factory=set)
+    queues: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.delivered or self.dead or self.recovered)
+
+    def as_dict(self) -> dict:
+        return {"delivered": self.delivered, "dead": self.dead, "bounces": self.bounces,
+                "recovered": self.recovered, "skipped": self.skipped, "message_ids": self.message_ids,
+                "dead_letters": self.dead_letters, "inboxes": sorted(self.inboxes),
+                "queues": sorted(self.queues), "seconds": round(self.seconds, 4)}
+
+
+# public ---------------------------------------------------------------------------------------
+def route_pending(ws, paths: Iterable[os.PathLike | str] | None = None, *, db=None,
+                  settle: float | None = None) -> RouteReport:
+    """Route `paths` (drop files), or every `*.email` in the drop zone when None, after first
+    finishing whatever a crashed pass left in the spool. When scanning, files changed less than
+    `settle` seconds ago (default: the `mail.settle_seconds` setting) are left for the next pass."""
+    started = time.monotonic()
+    report = RouteReport()
+    with _route_lock(ws), _database(ws, db) as database:
+        router = _Router(ws, database, report)
+        router.run(router.spool_entries(), recovered=True)
+        if paths is None:
+            names = _scan(ws, ws.config.mail.settle_seconds if settle is None else settle, report)
+        else:
+            names = _given(ws, paths)
+        router.run(router.claim(names), recovered=False)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def recover(ws, *, db=None) -> RouteReport:
+    """Finish anything a crashed pass left half-done (call at daemon start): the spool, and role-queue
+    claims committed in Orbit whose file had not moved yet."""
+    from agentops.mail.inbox import settle_all_claims
+
+    report = route_pending(ws, [], db=db)
+    with _database(ws, db) as database:
+        settle_all_claims(ws, database)
+    return report
+
+
+def token_key(token: str) -> str:
+    return f"{token}.{HOST}"
+
+
+def derived_id(token: str, what: str = "") -> str:
+    return hashlib.sha1(f"{token}{what}".encode()).hexdigest()[:20]
+
+
+def dead_id_of(token: str) -> str:
+    return derived_id(token, "dead")[:12]
+
+
+# internals ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _route_lock(ws):
+    ws.run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(ws.run_dir / "mail.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+@contextlib.contextmanager
+def _database(ws, db):
+    if db is not None:
+        yield db
+        return
+    db = ws.db()
+    try:
+        yield db
+    finally:
+        db.conn.close()
+
+
+def new_token() -> str:
+    now = time.time_ns()
+    return f"{now // 1_000_000_000}.M{(now // 1000) % 1_000_000}P{os.getpid()}Q{next(_counter)}"
+
+
+def _token_time(token: str) -> datetime:
+    try:
+        sec, rest = token.split(".M", 1)
+        usec = rest.split("P", 1)[0]
+        return datetime.fromtimestamp(int(sec) + int(usec) / 1e6, tz=timezone.utc)
+    except (ValueError, IndexError):
+        return datetime.now(timezone.utc)
+
+
+def _is_drop_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(SUFFIX)
+
+
+def _scan(ws, settle: float, report: RouteReport) -> list[str]:
+    names = []
+    now = time.time()
+    try:
+        with os.scandir(ws.email_dir) as it:
+            for entry in it:
+                if not _is_drop_name(entry.name):
+                    continue
+                if settle > 0:
+                    try:
+                        if now - entry.stat(follow_symlinks=False).st_mtime < settle:
+                            report.skipped += 1
+                            continue
+                    except FileNotFoundError:
+                        continue
+                names.append(entry.name)
+    except FileNotFoundError:
+        return []
+    names.sort()
+    return names
+
+
+def _given(ws, paths) -> list[str]:
+    zone = os.path.abspath(ws.email_dir)
+    names = []
+    for p in paths:
+        p = os.path.abspath(os.fspath(p))
+        if os.path.dirname(p) == zone and _is_drop_name(os.path.basename(p)):
+            names.append(os.path.basename(p))
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class _Entry:
+    token: str
+    dir: Path
+    name: str
+    recovered: bool
+    key: str = ""
+    dead_id: str = ""
+    plan: "Record | None" = None
+    data: bytes = b""
+    dead: dict | None = None  # {cause, reason, sender}
+    done: str | None = None  # a replay of an entry Orbit already recorded: its message id / dead id
+    bounce: "tuple[Record, bytes] | None" = None
+
+    @property
+    def path(self) -> Path:
+        return self.dir / self.name
+
+
+class _Router:
+    def __init__(self, ws, db, report: RouteReport):
+        self.ws = ws
+        self.db = db
+        self.report = report
+        book = ws.addresses
+        self.book = book
+        self.matcher = Matcher(book.known())
+        self.max_bytes = ws.config.mail.max_bytes
+        self.ensured: set[Path] = set()
+        self.batch_ids: set[str] = set()
+        self.threads: dict[str, str] = {}
+
+    # spool --------------------------------------------------------------------------------
+    def spool_entries(self):
+        try:
+            with os.scandir(self.ws.spool_dir) as it:
+                dirs = sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        except FileNotFoundError:
+            return
+        for token in dirs:
+            d = self.ws.spool_dir / token
+            children = sorted(os.listdir(d))
+            if not children:
+                _rmdir(d)
+                continue
+            for name in children:  # exactly one, by construction
+                yield _Entry(token, d, name, recovered=True)
+
+    def claim(self, names: list[str]):
+        spool = self.ws.spool_dir
+        spool.mkdir(parents=True, exist_ok=True)
+        zone = self.ws.email_dir
+        claimed = []
+        for name in names:  # claim them all first: the drop zone empties at once
+            token = new_token()
+            d = spool / token
+            os.mkdir(d)
+            try:
+                os.rename(zone / name, d / name)
+            except FileNotFoundError:
+                os.rmdir(d)  # gone meanwhile (another router, or the writer took it back)
+                continue
+            claimed.append(_Entry(token, d, name, recovered=False))
+        return claimed
+
+    # batches ------------------------------------------------------------------------------
+    def run(self, entries, *, recovered: bool) -> None:
+        batch, size = [], 0
+        for entry in entries:
+            if recovered:
+                self.report.recovered += 1
+            self.analyze(entry)
+            batch.append(entry)
+            size += len(entry.data)
+            if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
+                self.commit(batch)
+                batch, size = [], 0
+        if batch:
+            self.commit(batch)
+
+    def commit(self, batch: list[_Entry]) -> None:
+        from agentops.store import utcnow, write_tx
+
+        todo = [e for e in batch if e.done is None]
+        touched: set[Path] = set()
+        for e in todo:
+            if e.plan is not None:
+                self.write(e.plan, e.data, e.recovered, touched)
+            if e.bounce is not None:
+                self.write(*e.bounce, e.recovered, touched)
+        for d in touched:
+            maildir.fsync_dir(d)
+        now = utcnow()
+        if todo:
+            with write_tx(self.db) as conn:
+                for e in todo:
+                    if e.plan is not None:
+                        record_delivered(conn, e.plan, now, self.threads)
+                    if e.dead is not None:
+                        bounce = e.bounce[0] if e.bounce else None
+                        if bounce is not None:
+                            record_delivered(conn, bounce, now, self.threads)
+                        record_dead(conn, dead_id=e.dead_id, cause=e.dead["cause"], reason=e.dead["reason"],
+                                    name=e.name, sender=e.dead["sender"],
+                                    bounce_id=bounce.message_id if bounce else None, now=now)
+        for e in batch:
+            self.finish(e, now)
+        self.batch_ids.clear()
+
+    # one entry ----------------------------------------------------------------------------
+    def analyze(self, e: _Entry) -> None:
+        e.key = token_key(e.token)
+        e.dead_id = dead_id_of(e.token)
+        if e.recovered and self._replay_done(e):
+            return
+        try:
+            e.plan, e.data = self.plan(e)
+        except (AgentOpsError, OSError, ValueError) as exc:
+            cause = getattr(exc, "cause", "rejected")
+            sender = getattr(exc, "sender", None)
+            if sender is None and cause not in ("bad_name", "name_too_long", "unknown_sender"):
+                sender = self._sender_of(e.name)
+            e.plan, e.data = None, b""
+            e.dead = {"cause": cause, "reason": str(exc), "sender": sender}
+            if sender and sender not in ("postmaster", "all"):
+                e.bounce = self.bounce(e, sender)
+
+    def _replay_done(self, e: _Entry) -> bool:
+        """Did the crashed pass already record this entry in Orbit? (Then only step 4 is left.)"""
+        conn = self.db.conn
+        row = conn.execute("SELECT message_id FROM messages WHERE key = ?", (e.key,)).fetchone()
+        if row:
+            e.done = row[0]
+            return True
+        row = conn.execute("SELECT cause, reason, sender, bounce_id FROM dead_letters WHERE id = ?",
+                           (e.dead_id,)).fetchone()
+        if row:
+            e.done = e.dead_id
+            e.dead = {"cause": row[0], "reason": row[1], "sender": row[2], "bounce_id": row[3]}
+            return True
+        return False
+
+    def _sender_of(self, name: str) -> str | None:
+        try:
+            return self.matcher.parse(name).sender
+        except BadName as exc:
+            return exc.sender
+
+    def plan(self, e: _Entry) -> tuple[Record, bytes]:
+        try:
+            st = os.lstat(e.path)
+        except FileNotFoundError:
+            raise MessageError("the file vanished from the spool", cause="vanished") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise MessageError("the drop file is a symbolic link (never followed)", cause="symlink",
+                               hint="write the message itself into the drop zone")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise MessageError(f"the drop file is {kind}", cause="not_regular_file",
+                               hint="write a regular file")
+        if st.st_nlink > 1:
+            raise MessageError("the drop file is a hard link to another file (never read)", cause="hard_link",
+                               hint="write the message itself into the drop zone")
+        envelope = self.matcher.parse(e.name)
+        if st.st_size > self.max_bytes:
+            raise MessageError(f"the file is {st.st_size} bytes, over the limit of {self.max_bytes}",
+                               cause="too_large", hint="send a shorter message, or raise mail.max_bytes")
+        raw = self._read(e.path, st)
+        msg = Message.from_bytes(raw)
+        msg.validate()
+        return self.build(e, envelope, msg)
+
+    def _read(self, path: Path, st) -> bytes:
+        try:
+            fd = os.open(path, _OPEN_READ)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise MessageError("the drop file is a symbolic link (never followed)", cause="symlink") from None
+            raise MessageError(f"cannot open the drop file: {exc.strerror}", cause="unreadable") from None
+        try:
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode) or (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev):
+                raise MessageError("the drop file changed type while being read", cause="not_regular_file")
+            chunks, total = [], 0
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise MessageError(f"the file is over the limit of {self.max_bytes} bytes", cause="too_large")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def _address(self, addr: str, where: str) -> str:
+        from agentops.addresses import slug
+
+        s = slug(addr)
+        if s not in self.matcher.known:
+            raise MessageError(f"unknown recipient '{addr}' in the {where} header", cause="unknown_recipient",
+                               hint="check the address, or add the agent to agentops.toml")
+        return s
+
+    def build(self, e: _Entry, envelope, msg: Message) -> tuple[Record, bytes]:
+        sender = envelope.sender
+        to = list(envelope.recipients)
+        for a in addresses(msg.get("To")):
+            s = self._address(a, "To")
+            if s not in to:
+                to.append(s)
+        cc = []
+        for a in addresses(", ".join(msg.get_all("Cc"))):
+            s = self._address(a, "Cc")
+            if s not in to and s not in cc:
+                cc.append(s)
+        targets = self.targets(to + cc, sender)
+        when = _token_time(e.token)
+        msg.set("From", sender)
+        msg.set("To", ", ".join(to))
+        if cc:
+            msg.set("Cc", ", ".join(cc))
+        else:
+            msg.remove("Cc")
+        subject = msg.get("Subject")
+        if not subject:
+            subject = envelope.topic or _first_line(msg.body) or "(no subject)"
+            msg.set("Subject", subject)
+        if not msg.get("Date"):
+            msg.set("Date", email.utils.format_datetime(when))
+        message_id = self._message_id(msg.get("Message-ID"), e.token, "")
+        msg.set("Message-ID", message_id)
+        priority = (msg.get("Priority") or "normal").strip().lower()
+        if msg.get("Priority") is not None:
+            msg.set("Priority", priority)
+        in_reply = message_ids(msg.get("In-Reply-To"))
+        rec = Record(
+            message_id=message_id, key=e.key, sender=sender, recipients=to, cc=cc, subject=subject,
+            body=msg.body, priority=priority, date=_iso(msg.get("Date"), when),
+            in_reply_to=in_reply[0] if in_reply else None, refs=message_ids(msg.get("References")),
+            topic=envelope.topic, drop_name=e.name, size=0, targets=targets)
+        data = msg.to_bytes()
+        rec.size = len(data)
+        return rec, data
+
+    def _message_id(self, given: str | None, token: str, what: str) -> str:
+        if given:
+            ids = message_ids(given)
+            if len(ids) == 1 and len(ids[0]) <= 250:
+                mid = ids[0]
+                if mid not in self.batch_ids and not ids_known(self.db.conn, [mid]):
+                    self.batch_ids.add(mid)
+                    return mid
+        mid = f"<{derived_id(token, what)}@{HOST}>"
+        self.batch_ids.add(mid)
+        return mid
+
+    def targets(self, addrs: list[str], sender: str) -> list[tuple[str, str]]:
+        out: dict[tuple[str, str], None] = {}
+        for addr in addrs:
+            try:
+                res = self.book.resolve(addr, sender=sender)
+            except NotFoundError as exc:
+                raise MessageError(str(exc), cause="unknown_recipient") from None
+            for agent in res.agents:
+                out[("inbox", agent)] = None
+            if res.queue:
+                out[("queue", res.queue)] = None
+        if not out:
+            raise MessageError(f"nobody to deliver to ({', '.join(addrs)} has no other member)",
+                               cause="unknown_recipient")
+        return list(out)
+
+    def bounce(self, e: _Entry, sender: str) -> tuple[Record, bytes] | None:
+        try:
+            targets = self.targets([sender], "postmaster")
+        except MessageError:
+            return None
+        dead_path = (self.ws.dead_dir / e.dead_id).relative_to(self.ws.root)
+        subject = f"Undeliverable: {e.name[:120]}"
+        body = (f"Your message {e.name!r} could not be delivered.\n\n"
+                f"Cause: {e.dead['cause']}\nReason: {e.dead['reason']}\n\n"
+                f"The original is kept at {dead_path} (reason in {dead_path}.reason).\n"
+                f"Fix the cause, then run: agentops mail retry {e.dead_id}\n")
+        when = _token_time(e.token)
+        message_id = f"<{derived_id(e.token, 'bounce')}@{HOST}>"
+        msg = Message([("From", "postmaster"), ("To", sender), ("Subject", subject),
+                       ("Date", email.utils.format_datetime(when)), ("Message-ID", message_id),
+                       ("Priority", "high"), ("X-Agentops-Dead-Letter", e.dead_id)], body)
+        rec = Record(message_id=message_id, key=f"{e.token}B.{HOST}", sender="postmaster", recipients=[sender],
+                     cc=[], subject=subject, body=body, priority="high", date=when.isoformat(),
+                     in_reply_to=None, refs=[], topic=None, drop_name=None, size=0, targets=targets)
+        data = msg.to_bytes()
+        rec.size = len(data)
+        return rec, data
+
+    def box_dir(self, kind: str, box: str) -> Path:
+        d = self.ws.inbox(box) if kind == "inbox" else self.ws.queues_root / box
+        if d not in self.ensured:
+            maildir.ensure(d)
+            self.ensured.add(d)
+        return d
+
+    def write(self, rec: Record, data: bytes, replay: bool, touched: set[Path]) -> None:
+        for kind, box in rec.targets:
+            d = self.box_dir(kind, box)
+            if replay and maildir.in_cur(d, rec.key):
+                continue  # delivered before the crash and already read: never twice
+            maildir.write_new(d, rec.key, data, fsync=FSYNC)
+            touched.add(d / "new")
+
+    def finish(self, e: _Entry, now: str) -> None:
+        if e.dead is None:
+            if e.plan is not None:
+                self.report.delivered += 1
+                self.report.message_ids.append(e.plan.message_id)
+                self._note_targets(e.plan)
+            elif e.done:
+                self.report.delivered += 1
+                self.report.message_ids.append(e.done)
+            _unlink(e.path)
+            _rmdir(e.dir)
+            return
+        dead = self.ws.dead_dir
+        dead.mkdir(parents=True, exist_ok=True)
+        reason = {"id": e.dead_id, "cause": e.dead["cause"], "reason": e.dead["reason"], "name": e.name,
+                  "sender": e.dead["sender"], "time": _token_time(e.token).isoformat(),
+                  "bounce_id": e.bounce[0].message_id if e.bounce else e.dead.get("bounce_id")}
+        tmp = dead / f".{e.dead_id}.reason.tmp"
+        tmp.write_text(json.dumps(reason, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, dead / f"{e.dead_id}.reason")
+        if os.path.lexists(e.path):
+            os.rename(e.path, dead / e.dead_id)  # moves a link or a folder itself, never what it points to
+        _rmdir(e.dir)
+        self.report.dead += 1
+        self.report.dead_letters.append(reason)
+        if e.bounce:
+            self.report.bounces += 1
+            self._note_targets(e.bounce[0])
+
+    def _note_targets(self, rec: Record) -> None:
+        for kind, box in rec.targets:
+            (self.report.inboxes if kind == "inbox" else self.report.queues).add(box)
+
+
+FSYNC = True  # fsync each delivered file before Orbit records it (power-loss safety)
+
+
+def _first_line(body: str, limit: int = 120) -> str:
+    for line in body.splitlines():
+        line = line.strip()
+        if line:
+            return line[:limit]
+    return ""
+
+
+def _iso(date: str | None, fallback: datetime) -> str:
+    if date:
+        try:
+            d = email.utils.parsedate_to_datetime(date)
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=timezone.utc)
+            return d.astimezone(timezone.utc).isoformat()
+        except (TypeError, ValueError, IndexError):
+            pass
+    return fallback.isoformat()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _rmdir(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,174 @@
+"""Mail in Orbit: the rows and events written when mail is delivered, bounced, read, acked or
+claimed (always with the `mail` event in the same transaction), and the queries over them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentops.errors import ConflictError, NotFoundError, ValidationError
+from agentops.store import insert_event, utcnow
+
+_J = dict(separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class Record:
+    """What Orbit keeps about one delivered message."""
+
+    message_id: str
+    key: str
+    sender: str
+    recipients: list[str]
+    cc: list[str]
+    subject: str
+    body: str
+    priority: str
+    date: str
+    in_reply_to: str | None
+    refs: list[str]
+    topic: str | None
+    drop_name: str | None
+    size: int
+    targets: list[tuple[str, str]] = field(default_factory=list)  # (kind, box): inbox/agent, queue/role
+    thread_id: str | None = None
+
+
+def record_delivered(conn: sqlite3.Connection, rec: Record, now: str, threads: dict[str, str]) -> None:
+    """Insert the message, its deliveries, its FTS row and the `delivered` event."""
+    if rec.thread_id is None:
+        rec.thread_id = _thread_of(conn, rec, threads)
+    threads[rec.message_id] = rec.thread_id
+    cur = conn.execute(
+        "INSERT INTO messages (message_id, key, sender, recipients, cc, subject, body, priority, date,"
+        " in_reply_to, refs, thread_id, topic, drop_name, size, delivered_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        (rec.message_id, rec.key, rec.sender, json.dumps(rec.recipients, **_J), json.dumps(rec.cc, **_J),
+         rec.subject, rec.body, rec.priority, rec.date, rec.in_reply_to, json.dumps(rec.refs, **_J),
+         rec.thread_id, rec.topic, rec.drop_name, rec.size, now))
+    if not cur.rowcount:
+        return
+    conn.execute("INSERT INTO messages_fts (rowid, subject, body) VALUES (?,?,?)",
+                 (cur.lastrowid, rec.subject, rec.body))
+    conn.executemany(
+        "INSERT INTO deliveries (message_id, kind, box, key, delivered_at) VALUES (?,?,?,?,?)"
+        " ON CONFLICT DO NOTHING", [(rec.message_id, kind, box, rec.key, now) for kind, box in rec.targets])
+    insert_event(conn, "mail", {
+        "action": "delivered", "message_id": rec.message_id, "sender": rec.sender,
+        "recipients": rec.recipients + [c for c in rec.cc if c not in rec.recipients], "subject": rec.subject,
+        "inboxes": [box for kind, box in rec.targets if kind == "inbox"],
+        "queues": [box for kind, box in rec.targets if kind == "queue"],
+    }, id=f"mail:delivered:{rec.message_id}", ts=now, agent=rec.sender)
+
+
+def _thread_of(conn, rec: Record, threads: dict[str, str]) -> str:
+    parents = ([rec.in_reply_to] if rec.in_reply_to else []) + list(reversed(rec.refs))
+    for parent in parents:
+        if parent in threads:
+            return threads[parent]
+        row = conn.execute("SELECT thread_id FROM messages WHERE message_id = ?", (parent,)).fetchone()
+        if row:
+            return row[0]
+    return rec.refs[0] if rec.refs else (rec.in_reply_to or rec.message_id)
+
+
+def record_dead(conn: sqlite3.Connection, *, dead_id: str, cause: str, reason: str, name: str,
+                sender: str | None, bounce_id: str | None, now: str) -> None:
+    cur = conn.execute(
+        "INSERT INTO dead_letters (id, cause, reason, original_name, sender, ts, bounce_id)"
+        " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+        (dead_id, cause, reason, name, sender, now, bounce_id))
+    if cur.rowcount:
+        insert_event(conn, "mail", {
+            "action": "bounced", "dead_id": dead_id, "cause": cause, "reason": reason, "name": name,
+            "sender": sender, "bounce_id": bounce_id,
+        }, id=f"mail:bounced:{dead_id}", ts=now, agent=sender)
+
+
+def ids_known(conn: sqlite3.Connection, message_ids: list[str]) -> set[str]:
+    if not message_ids:
+        return set()
+    return {r[0] for r in conn.execute(
+        "SELECT message_id FROM messages WHERE message_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(message_ids),))}
+
+
+# queries ------------------------------------------------------------------------------------
+_COLS = ("seq, message_id, key, sender, recipients, cc, subject, priority, date, in_reply_to, refs,"
+         " thread_id, topic, drop_name, size, delivered_at")
+
+
+def _row(cursor, row) -> dict[str, Any]:
+    out = {d[0]: v for d, v in zip(cursor.description, row)}
+    for k in ("recipients", "cc", "refs"):
+        if isinstance(out.get(k), str):
+            out[k] = json.loads(out[k])
+    return out
+
+
+def query(conn, sql: str, params=()) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    return [_row(cur, r) for r in cur.fetchall()]
+
+
+def resolve_id(conn, ident: str) -> str:
+    """A full Message-ID (with or without <>), a unique prefix of one, or a Maildir key."""
+    ident = (ident or "").strip()
+    bare = ident.strip("<>")
+    if not bare:
+        raise ValidationError("empty message id", hint="pass an id from `agentops mail inbox`")
+    row = conn.execute("SELECT message_id FROM messages WHERE message_id = ? OR key = ?",
+                       (f"<{bare}>", bare.split(":")[0])).fetchone()
+    if row:
+        return row[0]
+    escaped = bare.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute("SELECT message_id FROM messages WHERE message_id LIKE ? ESCAPE '\\' LIMIT 6",
+                        (f"<{escaped}%",)).fetchall()
+    if not rows:
+        raise NotFoundError(f"no message with id '{ident}'", hint="see `agentops mail inbox AGENT` for ids")
+    if len(rows) > 1:
+        shown = ", ".join(r[0] for r in rows[:5])
+        raise ConflictError(f"message id prefix '{ident}' is ambiguous ({shown}{', ...' if len(rows) > 5 else ''})",
+                            hint="give more characters")
+    return rows[0][0]
+
+
+def message(conn, message_id: str) -> dict[str, Any]:
+    rows = query(conn, f"SELECT {_COLS}, body FROM messages WHERE message_id = ?", (message_id,))
+    if not rows:
+        raise NotFoundError(f"no message with id '{message_id}'")
+    out = rows[0]
+    out["deliveries"] = query(conn, "SELECT kind, box, delivered_at, read_at, acked_at, claimed_by, claimed_at"
+                                    " FROM deliveries WHERE message_id = ? ORDER BY kind, box", (message_id,))
+    return out
+
+
+def box_messages(conn, kind: str, box: str) -> list[dict[str, Any]]:
+    return query(conn, f"SELECT {', '.join('m.' + c.strip() for c in _COLS.split(','))},"
+                       " d.read_at, d.acked_at, d.claimed_by, d.claimed_at"
+                       " FROM deliveries d JOIN messages m ON m.message_id = d.message_id"
+                       " WHERE d.kind = ? AND d.box = ? ORDER BY m.seq", (kind, box))
+
+
+def thread(conn, message_id: str) -> list[dict[str, Any]]:
+    row = conn.execute("SELECT thread_id FROM messages WHERE message_id = ?", (message_id,)).fetchone()
+    if not row:
+        raise NotFoundError(f"no message with id '{message_id}'")
+    return query(conn, f"SELECT {_COLS}, body FROM messages WHERE thread_id = ? ORDER BY date, seq", (row[0],))
+
+
+def search(conn, text: str, limit: int = 50) -> list[dict[str, Any]]:
+    """FTS5 over subject and body; plain words work, and so does FTS5 query syntax."""
+    if not text.strip():
+        raise ValidationError("empty search query", hint="e.g. agentops mail search 'schema review'")
+    sql = (f"SELECT {', '.join('m.' + c.strip() for c in _COLS.split(','))},"
+           " snippet(messages_fts, 1, '[', ']', '...', 12) AS snippet"
+           " FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid"
+           " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?")
+    try:
+        return query(conn, sql, (text, limit))
+    except sqlite3.OperationalError:
+        quoted = " ".join('"' + w.replace('"', '""') + '"' for w in text.split())
+        return query(conn, sql, (quoted, limit))
