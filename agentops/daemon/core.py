@@ -176,6 +176,11 @@ class Daemon:
         self._last_beat = 0.0
         self._dirty = False
 
+    @property
+    def mode(self) -> str:
+        """inotify | poll | once"""
+        return self._mode
+
     # hooks for tasks ------------------------------------------------------------------------
     def on_mail(self, callback: Callable[[set[str]], None]) -> None:
         """Call `callback(inboxes)` (on the worker) whenever mail lands in agents' inboxes."""

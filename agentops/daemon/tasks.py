@@ -16,9 +16,9 @@ disk (at start and at every rescan), and handles a batch of settled paths on the
 is added with `register_task(factory)`, where `factory(daemon)` returns the task (or None to stay
 out); the daemon builds every registered task when it starts, so the core is never edited.
 
-Waking agents (dispatch) hooks in the same way: its factory calls `daemon.on_mail(callback)`, and
-the mail task calls `callback(inboxes)` after each batch with the set of agent names whose inbox
-received new mail (see `DispatchTask` below for the intended shape).
+Waking agents (`agentops.dispatch.daemon_task`) hooks in the same way: its task calls
+`daemon.on_mail(callback)` in `start`, and the mail task calls `callback(inboxes)` after each batch
+with the set of agent names whose inbox received new mail.
 """
 
 from __future__ import annotations
@@ -130,9 +130,11 @@ class MailTask(Task):
     def start(self):
         self._route = optional_import("agentops.mail.route", "route_pending")
         recover = optional_import("agentops.mail.route", "recover")
-        result = recover(self.ws)
-        if result:
-            self.log(logging.INFO, "recovered", result=_summary(result))
+        report = recover(self.ws, db=self._database())
+        if getattr(report, "recovered", 0):
+            self.log(logging.INFO, "recovered", entries=report.recovered, delivered=_count(report.delivered),
+                     dead=_count(report.dead))
+        self._account(report, 0)
 
     def scan(self):
         return self.listdir(self.ws.email_dir, self.wants)
@@ -143,15 +145,17 @@ class MailTask(Task):
         return self._db
 
     def handle(self, paths):
-        report = self._route(self.ws, paths, db=self._database())
+        self._account(self._route(self.ws, paths, db=self._database()), len(paths))
+
+    def _account(self, report, files: int) -> None:
         delivered = _count(getattr(report, "delivered", 0))
         dead = _count(getattr(report, "dead", 0))
         self.daemon.stats.routed(delivered, dead)
-        if delivered or dead:
-            self.log(logging.INFO, "routed", files=len(paths), delivered=delivered, dead=dead)
-        if dead:
-            for entry in _items(getattr(report, "dead", ())):
-                self.log(logging.WARNING, "dead-letter", **_describe(entry))
+        if files and (delivered or dead):
+            self.log(logging.INFO, "routed", files=files, delivered=delivered, dead=dead,
+                     ms=round(getattr(report, "seconds", 0.0) * 1000, 1))
+        for entry in getattr(report, "dead_letters", None) or ():
+            self.log(logging.WARNING, "dead-letter", **_describe(entry))
         inboxes = inboxes_of(self.ws, report)
         if inboxes:
             self.daemon.mail_arrived(inboxes)
@@ -179,7 +183,7 @@ def _items(value) -> list:
 
 def _describe(entry) -> dict[str, Any]:
     if isinstance(entry, dict):
-        return {k: str(v) for k, v in entry.items()}
+        return {k: v for k, v in entry.items() if k in ("id", "cause", "reason", "name", "sender")}
     fields = {}
     for key in ("name", "path", "file", "reason", "sender"):
         if hasattr(entry, key):
@@ -194,8 +198,9 @@ def _summary(result) -> Any:
 
 
 def inboxes_of(ws, report) -> set[str]:
-    """The agents whose inbox received new mail in `report` (empty when it cannot tell)."""
-    explicit = getattr(report, "inboxes", None)
+    """The agents whose inbox received new mail in `report` (empty when it cannot tell), and the
+    role queues that did (dispatch wakes their members)."""
+    explicit = set(getattr(report, "inboxes", None) or ()) | set(getattr(report, "queues", None) or ())
     if explicit:
         return {str(a) for a in explicit}
     found: set[str] = set()
