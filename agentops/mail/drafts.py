@@ -1,21 +1,64 @@
-"""Drafts: a composed message saved in `.agent/email/drafts/` instead of sent (a handoff with
-`send: false`). Moving a draft into `.agent/email/` sends it."""
+"""Drafts: a composed message kept in `.agent/email/drafts/` until someone sends it.
+
+A draft is the very drop file it will become (same name, same Message-ID), so sending it is one
+rename into the drop zone; the router then treats it like any other drop file.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from agentops.errors import NotFoundError, ValidationError
 
 
 def save_draft(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> str:
-    """Compose the message (addresses checked) and write it to the drafts folder. Returns its path."""
+    """Compose (every address checked now) and keep as a draft. Returns the draft id."""
     from agentops.mail.outbox import compose
 
-    _, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
-                           reply_to=reply_to, headers=headers)
-    ws.drafts_dir.mkdir(parents=True, exist_ok=True)
-    path = ws.drafts_dir / name
-    tmp = ws.drafts_dir / f".{name}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(msg.to_bytes())
-    os.replace(tmp, path)
-    return str(path)
+    message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc,
+                                    priority=priority, reply_to=reply_to, headers=headers)
+    draft_id = message_id[1:9]
+    drafts = ws.drafts_dir
+    drafts.mkdir(parents=True, exist_ok=True)
+    tmp = drafts / f".{draft_id}.tmp"
+    tmp.write_bytes(msg.to_bytes())
+    os.replace(tmp, drafts / name)
+    return draft_id
+
+
+def list_drafts(ws) -> list[dict]:
+    out = []
+    if ws.drafts_dir.is_dir():
+        for path in sorted(ws.drafts_dir.glob("*.email")):
+            if path.is_file() and not path.is_symlink():
+                out.append({"id": path.stem.rsplit("-", 1)[-1], "file": path.name})
+    return out
+
+
+def find_draft(ws, draft_id: str) -> Path:
+    draft_id = draft_id.strip()
+    if not draft_id or "/" in draft_id:
+        raise ValidationError(f"'{draft_id}' is not a draft id", hint="see `agentops mail drafts`")
+    matches = [p for p in ws.drafts_dir.glob(f"*-{draft_id}*.email") if p.is_file() and not p.is_symlink()] \
+        if ws.drafts_dir.is_dir() else []
+    if len(matches) != 1:
+        what = "no draft" if not matches else f"{len(matches)} drafts"
+        raise NotFoundError(f"{what} with id '{draft_id}' in {ws.drafts_dir.relative_to(ws.root)}",
+                            hint="see `agentops mail drafts`")
+    return matches[0]
+
+
+def send_draft(ws, draft_id: str) -> str:
+    """Move the draft into the drop zone (routing it now when no daemon runs). Returns the file name."""
+    from agentops.pidlock import daemon_pid
+
+    path = find_draft(ws, draft_id)
+    ws.email_dir.mkdir(parents=True, exist_ok=True)
+    target = ws.email_dir / path.name
+    os.rename(path, target)
+    if daemon_pid(ws) is None:
+        from agentops.mail.route import route_pending
+
+        route_pending(ws, [target])
+    return path.name
