@@ -1,7 +1,206 @@
-"""`agentops pipeline` (being built)."""
+"""`agentops pipeline ...`: list, check, plan, lineage, backfill and render pipeline specs.
+
+A thin shell over `agentops.pipelines` and `agentops.render`; heavy imports (pydantic, networkx,
+jinja2) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
 
 import typer
 
+from agentops.cli.common import JSON_HELP, emit_json, table, workspace
+
+pipeline_app = typer.Typer(help="Pipeline specs (.agent/data/pipelines/*.yaml): check, plan, lineage, backfill, render.",
+                           no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(pipeline_app, name="pipeline")
+
+
+def _spec_or_exit(ws, name: str):
+    """The spec, or exit 1 printing its problems (a pipeline that does not check cannot be planned)."""
+    from agentops.errors import ValidationError
+    from agentops.pipelines import check_one
+
+    spec, problems = check_one(ws, name)
+    if spec is None:
+        raise ValidationError(str(problems[0]) if problems else f"pipeline '{name}' does not parse",
+                              hint="run `agentops pipeline check`", problems=[str(p) for p in problems])
+    return spec, problems
+
+
+@pipeline_app.command("list")
+def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """List the pipeline specs: name, owner, processing, schedule, stages, file."""
+    from agentops.pipelines import load_specs
+
+    specs, problems = load_specs(workspace(ctx), check=False)
+    rows = [{"name": s.name, "owner": s.owner, "processing": s.processing, "schedule": s.schedule,
+             "stages": len(s.stages), "file": s.source_file} for s in specs]
+    if as_json:
+        emit_json({"pipelines": rows, "unparsed": [p.as_dict() for p in problems]})
+        return
+    table(([r["name"], r["owner"], r["processing"], r["schedule"] or "continuous", r["stages"], r["file"]]
+           for r in rows), ["pipeline", "owner", "processing", "schedule", "stages", "file"])
+    if problems:
+        typer.echo(f"{len({p.file for p in problems})} spec file(s) do not parse: run `agentops pipeline check`",
+                   err=True)
+
+
+@pipeline_app.command("check")
+def check(ctx: typer.Context,
+          name: Optional[str] = typer.Argument(None, help="Pipeline name or spec file stem (default: all)."),
+          all_: bool = typer.Option(False, "--all", help="Check every spec (the default without NAME)."),
+          as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Validate specs: every problem as `file:line: path: message`. Exit 1 when there is any."""
+    from agentops.pipelines import check_one, load_specs
+
+    ws = workspace(ctx)
+    if name and not all_:
+        spec, problems = check_one(ws, name)
+        specs = [spec] if spec else []
+    else:
+        specs, problems = load_specs(ws)
+    if as_json:
+        emit_json({"pipelines": [s.name for s in specs], "problems": [p.as_dict() for p in problems]})
+    else:
+        for p in problems:
+            typer.echo(str(p))
+        files = len({s.source_file for s in specs} | {p.file for p in problems})
+        typer.echo(f"{files} spec(s), {len(problems)} problem(s)", err=bool(problems))
+    if problems:
+        raise typer.Exit(1)
+
+
+@pipeline_app.command("plan")
+def plan(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline name."),
+         as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Topological order, parallel levels and the critical path (Orbit durations, else timeouts)."""
+    from agentops.pipelines.graph import plan as make_plan, recorded_durations
+    from agentops.pipelines.spec import format_duration as fd
+
+    ws = workspace(ctx)
+    spec, _ = _spec_or_exit(ws, name)
+    p = make_plan(spec, recorded_durations(ws, spec.name))
+    if as_json:
+        emit_json(p)
+        return
+    typer.echo(f"{spec.name}: {len(p['order'])} stage(s) in {len(p['levels'])} level(s), "
+               f"at most {p['max_parallel']} in parallel")
+    if len(p["levels"]) <= 200:
+        for i, lvl in enumerate(p["levels"], 1):
+            shown = ", ".join(lvl[:12]) + (f", … (+{len(lvl) - 12})" if len(lvl) > 12 else "")
+            typer.echo(f"  level {i}: {shown}")
+    path = p["critical_path"]
+    shown = " -> ".join(path) if len(path) <= 20 else " -> ".join([*path[:8], f"… ({len(path) - 16} more)", *path[-8:]])
+    typer.echo(f"critical path ({fd(p['critical_path_s'])}, by {p['weights']}): {shown}")
+
+
+@pipeline_app.command("lineage")
+def lineage(ctx: typer.Context,
+            dataset: Optional[str] = typer.Argument(None, help="Dataset name (as in stage inputs/outputs)."),
+            upstream: bool = typer.Option(False, "--upstream", help="Only what feeds it."),
+            downstream: bool = typer.Option(False, "--downstream", help="Only what it feeds (impact of a change)."),
+            list_all: bool = typer.Option(False, "--list", help="List every dataset."),
+            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Dataset lineage across every spec: upstream, downstream, and the impact of a change."""
+    from agentops.errors import ValidationError
+    from agentops.pipelines import load_specs
+    from agentops.pipelines.lineage import datasets, lineage as trace
+
+    specs, _ = load_specs(workspace(ctx), check=False)
+    if list_all or not dataset:
+        if not list_all:
+            raise ValidationError("name a DATASET, or pass --list to see them")
+        names = datasets(specs)
+        emit_json(names) if as_json else typer.echo("\n".join(names))
+        return
+    if upstream and downstream:
+        direction = "both"
+    else:
+        direction = "upstream" if upstream else "downstream" if downstream else "both"
+    result = trace(specs, dataset, direction)
+    if as_json:
+        emit_json(result)
+        return
+    made = ", ".join(result["produced_by"]) or ("source of " + ", ".join(s["pipeline"] for s in result["source"])
+                                               if result["source"] else "nothing (external)")
+    typer.echo(f"{dataset}")
+    typer.echo(f"  written by: {made}")
+    typer.echo(f"  read by:    {', '.join(result['read_by']) or 'nothing'}")
+    for key in ("upstream", "downstream"):
+        if key not in result:
+            continue
+        r = result[key]
+        typer.echo(f"{key} ({len(r['datasets'])} dataset(s), {len(r['stages'])} stage(s)):")
+        for d in r["datasets"]:
+            typer.echo(f"  {'  ' * (d['hops'] - 1)}{d['name']}")
+        typer.echo(f"  pipelines: {', '.join(r['pipelines']) or '-'}")
+        typer.echo(f"  owners:    {', '.join(r['owners']) or '-'}")
+        if key == "downstream" and r["stages"]:
+            typer.echo(f"  impact: a change to {dataset} reaches {len(r['stages'])} stage(s): {', '.join(r['stages'])}")
+
+
+@pipeline_app.command("backfill")
+def backfill(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline name."),
+             start: str = typer.Option(..., "--start", help="First day (YYYY-MM-DD)."),
+             end: str = typer.Option(..., "--end", help="Last day (YYYY-MM-DD), inclusive."),
+             reprocess: str = typer.Option("none", "--reprocess", help="none | failed | completed."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; queue nothing."),
+             as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Partitions x stages to run, honouring Orbit's states; queue them as backfill runs in Orbit."""
+    from agentops.pipelines.backfill import plan_backfill, queue_backfill
+
+    ws = workspace(ctx)
+    spec, _ = _spec_or_exit(ws, name)
+    bp = plan_backfill(ws, spec, start, end, reprocess)
+    queued = None if dry_run else queue_backfill(ws, spec, bp)
+    bp.pop("_states", None)
+    if as_json:
+        emit_json({**bp, "dry_run": dry_run, "queued": queued})
+        return
+    per: dict[str, list[str]] = {}
+    for t in bp["tasks"]:
+        per.setdefault(t["partition"], []).append(t["task"])
+    total = len(bp["stages"])
+    typer.echo(f"{spec.name}: {len(bp['partitions'])} partition(s) {bp['start']}..{bp['end']} (schedule "
+               f"{spec.schedule}), {len(bp['tasks'])} task(s) to run, reprocess={reprocess}, "
+               f"states from {bp['states_from']}")
+    for key in bp["partitions"]:
+        todo = per.get(key, [])
+        if not todo:
+            typer.echo(f"  {key}  nothing to do")
+        elif len(todo) == total:
+            typer.echo(f"  {key}  all {total} stage(s)")
+        else:
+            typer.echo(f"  {key}  {len(todo)}/{total}: {', '.join(todo)}")
+    if bp["skipped"]:
+        typer.echo("skipped: " + ", ".join(f"{n} {why}" for why, n in sorted(bp["skipped"].items())))
+    if dry_run:
+        typer.echo("dry run: nothing queued")
+    else:
+        typer.echo(f"queued {queued['runs']} backfill run(s), {queued['tasks']} task(s) in Orbit "
+                   f"({queued['written']} event(s) written, {queued['already_queued']} already there)")
+
+
+@pipeline_app.command("render")
+def render(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline name."),
+           template: str = typer.Option("all", "--template", "-t",
+                                        help="design | etl_workflow | runbook | quality_report | airflow_dag | a file name | all."),
+           out: Optional[str] = typer.Option(None, "--out", help="Folder to write to (default .agent/data/<pipeline>/).")):
+    """Render the design, ETL workflow, runbook, quality report and Airflow DAG; print the paths."""
+    from agentops.pipelines import load_specs
+    from agentops.pipelines.documents import render_pipeline
+
+    ws = workspace(ctx)
+    spec, _ = _spec_or_exit(ws, name)
+    specs, _ = load_specs(ws, check=False)
+    for path in render_pipeline(ws, spec, template, out, specs=specs):
+        try:
+            shown = path.relative_to(ws.root)
+        except ValueError:
+            shown = path
+        typer.echo(str(shown))

@@ -1,0 +1,238 @@
+"""Backfill plans (SPEC §6): the schedule's partitions over a date range × the stages in dependency
+order, minus what Orbit says needs no re-run; and queuing the plan as `backfill` runs in Orbit.
+
+`--reprocess` follows Airflow's reprocess behaviour, per partition and task:
+  none       run only what never ran
+  failed     also re-run what failed (failed, upstream_failed, canceled)
+  completed  also re-run what succeeded or was skipped
+What is queued, running or up for retry is in flight and never queued again. A task that re-runs
+takes every task downstream of it in the same partition along (their inputs change).
+
+Task states come from `Orbit.task_states(pipeline)` when the Orbit API provides it, else from the
+`run` rows of the `events` table (the log is the truth): the latest event per (partition, task); a
+pipeline-level run event (no task) stands for every task it has no task event for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import date, datetime, time
+from typing import Any
+
+from agentops.errors import ValidationError
+
+REPROCESS = ("none", "failed", "completed")
+FAILED = frozenset({"failed", "upstream_failed", "canceled"})
+DONE = frozenset({"succeeded", "skipped"})
+IN_FLIGHT = frozenset({"queued", "running", "up_for_retry"})
+MAX_TASKS = 2_000_000
+
+
+def parse_day(value: str | date, what: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValidationError(f"--{what} '{value}' is not a date", hint="use YYYY-MM-DD") from None
+
+
+def task_states(ws, spec) -> tuple[dict[tuple[str, str], dict[str, Any]], str]:
+    """{(partition, task): {"state", "attempt", "run_id"}} and where it came from ("orbit" or
+    "events"). A pipeline-level run stands for each task it has no task run for."""
+    try:
+        from agentops.orbit import Orbit
+    except ImportError:
+        return _states_from_events(ws, spec), "events"
+    from agentops.pipelines.schedule import normalize_logical_date
+
+    cron = spec.cron
+    out: dict[tuple[str, Any], dict[str, Any]] = {}
+    with Orbit.open(ws) as orbit:
+        for (logical, task), state in orbit.task_states(spec.name).items():
+            st = state.get("state") if isinstance(state, dict) else state
+            out[(normalize_logical_date(cron, logical), task)] = {"state": st}
+        # attempts and run ids of earlier backfill runs (a re-queue is their next attempt)
+        for row in orbit.runs(pipeline=spec.name, run_type="backfill", limit=None):
+            if not row.get("logical_date"):
+                continue
+            key = (normalize_logical_date(cron, row["logical_date"]), row.get("task") or None)
+            if row.get("run_id") != run_id_for(key[0]):
+                continue
+            entry = out.setdefault(key, {"state": row["state"]})
+            entry["backfill"] = {"state": row["state"], "attempt": row.get("attempt") or 1}
+        for row in orbit.runs(pipeline=spec.name, tasks=False, limit=None):
+            if not row.get("logical_date"):
+                continue
+            key = normalize_logical_date(cron, row["logical_date"])
+            for stage in spec.stages:
+                out.setdefault((key, stage.name), {"state": row["state"], "inherited": True})
+    return out, "orbit"
+
+
+def _states_from_events(ws, spec) -> dict[tuple[str, str], dict[str, Any]]:
+    from agentops.pipelines.schedule import normalize_logical_date
+
+    if not ws.db_path.exists():
+        return {}
+    try:
+        conn = sqlite3.connect(f"file:{ws.db_path}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT data FROM events WHERE kind = 'run' AND pipeline = ? ORDER BY seq",
+                                (spec.name,)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    cron = spec.cron
+    stage_names = [s.name for s in spec.stages]
+    by_task: dict[tuple[str, str], dict[str, Any]] = {}
+    by_run: dict[str, dict[str, Any]] = {}
+    for (data,) in rows:
+        try:
+            ev = json.loads(data)
+        except ValueError:
+            continue
+        logical = ev.get("logical_date") or ev.get("partition")
+        if not logical or not ev.get("state"):
+            continue
+        key = normalize_logical_date(cron, logical)
+        task = ev.get("task") or None
+        entry = {"state": ev["state"]}
+        if task:
+            by_task.setdefault((key, task), {}).update(entry)
+        else:
+            by_run[key] = entry
+            by_task.setdefault((key, None), {}).update(entry)
+        if ev.get("run_id") == run_id_for(key):
+            by_task[(key, task)]["backfill"] = {"state": ev["state"], "attempt": ev.get("attempt") or 1}
+    for key, entry in by_run.items():
+        for name in stage_names:
+            by_task.setdefault((key, name), {**entry, "inherited": True})
+    return by_task
+
+
+def plan_backfill(ws, spec, start, end, reprocess: str = "none",
+                  states: dict | None = None) -> dict[str, Any]:
+    """The backfill as data: partitions, the (partition, task) pairs to run in order, and why."""
+    from agentops.pipelines.graph import plan as stage_plan
+    from agentops.pipelines.schedule import partition_key
+
+    if reprocess not in REPROCESS:
+        raise ValidationError(f"--reprocess '{reprocess}' is not one of {', '.join(REPROCESS)}")
+    start_d, end_d = parse_day(start, "start"), parse_day(end, "end")
+    if end_d < start_d:
+        raise ValidationError(f"--end {end_d} is before --start {start_d}", hint="swap them")
+    cron = spec.cron
+    if cron is None:
+        raise ValidationError(f"pipeline '{spec.name}' has no schedule ({spec.processing}); a backfill "
+                              "replays scheduled partitions", hint="replay a stream from its source offsets")
+    order = stage_plan(spec)["order"]
+    times = list(cron.times(datetime.combine(start_d, time.min), datetime.combine(end_d, time.max)))
+    if len(times) * len(order) > MAX_TASKS:
+        raise ValidationError(f"the backfill would be {len(times) * len(order):,} tasks (over {MAX_TASKS:,})",
+                              hint="backfill a shorter range at a time")
+    source = "given"
+    if states is None:
+        states, source = task_states(ws, spec)
+    import networkx as nx
+
+    from agentops.pipelines.graph import stage_graph
+
+    g = stage_graph(spec)
+    below = {n: nx.descendants(g, n) for n in order}
+    tasks: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    partitions = []
+    for t in times:
+        key = partition_key(cron, t)
+        partitions.append(key)
+        chosen: dict[str, str] = {}
+        prev: dict[str, str | None] = {}
+        for name in order:
+            st = states.get((key, name))
+            state = st["state"] if st else None
+            prev[name] = state
+            if state is None:
+                chosen[name] = "missing"
+            elif state in IN_FLIGHT:
+                continue
+            elif state in FAILED and reprocess in ("failed", "completed"):
+                chosen[name] = f"was {state}"
+            elif state in DONE and reprocess == "completed":
+                chosen[name] = f"was {state}"
+        for name in list(chosen):
+            for d in below[name]:
+                if d not in chosen and prev[d] not in IN_FLIGHT:
+                    chosen[d] = f"downstream of {name}"
+        for name in order:
+            if name in chosen:
+                tasks.append({"partition": key, "logical_date": t.isoformat(), "task": name,
+                              "reason": chosen[name], "previous_state": prev[name]})
+            else:
+                why = "in flight" if prev[name] in IN_FLIGHT else prev[name]
+                skipped[why] = skipped.get(why, 0) + 1
+    return {"pipeline": spec.name, "schedule": spec.schedule, "start": start_d.isoformat(),
+            "end": end_d.isoformat(), "reprocess": reprocess, "states_from": source,
+            "stages": order, "partitions": partitions, "tasks": tasks, "skipped": skipped,
+            "_states": states}
+
+
+def run_id_for(partition: str) -> str:
+    return f"backfill__{partition}"
+
+
+def queue_backfill(ws, spec, bplan: dict[str, Any]) -> dict[str, Any]:
+    """Queue the plan in Orbit: per partition a pipeline run and its tasks, state `queued`, run type
+    `backfill`. Ids are deterministic (pipeline, run, task, attempt), so a repeat queues nothing twice."""
+    states = bplan.get("_states") or {}
+    events: list[dict[str, Any]] = []
+    by_partition: dict[str, list[dict[str, Any]]] = {}
+    for t in bplan["tasks"]:
+        by_partition.setdefault(t["partition"], []).append(t)
+    for partition, items in by_partition.items():
+        run_id = run_id_for(partition)
+        logical = items[0]["logical_date"]
+        for task in (None, *(t["task"] for t in items)):
+            prior = (states.get((partition, task)) or {}).get("backfill")
+            attempt = 1
+            if prior:
+                attempt = int(prior["attempt"]) + (0 if prior["state"] in IN_FLIGHT else 1)
+            ev = {"kind": "run", "pipeline": spec.name, "run_id": run_id, "task": task, "state": "queued",
+                  "run_type": "backfill", "logical_date": logical, "partition": partition, "attempt": attempt,
+                  "owner": spec.owner}
+            ev["id"] = "backfill-" + hashlib.sha256(
+                f"{spec.name}\0{run_id}\0{task or ''}\0{attempt}".encode()).hexdigest()[:24]
+            events.append(ev)
+    written, rejected = _write_events(ws, events)
+    return {"runs": len(by_partition), "tasks": len(bplan["tasks"]), "events": len(events),
+            "written": written, "already_queued": len(events) - written - len(rejected), "rejected": rejected}
+
+
+def _write_events(ws, events: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """Through the Orbit API (validated, derived state kept), else straight into the events table.
+    Returns (events written, rejections)."""
+    try:
+        from agentops.orbit import Orbit
+    except ImportError:
+        Orbit = None
+    if Orbit is not None:
+        with Orbit.open(ws) as orbit:
+            report = orbit.log_many(events, source="backfill", send_alerts=False)
+        return report.accepted, [f"event {n}: {reason}" for n, reason in report.rejected]
+    from agentops.store import insert_event, utcnow, write_tx
+
+    db = ws.db()
+    try:
+        written = 0
+        now = utcnow()
+        with write_tx(db) as conn:
+            for ev in events:
+                data = {k: v for k, v in ev.items() if k not in ("kind", "id")}
+                if insert_event(conn, "run", data, id=ev["id"], ts=now) is not None:
+                    written += 1
+        return written, []
+    finally:
+        db.conn.close()
