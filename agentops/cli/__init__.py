@@ -64,9 +64,10 @@ from agentops.cli import mail as _mail  # noqa: E402
 from agentops.cli import orbit as _orbit  # noqa: E402
 from agentops.cli import pipeline as _pipeline  # noqa: E402
 from agentops.cli import roles as _roles  # noqa: E402
+from agentops.cli import status as _status  # noqa: E402
 from agentops.cli import workspace as _workspace  # noqa: E402
 
-for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff):
+for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff, _status):
     _module.register(app)
 from agentops.cli import dispatch as _dispatch; _dispatch.register(app)  # noqa: E402, E702
 

@@ -1,0 +1,168 @@
+"""`agentops status`: a terminal report, JSON, Markdown, a live view, or a health check."""
+
+from __future__ import annotations
+
+import typer
+
+from agentops.cli.common import workspace
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+def _age(seconds) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _short(ts) -> str:
+    return (ts or "-")[:19].replace("T", " ")
+
+
+def render_terminal(s: dict):
+    """Rich renderables for the report (colour only when the console is a terminal)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts = []
+    d = s["daemon"]
+    line = Text()
+    line.append("daemon ", style="bold")
+    line.append(f"running (pid {d['pid']})" if d["running"] else d["state"],
+                style="green" if d["running"] else "yellow")
+    line.append(f"  routed {d['routed'] or 0}  last {_short(d['last_routed'])}  waiting {d['drop_zone'] + d['queued']}"
+                f"  dead letters {d['dead_letters']}")
+    if d["dead_letters"]:
+        line.stylize("red", len(line) - len(str(d["dead_letters"])))
+    parts.append(line)
+
+    t = Table(title="Agents", title_justify="left", expand=False)
+    for col in ("agent", "role", "unread", "unacked", "oldest unread", "drafts", "last dispatch"):
+        t.add_column(col, justify="right" if col in ("unread", "unacked", "drafts") else "left")
+    for a in s["agents"]:
+        disp = a["dispatch"]
+        t.add_row(a["name"], a["role"] or "", str(a["unread"]), str(a["unacked"]), _age(a["oldest_unread_age_s"]),
+                  str(a["drafts"]), f"{disp['action']} {_short(disp.get('finished') or disp.get('started'))}" if disp else "-",
+                  style="bold" if a["unread"] else None)
+    for q in s["queues"]:
+        t.add_row(f"{q['role']} (queue)", "", str(q["waiting"]), "", "", "", "")
+    parts.append(t)
+
+    if s["pipelines"]:
+        t = Table(title="Pipelines", title_justify="left")
+        for col in ("pipeline", "owner", "latest run", "state", "date", "running", "backfill"):
+            t.add_column(col)
+        for p in s["pipelines"]:
+            r = p["latest"] or {}
+            state = r.get("state", "-")
+            colour = {"succeeded": "green", "failed": "red", "upstream_failed": "red", "running": "cyan",
+                      "up_for_retry": "yellow", "queued": "blue"}.get(state)
+            bf = p["backfill"]
+            t.add_row(p["name"], p["owner"] or "-", r.get("run_id", "-"), Text(state, style=colour or ""),
+                      r.get("logical_date") or "-", str(p["running"]),
+                      f"{bf['done']}/{bf['total']} ({bf['percent']:g}%)" if bf else "-")
+        parts.append(t)
+
+    q = s["quality"]
+    if q["failed_checks"] or q["anomalies"]:
+        t = Table(title=f"Quality (since {s['since']})", title_justify="left")
+        for col in ("when", "pipeline", "what", "detail"):
+            t.add_column(col)
+        for c in q["failed_checks"]:
+            t.add_row(_short(c["ts"]), c["pipeline"], Text(f"{c['severity']} check {c['check']}",
+                      style="red" if c["severity"] == "error" else "yellow"),
+                      f"{c['dataset']}: observed {c['observed']} (threshold {c['threshold']})")
+        for a in q["anomalies"]:
+            t.add_row(_short(a["ts"]), a["pipeline"], Text(f"anomaly {a['metric']}", style="magenta"),
+                      f"{a['value']:g} vs ~{a['expected']:g} (z={a['zscore']:.1f}, {a['direction']})")
+        parts.append(t)
+    if s["perf_open"]:
+        t = Table(title="Open performance issues", title_justify="left")
+        for col in ("pipeline", "task", "bottleneck", "note"):
+            t.add_column(col)
+        for p in s["perf_open"]:
+            t.add_row(p["pipeline"], p["task"] or "-", p["bottleneck"], p["note"] or "")
+        parts.append(t)
+    if s["alerts"]:
+        t = Table(title="Alerts", title_justify="left")
+        for col in ("when", "to", "subject", "mail"):
+            t.add_column(col)
+        for a in s["alerts"]:
+            t.add_row(_short(a["ts"]), a["owner"], a["subject"], a["status"])
+        parts.append(t)
+    if s["handoffs"]:
+        t = Table(title="Handoffs", title_justify="left")
+        for col in ("when", "from", "to", "label", "how"):
+            t.add_column(col)
+        for h in s["handoffs"]:
+            t.add_row(_short(h.get("ts")), h.get("sender", ""), h.get("target", ""), h.get("label", ""),
+                      "sent" if h.get("sent") else f"draft {h.get('draft')}")
+        parts.append(t)
+    verdict = Text()
+    if s["problems"]:
+        verdict.append(f"{len(s['problems'])} problem(s):\n", style="bold red")
+        for p in s["problems"]:
+            verdict.append(f"  - {p}\n")
+    else:
+        verdict.append("all healthy", style="bold green")
+    parts.append(verdict)
+    return Group(*parts)
+
+
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (documented, stable shape)."),
+    fmt: str = typer.Option("text", "--format", "-f",
+                            help="text, json, or markdown (writes .agent/data/reports/status.md)."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh in place until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between refreshes with --watch."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 when anything is failing (for cron and CI)."),
+    since: str = typer.Option("7d", "--since", help="Window for checks, anomalies, alerts and handoffs (24h, 7d, ISO time)."),
+):
+    """Daemon health, each agent's mail, each pipeline's runs, quality, performance, alerts, handoffs."""
+    from agentops.errors import ValidationError
+    from agentops.status import collect
+
+    ws = workspace(ctx)
+    if as_json:
+        fmt = "json"
+    if fmt not in ("text", "json", "markdown"):
+        raise ValidationError(f"unknown format '{fmt}'", hint="use text, json or markdown")
+    if watch:
+        import time
+
+        from rich.console import Console
+        from rich.live import Live
+
+        console = Console()
+        with Live(render_terminal(collect(ws, since=since)), console=console, screen=False,
+                  auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render_terminal(collect(ws, since=since)), refresh=True)
+    s = collect(ws, since=since)
+    if fmt == "json":
+        from agentops.cli.common import emit_json
+
+        emit_json(s)
+    elif fmt == "markdown":
+        from agentops.status_report import write_markdown
+
+        path = write_markdown(ws, s)
+        typer.echo(f"wrote {path.relative_to(ws.root)}")
+    else:
+        import sys
+
+        from rich.console import Console
+
+        console = Console() if sys.stdout.isatty() else Console(width=120)
+        console.print(render_terminal(s))
+    if check and s["problems"]:
+        raise typer.Exit(1)

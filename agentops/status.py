@@ -1,0 +1,279 @@
+"""`agentops status`: the whole team and its pipelines at a glance, as one dict.
+
+`collect(ws)` returns the documented `status --json` shape (SCHEMA_VERSION 1; keys are only ever
+added). Everything is read from indexed derived tables, the daemon's heartbeat and the Maildir
+folders, so it stays fast on a large log.
+
+    {
+      "version": 1, "generated": ts, "workspace": path,
+      "healthy": bool, "problems": [str],          # what `status --check` fails on
+      "daemon":   {"running", "pid", "state", "mode", "started", "updated", "last_routed",
+                   "routed", "errors", "last_error", "drop_zone", "queued", "dead_letters"},
+      "agents":   [{"name", "role", "unread", "unacked", "oldest_unread_age_s", "drafts",
+                    "dispatch": {"action", "attempt", "started", "finished", "exit_code", "log",
+                                 "runs", "failures", "gave_up"} | null}],
+      "queues":   [{"role", "waiting"}],
+      "pipelines":[{"name", "owner", "spec", "latest": {"run_id", "state", "run_type",
+                    "logical_date", "attempt", "updated_at", "error"} | null, "failing": bool,
+                    "running": int, "backfill": {"total", "done", "failed", "running", "queued",
+                    "percent"} | null}],
+      "quality":  {"failed_checks": [...], "anomalies": [...]},   # within `since` (default 7d)
+      "perf_open": [...], "alerts": [...], "handoffs": [...]
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+DEFAULT_SINCE = "7d"
+RECENT = 20
+
+
+def _maildir_counts(box: Path) -> tuple[int, int, float | None]:
+    """(unread, unacked, oldest unread mtime) straight from the Maildir files."""
+    from agentops.mail.maildir import ACKED, SEEN, split_name
+
+    unread = unacked = 0
+    oldest: float | None = None
+    for sub in ("new", "cur"):
+        try:
+            it = os.scandir(box / sub)
+        except FileNotFoundError:
+            continue
+        with it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                _, flags = split_name(entry.name)
+                if ACKED not in flags:
+                    unacked += 1
+                if sub == "new" or SEEN not in flags:
+                    unread += 1
+                    mtime = entry.stat().st_mtime
+                    oldest = mtime if oldest is None or mtime < oldest else oldest
+    return unread, unacked, oldest
+
+
+def _count_files(path: Path, suffix: str = "") -> int:
+    try:
+        with os.scandir(path) as it:
+            return sum(1 for e in it if not e.name.startswith(".") and e.name.endswith(suffix) and e.is_file())
+    except FileNotFoundError:
+        return 0
+
+
+def _daemon(ws) -> dict[str, Any]:
+    from agentops.pidlock import daemon_pid
+
+    pid = daemon_pid(ws)
+    try:
+        beat = json.loads((ws.run_dir / "daemon.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        beat = {}
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "state": ("running" if pid else ("stopped" if beat else "never started")),
+        "mode": beat.get("mode"),
+        "started": beat.get("started"),
+        "updated": beat.get("updated"),
+        "last_routed": beat.get("last_routed"),
+        "routed": beat.get("routed"),
+        "errors": beat.get("errors"),
+        "last_error": beat.get("last_error"),
+        "drop_zone": _count_files(ws.email_dir, ".email"),
+        "queued": _count_files(ws.spool_dir),
+        "dead_letters": _count_files(ws.dead_dir, ".reason"),
+    }
+
+
+def _drafts_by_sender(ws) -> dict[str, int]:
+    from email.parser import BytesHeaderParser
+
+    out: dict[str, int] = {}
+    if ws.drafts_dir.is_dir():
+        parser = BytesHeaderParser()
+        for p in ws.drafts_dir.glob("*.email"):
+            if p.is_file() and not p.is_symlink():
+                with open(p, "rb") as fh:
+                    sender = str(parser.parse(fh).get("From", "")).strip()
+                out[sender] = out.get(sender, 0) + 1
+    return out
+
+
+def _rows(cur) -> list[dict]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _table_exists(conn, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
+def _pipelines(ws, conn) -> list[dict]:
+    spec_names = {p.stem: p for p in ws.pipelines_dir.glob("*.yaml")} if ws.pipelines_dir.is_dir() else {}
+    names = set(spec_names) | {r[0] for r in conn.execute("SELECT DISTINCT pipeline FROM runs")}
+    running = dict(conn.execute("SELECT pipeline, count(*) FROM runs WHERE state = 'running' AND task = '' "
+                                "GROUP BY pipeline").fetchall())
+    backfills: dict[str, dict[str, int]] = {}
+    for pipeline, state, n in conn.execute(
+            "SELECT pipeline, state, count(*) FROM runs WHERE run_type = 'backfill' AND task = '' "
+            "GROUP BY pipeline, state"):
+        backfills.setdefault(pipeline, {})[state] = n
+    out = []
+    for name in sorted(names):
+        latest = _rows(conn.execute(
+            "SELECT run_id, state, run_type, logical_date, attempt, updated_at, error, owner FROM runs "
+            "WHERE pipeline = ? AND task = '' ORDER BY updated_at DESC, seq DESC LIMIT 1", (name,)))
+        latest_run = latest[0] if latest else None
+        owner = latest_run.pop("owner") if latest_run else None
+        if owner is None and name in spec_names:
+            owner = _spec_owner(spec_names[name])
+        bf = backfills.get(name)
+        backfill = None
+        if bf:
+            total = sum(bf.values())
+            done = bf.get("succeeded", 0) + bf.get("skipped", 0)
+            backfill = {"total": total, "done": done, "failed": bf.get("failed", 0) + bf.get("upstream_failed", 0),
+                        "running": bf.get("running", 0), "queued": bf.get("queued", 0) + bf.get("up_for_retry", 0),
+                        "percent": round(100.0 * done / total, 1) if total else 0.0}
+        out.append({
+            "name": name, "owner": owner, "spec": name in spec_names, "latest": latest_run,
+            "failing": bool(latest_run and latest_run["state"] in ("failed", "upstream_failed")),
+            "running": running.get(name, 0), "backfill": backfill,
+        })
+    return out
+
+
+def _spec_owner(path: Path) -> str | None:
+    """The `owner:` line of a spec, read cheaply (no YAML parse: status must stay fast)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for _, line in zip(range(200), fh):
+                if line.startswith("owner:"):
+                    return line.split(":", 1)[1].strip().strip("'\"") or None
+    except OSError:
+        return None
+    return None
+
+
+def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
+    from agentops.orbit.queries import parse_since
+    from agentops.store import utcnow
+
+    since_ts = parse_since(since)
+    book = ws.addresses
+    now = time.time()
+    status: dict[str, Any] = {"version": SCHEMA_VERSION, "generated": utcnow(), "workspace": str(ws.root),
+                              "since": since}
+    status["daemon"] = _daemon(ws)
+    db = ws.db()
+    conn = db.conn
+    try:
+        dispatch = {}
+        if _table_exists(conn, "dispatch_runs"):
+            dispatch = {r["agent"]: r for r in _rows(conn.execute(
+                "SELECT agent, action, attempt, started, finished, exit_code, log, runs, failures, gave_up "
+                "FROM dispatch_runs"))}
+        drafts = _drafts_by_sender(ws)
+        agents = []
+        for name, agent in sorted(book.agents.items()):
+            unread, unacked, oldest = _maildir_counts(ws.inbox(name))
+            d = dispatch.get(name)
+            if d:
+                d.pop("agent", None)
+            agents.append({"name": name, "role": agent.role, "unread": unread, "unacked": unacked,
+                           "oldest_unread_age_s": round(now - oldest, 1) if oldest else None,
+                           "drafts": drafts.get(name, 0), "dispatch": d})
+        for builtin in ("user", "postmaster"):
+            unread, unacked, oldest = _maildir_counts(ws.inbox(builtin))
+            if unread or unacked:
+                agents.append({"name": builtin, "role": None, "unread": unread, "unacked": unacked,
+                               "oldest_unread_age_s": round(now - oldest, 1) if oldest else None,
+                               "drafts": 0, "dispatch": None})
+        status["agents"] = agents
+        queues = []
+        if ws.queues_root.is_dir():
+            for q in sorted(p for p in ws.queues_root.iterdir() if p.is_dir()):
+                queues.append({"role": q.name, "waiting": _count_files(q / "new")})
+        status["queues"] = queues
+        status["pipelines"] = _pipelines(ws, conn)
+        failed_checks = _rows(conn.execute(
+            'SELECT pipeline, run_id, dataset, "check", severity, observed, threshold, ts FROM checks '
+            "WHERE passed = 0 AND ts >= ? ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))
+        anomalies = _rows(conn.execute(
+            "SELECT pipeline, dataset, metric, value, expected, zscore, direction, ts FROM anomalies "
+            "WHERE ts >= ? ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))
+        status["quality"] = {"failed_checks": failed_checks, "anomalies": anomalies}
+        status["perf_open"] = _rows(conn.execute(
+            "SELECT pipeline, task, bottleneck, note, opened_at, updated_at FROM perf WHERE status = 'open' "
+            "ORDER BY updated_at DESC LIMIT ?", (RECENT,)))
+        status["alerts"] = _rows(conn.execute(
+            "SELECT ts, cause, pipeline, run_id, owner, subject, status FROM alerts WHERE ts >= ? "
+            "ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))
+        status["handoffs"] = [
+            {k: v for k, v in json.loads(data).items() if k in ("ts", "sender", "target", "label", "sent", "draft")}
+            for (data,) in conn.execute("SELECT data FROM events WHERE kind = 'handoff' AND ts >= ? "
+                                        "ORDER BY ts DESC LIMIT ?", (since_ts, RECENT))]
+    finally:
+        conn.close()
+    status["problems"] = problems(status)
+    status["healthy"] = not status["problems"]
+    return status
+
+
+def problems(status: dict[str, Any]) -> list[str]:
+    """What is failing, one line each (the basis of `status --check`)."""
+    out = []
+    d = status["daemon"]
+    if d["dead_letters"]:
+        out.append(f"{d['dead_letters']} dead letter(s) in .agent/email/dead (see `agentops mail dead`)")
+    if not d["running"] and (d["drop_zone"] or d["queued"]):
+        out.append(f"daemon not running and {d['drop_zone'] + d['queued']} message(s) wait to be routed")
+    for p in status["pipelines"]:
+        if p["failing"]:
+            latest = p["latest"]
+            out.append(f"pipeline {p['name']}: run {latest['run_id']} {latest['state']}"
+                       + (f": {latest['error']}" if latest.get("error") else ""))
+    for c in status["quality"]["failed_checks"]:
+        if c["severity"] == "error":
+            out.append(f"check {c['check']} on {c['dataset']} failed ({c['pipeline']}, observed {c['observed']})")
+    for a in status["quality"]["anomalies"]:
+        out.append(f"anomaly: {a['pipeline']} {a['metric']} = {a['value']:g} (expected ~{a['expected']:g}, "
+                   f"z={a['zscore']:.1f})")
+    for a in status["agents"]:
+        disp = a.get("dispatch")
+        if disp and disp.get("action") == "gave_up":
+            out.append(f"dispatch of {a['name']} gave up (log: {disp.get('log')})")
+    return out
+
+
+def agent_work(ws, agent: str) -> list[str]:
+    """Open items for one agent, for its prompt: failing pipelines it owns, alerts, drafts."""
+    status = collect(ws)
+    items = []
+    for p in status["pipelines"]:
+        if p["owner"] == agent and p["failing"]:
+            items.append(f"Pipeline `{p['name']}` is failing: run {p['latest']['run_id']} "
+                         f"{p['latest']['state']}" + (f" ({p['latest']['error']})" if p['latest'].get('error') else ""))
+        if p["owner"] == agent and p["backfill"] and p["backfill"]["done"] < p["backfill"]["total"]:
+            b = p["backfill"]
+            items.append(f"Backfill of `{p['name']}`: {b['done']}/{b['total']} partitions done")
+    for c in status["quality"]["failed_checks"]:
+        owner = next((p["owner"] for p in status["pipelines"] if p["name"] == c["pipeline"]), None)
+        if owner == agent:
+            items.append(f"Failed {c['severity']} check `{c['check']}` on `{c['dataset']}` ({c['pipeline']})")
+    for a in status["quality"]["anomalies"]:
+        owner = next((p["owner"] for p in status["pipelines"] if p["name"] == a["pipeline"]), None)
+        if owner == agent:
+            items.append(f"Anomaly in `{a['pipeline']}`: {a['metric']} = {a['value']:g} (expected ~{a['expected']:g})")
+    me = next((a for a in status["agents"] if a["name"] == agent), None)
+    if me and me["drafts"]:
+        items.append(f"{me['drafts']} draft(s) waiting in .agent/email/drafts (send with `agentops mail send --draft ID`)")
+    return items

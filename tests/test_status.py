@@ -1,0 +1,98 @@
+"""`agentops status`: the JSON shape, the terminal report, --check, markdown."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from agentops.orbit import Orbit
+from tests.conftest import REPO, run_agentops
+
+
+def _seed(ws):
+    shutil.copy(REPO / ".agent" / "data" / "pipelines" / "orders_daily.yaml", ws.pipelines_dir)
+    with Orbit.open(ws) as orbit:
+        for state in ("queued", "running", "failed"):
+            orbit.log({"kind": "run", "pipeline": "orders_daily", "run_id": "r1", "state": state,
+                       "run_type": "scheduled", "logical_date": "2026-11-24", "attempt": 1,
+                       "error": "extract timed out" if state == "failed" else None})
+        orbit.log({"kind": "check", "pipeline": "orders_daily", "run_id": "r1", "dataset": "orders",
+                   "check": "not_null:order_id", "passed": False, "severity": "error", "observed": 12,
+                   "threshold": 0})
+        orbit.log({"kind": "perf", "pipeline": "orders_daily", "task": "extract", "bottleneck": "network",
+                   "note": "API pages of 100 rows", "status": "open"})
+
+
+def test_status_json_shape_and_problems(ws, cli):
+    from agentops.mail import send
+
+    send(ws, sender="data-engineer", to=["devops"], subject="capacity", body="8 cores please")
+    _seed(ws)
+    r = cli("status", "--json")
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert s["version"] == 1 and s["healthy"] is False
+    assert {"daemon", "agents", "queues", "pipelines", "quality", "perf_open", "alerts", "handoffs",
+            "problems"} <= set(s)
+    devops = next(a for a in s["agents"] if a["name"] == "devops")
+    assert devops["unread"] == 1 and devops["unacked"] == 1 and devops["oldest_unread_age_s"] is not None
+    orders = next(p for p in s["pipelines"] if p["name"] == "orders_daily")
+    assert orders["failing"] and orders["latest"]["state"] == "failed" and orders["owner"] == "data-engineer"
+    assert s["quality"]["failed_checks"][0]["check"] == "not_null:order_id"
+    assert s["perf_open"][0]["bottleneck"] == "network"
+    assert any("orders_daily: run r1 failed: extract timed out" in p for p in s["problems"])
+    assert any(a["cause"] for a in s["alerts"])  # the failed run alerted its owner
+    assert s["daemon"]["running"] is False
+
+
+def test_status_check_exit_codes(ws, cli):
+    assert cli("status", "--check").exit_code == 0
+    _seed(ws)
+    r = cli("status", "--check")
+    assert r.exit_code == 1
+    assert "problem(s)" in r.output and "orders_daily" in r.output
+
+
+def test_status_markdown_report(ws, cli):
+    _seed(ws)
+    r = cli("status", "--format", "markdown")
+    assert r.exit_code == 0
+    text = (ws.reports_dir / "status.md").read_text()
+    assert text.startswith("# Team status")
+    assert "```mermaid" in text and "-->|\"Consult Database Engineer\"|" in text
+    assert "| orders_daily | data-engineer | r1 | failed |" in text
+
+
+def test_status_as_a_process_is_plain_without_a_terminal(ws):
+    _seed(ws)
+    r = run_agentops("status")
+    assert r.returncode == 0, r.stderr
+    assert "\x1b[" not in r.stdout  # no colour codes when not a terminal
+    assert "orders_daily" in r.stdout and "failed" in r.stdout
+
+
+def test_handoff_shows_in_status_and_prompt(ws, cli):
+    r = cli("handoff", "--from", "data-engineer", "Consult Database Engineer",
+            "--context", "orders_daily needs a partitioned orders table")
+    assert r.exit_code == 0, r.output
+    assert "handed off 'Consult Database Engineer' from data-engineer to database-engineer" in r.output
+    s = json.loads(cli("status", "--json").output)
+    assert s["handoffs"][0]["target"] == "database-engineer" and s["handoffs"][0]["sent"] is True
+    p = cli("prompt", "database-engineer").output
+    assert "### Handoff: Consult Database Engineer" in p
+    assert "Need help with database schema" in p and "orders_daily needs a partitioned" in p
+
+
+def test_handoff_draft_then_send(ws, cli):
+    r = cli("handoff", "--from", "data-engineer", "Developer", "--json")  # by target; send: false
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["sent"] is False and res["draft"]
+    s = json.loads(cli("status", "--json").output)
+    assert next(a for a in s["agents"] if a["name"] == "data-engineer")["drafts"] == 1
+    r = cli("mail", "send", "--draft", res["draft"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(cli("status", "--json").output)
+    assert next(a for a in s["agents"] if a["name"] == "developer")["unread"] == 1
+    r = cli("handoff", "--from", "data-engineer", "No Such Label")
+    assert r.exit_code == 5 and "has no handoff 'No Such Label'" in r.output
