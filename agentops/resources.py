@@ -17,3 +17,11 @@ def packaged(name: str) -> Path:
     if inside.is_dir():
         return inside
     return _HERE.parent / name
+
+
+def example_pipelines() -> Path:
+    """The example pipeline specs: in the wheel, or the repo's own `.agent/data/pipelines/`."""
+    inside = _HERE / "_data" / "pipelines"
+    if inside.is_dir():
+        return inside
+    return _HERE.parent / ".agent" / "data" / "pipelines"

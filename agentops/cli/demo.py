@@ -1,0 +1,41 @@
+"""`agentops demo`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    ctx: typer.Context,
+    directory: Path = typer.Option(None, "--dir", help="Play into this folder (default: a new temp folder)."),
+):
+    """Play a scripted day of the team in a scratch workspace with the real daemon, then show status."""
+    from agentops.demo import run_demo
+    from agentops.errors import AgentOpsError
+    from agentops.workspace import find_workspace
+
+    try:
+        source = find_workspace((ctx.find_root().obj or {}).get("workspace"))
+    except AgentOpsError:
+        source = None
+    root = run_demo(directory, say=typer.echo, source=source)
+    from agentops.cli.status import render_terminal
+    from agentops.status import collect
+    from agentops.workspace import Workspace
+
+    import sys
+
+    from rich.console import Console
+
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console.print(render_terminal(collect(Workspace(root))))
+    typer.echo(f"\nExplore it: cd {root} && agentops status   (or: export AGENTOPS_WORKSPACE={root})")
+    typer.echo("  .agent/email/inbox/<agent>/   the Maildirs (mutt -f works)     agentops mail inbox data-engineer")
+    typer.echo("  .agent/orbit.db               the Orbit log                     agentops orbit events --limit 20")
+    typer.echo("  .agent/logs/daemon.log        the daemon's JSON log lines       agentops pipeline render orders_daily")

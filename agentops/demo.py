@@ -1,0 +1,262 @@
+"""`agentops demo`: a scripted day of the team, played through the real interfaces.
+
+A scratch workspace (seeded from the current workspace's roles, templates and pipeline specs, else
+the packaged ones), the real daemon in the background, and "agents" that drop `.email` and `.jsonl`
+files and run `agentops` commands as separate processes: a handoff and its reply, DevOps asked for
+capacity, a run that fails (alerting its owner) and is retried, a three-day backfill, a volume
+anomaly and its alert mail, then the status report. Nothing here is simulated inside the process:
+every step is a file or a subprocess, so what the demo shows is what a user gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from agentops.errors import AgentOpsError
+
+Say = Callable[[str], None]
+STEP_TIMEOUT = 20.0
+
+
+class DemoError(AgentOpsError):
+    pass
+
+
+class Demo:
+    def __init__(self, root: Path, say: Say, source=None):
+        self.root = Path(root)
+        self.say = say
+        self.source = source
+        self.daemon: subprocess.Popen | None = None
+        self.env = {**os.environ, "AGENTOPS_WORKSPACE": str(self.root)}
+        self.env.pop("AGENTOPS_DEMO", None)
+
+    # plumbing -------------------------------------------------------------------------------
+    def agentops(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "agentops", *args], env=self.env, cwd=self.root,
+                              capture_output=True, text=True, input=input, timeout=60)
+        if check and proc.returncode != 0:
+            raise DemoError(f"`agentops {' '.join(args)}` exited {proc.returncode}: "
+                            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        return proc
+
+    def show(self, *args: str, limit: int = 12) -> None:
+        out = self.agentops(*args).stdout.rstrip().splitlines()
+        self.say(f"    $ agentops {' '.join(args)}")
+        for line in out[:limit]:
+            self.say(f"    {line}")
+        if len(out) > limit:
+            self.say(f"    ... ({len(out) - limit} more lines)")
+
+    def wait_for(self, what: str, predicate: Callable[[], object], timeout: float = STEP_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}",
+                        hint=f"see the daemon log {self.root / '.agent/logs/daemon.log'}")
+
+    def drop_mail(self, name: str, text: str, chunks: int = 1) -> None:
+        """Write a drop file the way an agent's editor would: maybe in several writes."""
+        path = self.root / ".agent" / "email" / name
+        data = text.encode()
+        step = max(1, len(data) // chunks)
+        with open(path, "wb") as fh:
+            for i in range(0, len(data), step):
+                fh.write(data[i:i + step])
+                fh.flush()
+                if chunks > 1:
+                    time.sleep(0.05)
+
+    def drop_events(self, name: str, events: list[dict]) -> None:
+        orbit = self.root / ".agent" / "orbit"
+        tmp = orbit / f".{name}.tmp"
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in events))
+        os.rename(tmp, orbit / name)
+        self.wait_for(f"the daemon to ingest {name}", lambda: not (orbit / name).exists())
+
+    def inbox(self, agent: str) -> list[dict]:
+        return json.loads(self.agentops("mail", "inbox", agent, "--json").stdout)
+
+    def wait_mail(self, agent: str, subject_part: str) -> dict:
+        def found():
+            for m in self.inbox(agent):
+                if subject_part.lower() in m["subject"].lower():
+                    return m
+            return None
+        return self.wait_for(f"mail '{subject_part}' in {agent}'s inbox", found)
+
+    # the day ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from agentops.workspace import init_workspace
+
+        init_workspace(self.root)
+        if self.source is not None:
+            for name in ("roles", "templates"):
+                src = self.source.root / name
+                if src.is_dir():
+                    shutil.copytree(src, self.root / name, dirs_exist_ok=True)
+            specs = self.source.pipelines_dir
+        else:
+            specs = None
+        from agentops.resources import example_pipelines
+
+        specs = specs if specs is not None and any(specs.glob("*.yaml")) else example_pipelines()
+        for spec in sorted(specs.glob("*.yaml")):
+            shutil.copy(spec, self.root / ".agent" / "data" / "pipelines" / spec.name)
+        (self.root / "agentops.toml").write_text("[mail]\nsettle_seconds = 0.05\n[daemon]\nrescan_seconds = 5\n")
+
+    def start_daemon(self) -> None:
+        log = open(self.root / ".agent" / "logs" / "daemon.log", "ab")
+        self.daemon = subprocess.Popen([sys.executable, "-m", "agentops", "daemon", "--log-format", "json"],
+                                       env=self.env, cwd=self.root, stdout=log, stderr=log,
+                                       start_new_session=True)
+        log.close()
+        from agentops.pidlock import daemon_pid
+        from agentops.workspace import Workspace
+
+        ws = Workspace(self.root)
+        self.wait_for("the daemon to start", lambda: daemon_pid(ws) == self.daemon.pid
+                      or self.daemon.poll() is not None)
+        if self.daemon.poll() is not None:
+            raise DemoError("the daemon exited at start", hint=f"see {self.root / '.agent/logs/daemon.log'}")
+
+    def stop_daemon(self) -> None:
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+
+    def play(self) -> None:
+        today = date.today()
+        day = lambda n: (today - timedelta(days=n)).isoformat()  # noqa: E731
+        say = self.say
+
+        say("1. The Data Engineer asks the Database Engineer for a schema review (drops a .email file, "
+            "written in 4 chunks).")
+        self.drop_mail("to-database-engineer-from-data-engineer-schema-review.email",
+                       "Priority: high\n\nCan you review the partitioning of warehouse.fact_orders?\n"
+                       "orders_daily loads ~10k rows a day; I plan a daily partition on order_date.\n", chunks=4)
+        msg = self.wait_mail("database-engineer", "schema-review")
+        say(f"   delivered to .agent/email/inbox/database-engineer/new/ as {msg['message_id']}")
+
+        say("2. The Database Engineer reads it and replies on the thread.")
+        self.agentops("mail", "read", msg["message_id"])
+        self.agentops("mail", "send", "--from", "database-engineer", "--to", "data-engineer",
+                      "--subject", "Re: schema-review", "--reply-to", msg["message_id"],
+                      "--body", "Daily partitions on order_date are right; cluster by customer_id. "
+                                "Index staging.orders(order_id) for the dedupe.")
+        self.wait_mail("data-engineer", "Re: schema-review")
+        self.show("mail", "thread", msg["message_id"])
+
+        say("3. The Data Engineer hands off to DevOps for backfill capacity (handoff with send: true).")
+        self.show("handoff", "--from", "data-engineer", "Coordinate with DevOps",
+                  "--context", f"Backfilling orders_daily for {day(3)}..{day(1)}; need 4 workers for an hour.")
+        ask = self.wait_mail("devops", "Handoff: Coordinate with DevOps")
+        self.agentops("mail", "read", ask["message_id"])
+        self.agentops("handoff", "--from", "devops", "Report capacity to Data Engineer",
+                      "--context", "4 workers reserved in the batch pool until 18:00 UTC.")
+        self.wait_mail("data-engineer", "Handoff: Report capacity")
+        say("   DevOps answered with its own handoff back to the Data Engineer.")
+
+        say("4. Last night's orders_daily run fails in extract_orders (the Airflow hooks drop JSONL into "
+            ".agent/orbit/; the daemon ingests it) and the owner is alerted.")
+        run = f"scheduled__{day(1)}"
+        base = {"kind": "run", "pipeline": "orders_daily", "run_id": run, "run_type": "scheduled",
+                "logical_date": day(1)}
+        self.drop_events("airflow-orders-1.jsonl", [
+            {**base, "state": "queued", "attempt": 1},
+            {**base, "state": "running", "attempt": 1},
+            {**base, "task": "extract_orders", "state": "running", "attempt": 1},
+            {**base, "task": "extract_orders", "state": "failed", "attempt": 1,
+             "error": "HTTP 429 from /v2/orders after 5 retries"},
+            {**base, "state": "failed", "attempt": 1, "error": "extract_orders failed"},
+        ])
+        alert = self.wait_mail("data-engineer", "orders_daily")
+        say(f"   postmaster -> data-engineer: \"{alert['subject']}\"")
+
+        say("5. The Data Engineer lowers the page rate and retries: attempt 2 succeeds (agentops orbit log).")
+        for task in (None, "extract_orders"):
+            for state in ("queued", "running", "succeeded"):
+                args = ["orbit", "log", "run", "--pipeline", "orders_daily", "--run-id", run, "--state", state,
+                        "--attempt", "2", "--run-type", "scheduled", "--logical-date", day(1)]
+                if task:
+                    args += ["--task", task]
+                if task is None and state == "succeeded":
+                    continue
+                self.agentops(*args)
+        self.agentops("orbit", "log", "job", "--pipeline", "orders_daily", "--run-id", run, "--task",
+                      "extract_orders", "--rows-in", "10412", "--rows-out", "10398", "--bytes", "8123456",
+                      "--duration-s", "312.5")
+        self.agentops("orbit", "log", "run", "--pipeline", "orders_daily", "--run-id", run, "--state", "succeeded",
+                      "--attempt", "2", "--run-type", "scheduled", "--logical-date", day(1))
+        self.agentops("orbit", "log", "perf", "--pipeline", "orders_daily", "--task", "extract_orders",
+                      "--bottleneck", "network", "--note", "API rate limit: 10 req/s with 100-row pages",
+                      "--status", "open")
+        self.show("orbit", "runs", "--pipeline", "orders_daily", limit=6)
+
+        say(f"6. A three-day backfill ({day(3)}..{day(1)}): plan, queue, then the workers report back.")
+        self.show("pipeline", "backfill", "orders_daily", "--start", day(3), "--end", day(1), "--dry-run", limit=8)
+        self.agentops("pipeline", "backfill", "orders_daily", "--start", day(3), "--end", day(1))
+        queued = [r for r in json.loads(self.agentops("orbit", "runs", "--pipeline", "orders_daily",
+                                                      "--json").stdout) if r.get("run_type") == "backfill"]
+        done = []
+        for r in queued:
+            if r.get("state") == "queued":
+                ev = {"kind": "run", "pipeline": "orders_daily", "run_id": r["run_id"], "run_type": "backfill",
+                      "logical_date": r["logical_date"], "attempt": r.get("attempt") or 1}
+                if r.get("task"):
+                    ev["task"] = r["task"]
+                done += [{**ev, "state": "running"}, {**ev, "state": "succeeded"}]
+        self.drop_events("backfill-workers.jsonl", done)
+        say(f"   {len(done) // 2} backfill runs went queued -> running -> succeeded.")
+
+        say("7. Daily row counts for fact_orders: 14 ordinary days, then today's load is a fraction "
+            "of normal -> an anomaly and an alert mail.")
+        series = [10120, 9980, 10340, 10050, 9890, 10210, 10400, 9950, 10080, 10300, 10150, 9870, 10230, 10010]
+        start = datetime.now(timezone.utc) - timedelta(days=len(series))
+        metrics = [{"kind": "metric", "pipeline": "orders_daily", "dataset": "warehouse.fact_orders",
+                    "name": "row_count", "value": v, "ts": (start + timedelta(days=i)).isoformat()}
+                   for i, v in enumerate(series)]
+        metrics.append({"kind": "metric", "pipeline": "orders_daily", "dataset": "warehouse.fact_orders",
+                        "name": "row_count", "value": 1240})
+        metrics.append({"kind": "check", "pipeline": "orders_daily", "run_id": run, "dataset": "warehouse.fact_orders",
+                        "check": "row_count_min", "passed": False, "severity": "error", "observed": 1240,
+                        "threshold": 5000})
+        self.drop_events("quality.jsonl", metrics)
+        anomaly = self.wait_mail("data-engineer", "anomal")
+        say(f"   postmaster -> data-engineer: \"{anomaly['subject']}\"")
+
+        say("8. The team's status:")
+
+
+def run_demo(target: Path | None = None, *, say: Say, source=None) -> Path:
+    """Play the demo into `target` (default: a new temp folder). Returns the workspace path."""
+    root = Path(target) if target else Path(tempfile.mkdtemp(prefix="agentops-demo-"))
+    demo = Demo(root, say, source)
+    started = time.monotonic()
+    demo.setup()
+    say(f"Scratch workspace: {root}")
+    demo.start_daemon()
+    say(f"Daemon running (pid {demo.daemon.pid}); its log is .agent/logs/daemon.log\n")
+    try:
+        demo.play()
+    finally:
+        demo.stop_daemon()
+    say(f"(played in {time.monotonic() - started:.1f}s)")
+    return root
