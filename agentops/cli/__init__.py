@@ -59,6 +59,7 @@ def _root(
 
 
 from agentops.cli import daemon as _daemon  # noqa: E402
+from agentops.cli import demo as _demo  # noqa: E402
 from agentops.cli import handoff as _handoff  # noqa: E402
 from agentops.cli import mail as _mail  # noqa: E402
 from agentops.cli import orbit as _orbit  # noqa: E402
@@ -67,7 +68,7 @@ from agentops.cli import roles as _roles  # noqa: E402
 from agentops.cli import status as _status  # noqa: E402
 from agentops.cli import workspace as _workspace  # noqa: E402
 
-for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff, _status):
+for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff, _status, _demo):
     _module.register(app)
 from agentops.cli import dispatch as _dispatch; _dispatch.register(app)  # noqa: E402, E702
 
