@@ -1,0 +1,218 @@
+"""OpenLineage export and import (SPEC §5): Orbit runs and checks as OpenLineage RunEvents.
+
+Export, one JSON RunEvent per line:
+- each `run` event -> eventType by state (running START, succeeded/skipped COMPLETE, failed/upstream_failed
+  FAIL, canceled ABORT, queued/up_for_retry OTHER); job `namespace` / `pipeline` (a task run is job
+  `pipeline.task` with a `parent` facet naming the pipeline run); runId a UUID (the run_id itself when it
+  is one, else uuid5 of pipeline/run_id[/task]); an `errorMessage` facet for the error; an `agentops`
+  run facet with the exact Orbit fields, so a round trip is lossless.
+- each `check` event -> an OTHER RunEvent of its run whose input dataset carries a
+  `dataQualityAssertions` facet (assertion, success, severity, expected = threshold, actual = observed).
+
+Import reads those back, and RunEvents from other producers (Airflow, dbt, Spark integrations):
+pipeline = the parent job's name when there is a parent facet (the task is the job name without the
+`pipeline.` prefix), else the job name; state from eventType (START/RUNNING running, COMPLETE succeeded,
+FAIL failed, ABORT canceled); logical date from `nominalTime`; checks from dataQualityAssertions
+facets. Imported events get ids derived from runId, eventType and eventTime: importing twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from agentops.errors import ValidationError
+
+PRODUCER = "https://github.com/agentops/agentops"
+RUN_EVENT_SCHEMA = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+ERROR_SCHEMA = "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
+PARENT_SCHEMA = "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
+DQ_SCHEMA = ("https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json"
+             "#/$defs/DataQualityAssertionsDatasetFacet")
+AGENTOPS_SCHEMA = "https://github.com/agentops/agentops/blob/main/README.md#orbit-openlineage-facet"
+
+EVENT_TYPE = {"queued": "OTHER", "running": "START", "succeeded": "COMPLETE", "failed": "FAIL",
+              "up_for_retry": "OTHER", "upstream_failed": "FAIL", "skipped": "COMPLETE", "canceled": "ABORT"}
+STATE_OF = {"START": "running", "RUNNING": "running", "COMPLETE": "succeeded", "FAIL": "failed", "ABORT": "canceled"}
+RUN_FIELDS = ("pipeline", "run_id", "task", "state", "attempt", "run_type", "logical_date", "error")
+
+
+def run_uuid(pipeline: str, run_id: str, task: str | None = None) -> str:
+    if not task:
+        try:
+            return str(uuid.UUID(run_id))
+        except ValueError:
+            pass
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"agentops:{pipeline}/{run_id}" + (f"/{task}" if task else "")))
+
+
+def _facet(schema: str, **fields) -> dict:
+    return {"_producer": PRODUCER, "_schemaURL": schema, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def _run_part(ev: dict, namespace: str) -> tuple[dict, dict]:
+    pipeline, run_id, task = ev["pipeline"], ev["run_id"], ev.get("task")
+    facets: dict[str, Any] = {}
+    if task:
+        facets["parent"] = _facet(PARENT_SCHEMA, run={"runId": run_uuid(pipeline, run_id)},
+                                  job={"namespace": namespace, "name": pipeline})
+    run = {"runId": run_uuid(pipeline, run_id, task), "facets": facets}
+    job = {"namespace": namespace, "name": f"{pipeline}.{task}" if task else pipeline, "facets": {}}
+    return run, job
+
+
+def to_openlineage(ev: dict, namespace: str = "agentops") -> dict | None:
+    """One Orbit event (as stored) -> an OpenLineage RunEvent dict, or None for other kinds."""
+    kind = ev.get("kind")
+    if kind == "run":
+        run, job = _run_part(ev, namespace)
+        run["facets"]["agentops"] = _facet(AGENTOPS_SCHEMA, kind="run",
+                                           **{k: ev.get(k) for k in RUN_FIELDS})
+        if ev.get("error"):
+            run["facets"]["errorMessage"] = _facet(ERROR_SCHEMA, message=ev["error"], programmingLanguage="unknown")
+        return {"eventTime": ev["ts"], "producer": PRODUCER, "schemaURL": RUN_EVENT_SCHEMA,
+                "eventType": EVENT_TYPE[ev["state"]], "run": run, "job": job, "inputs": [], "outputs": []}
+    if kind == "check" and ev.get("run_id"):
+        run, job = _run_part({**ev, "task": None}, namespace)
+        run["facets"]["agentops"] = _facet(AGENTOPS_SCHEMA, kind="check", pipeline=ev["pipeline"],
+                                           run_id=ev["run_id"])
+        name, _, column = ev["check"].partition(":")
+        assertion = {"assertion": ev["check"], "success": bool(ev["passed"]), "column": column or None,
+                     "severity": ev.get("severity", "error"),
+                     "expected": json.dumps(ev["threshold"]) if ev.get("threshold") is not None else None,
+                     "actual": json.dumps(ev["observed"]) if ev.get("observed") is not None else None}
+        dq = _facet(DQ_SCHEMA, assertions=[{k: v for k, v in assertion.items() if v is not None}])
+        return {"eventTime": ev["ts"], "producer": PRODUCER, "schemaURL": RUN_EVENT_SCHEMA, "eventType": "OTHER",
+                "run": run, "job": job, "inputs": [{"namespace": namespace, "name": ev["dataset"], "facets": {},
+                                                   "inputFacets": {"dataQualityAssertions": dq}}],
+                "outputs": []}
+    return None
+
+
+def export(orbit, out: IO[str], *, namespace: str = "agentops", since: str | None = None) -> int:
+    """Write every run and check event as an OpenLineage RunEvent, one JSON per line. Returns the count."""
+    from agentops.orbit.queries import parse_since
+
+    sql = "SELECT data FROM events WHERE kind IN ('run', 'check')"
+    params: list = []
+    if since:
+        sql += " AND ts >= ?"
+        params.append(parse_since(since))
+    n = 0
+    for (data,) in orbit.db.conn.execute(sql + " ORDER BY seq", params):
+        ol = to_openlineage(json.loads(data), namespace)
+        if ol is not None:
+            out.write(json.dumps(ol, separators=(",", ":"), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def _parse_figure(text):
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def from_openlineage(ol: dict) -> list[dict]:
+    """One OpenLineage RunEvent dict -> Orbit event dicts (may be empty). Raises ValueError when it
+    is not a RunEvent."""
+    if not isinstance(ol, dict) or not isinstance(ol.get("run"), dict) or not isinstance(ol.get("job"), dict):
+        raise ValueError("not an OpenLineage RunEvent (needs run and job)")
+    run, job = ol["run"], ol["job"]
+    run_facets = run.get("facets") or {}
+    ts, run_uuid_, etype = ol.get("eventTime"), run.get("runId"), ol.get("eventType") or "OTHER"
+    if not ts or not run_uuid_ or not job.get("name"):
+        raise ValueError("eventTime, run.runId and job.name are required")
+    base_id = f"ol:{run_uuid_}:{etype}:{ts}"
+    mine = run_facets.get("agentops") or {}
+    out: list[dict] = []
+    if mine.get("kind") == "run":
+        ev = {"kind": "run", "ts": ts, "id": base_id, **{k: mine[k] for k in RUN_FIELDS if mine.get(k) is not None}}
+        out.append(ev)
+        pipeline, run_id = ev["pipeline"], ev["run_id"]
+    else:
+        parent = run_facets.get("parent") or {}
+        if mine.get("kind") == "check":
+            pipeline, run_id, task = mine["pipeline"], mine["run_id"], None
+        elif parent.get("job", {}).get("name"):
+            pipeline = parent["job"]["name"]
+            run_id = parent.get("run", {}).get("runId") or run_uuid_
+            name = job["name"]
+            task = name[len(pipeline) + 1:] if name.startswith(pipeline + ".") else name
+        else:
+            pipeline, run_id, task = job["name"], run_uuid_, None
+        state = STATE_OF.get(etype)
+        if state and mine.get("kind") != "check":
+            ev = {"kind": "run", "ts": ts, "id": base_id, "pipeline": pipeline, "run_id": run_id, "state": state}
+            if task:
+                ev["task"] = task
+            nominal = (run_facets.get("nominalTime") or {}).get("nominalStartTime")
+            if nominal:
+                ev["logical_date"] = nominal
+            err = (run_facets.get("errorMessage") or {}).get("message")
+            if err and state == "failed":
+                ev["error"] = err
+            out.append(ev)
+    for ds in ol.get("inputs") or []:
+        facets = {**(ds.get("facets") or {}), **(ds.get("inputFacets") or {})}
+        dq = facets.get("dataQualityAssertions")
+        if not dq:
+            continue
+        for a in dq.get("assertions") or []:
+            check = a.get("assertion") or "assertion"
+            if a.get("column") and ":" not in check:
+                check = f"{check}:{a['column']}"
+            ev = {"kind": "check", "ts": ts, "id": f"{base_id}:{ds.get('name')}:{check}", "pipeline": pipeline,
+                  "run_id": run_id, "dataset": ds.get("name"), "check": check, "passed": bool(a.get("success")),
+                  "severity": a.get("severity") if a.get("severity") in ("warn", "error") else "error"}
+            for key, src in (("observed", "actual"), ("threshold", "expected")):
+                if a.get(src) is not None:
+                    ev[key] = _parse_figure(a[src])
+            out.append(ev)
+    return out
+
+
+def _read(path: Path) -> Iterator[tuple[int, Any]]:
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield n, line
+
+
+def import_file(orbit, path: Path):
+    """Import an OpenLineage JSONL file. Returns an IngestReport whose rejected lines are the file's."""
+    from agentops.orbit.log import IngestReport
+
+    path = Path(path)
+    if not path.is_file():
+        from agentops.errors import NotFoundError
+
+        raise NotFoundError(f"{path}: no such file", hint="give the path of an OpenLineage .jsonl file")
+    items: list[tuple[int, dict]] = []
+    bad: list[tuple[int, str]] = []
+    lines = 0
+    for n, line in _read(path):
+        lines += 1
+        try:
+            for ev in from_openlineage(json.loads(line)):
+                items.append((n, ev))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            bad.append((n, f"openlineage: {exc}"))
+    report = orbit.log_many([ev for _, ev in items], source=str(path))
+    report.rejected = sorted(bad + [(items[i - 1][0], reason) for i, reason in report.rejected])
+    report.lines = lines
+    return report if isinstance(report, IngestReport) else report
+
+
+def check_path(out: str | None) -> Path | None:
+    if out is None:
+        return None
+    p = Path(out)
+    if p.is_dir():
+        raise ValidationError(f"--out {out}: is a folder", hint="give a file name")
+    return p
