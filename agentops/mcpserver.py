@@ -29,6 +29,7 @@ INSTRUCTIONS = ("The agentops workspace: team mail, the Orbit event log (pipelin
 # --- argument types (the constraints are the input schema) -------------------------------------
 Agent = Annotated[str, Field(min_length=1, max_length=200, description="agent address, e.g. data-engineer")]
 MessageId = Annotated[str, Field(min_length=1, max_length=500, description="message id from mail_inbox")]
+Copy = Annotated[str | None, Field(description="whose copy (the CLI's --as), when it went to several inboxes")]
 Pipeline = Annotated[str, Field(min_length=1, max_length=512)]
 Since = Annotated[str, Field(min_length=1, max_length=64,
                              description="ISO 8601 time or date, or an age like 24h, 7d")]
@@ -47,34 +48,44 @@ class _Out(BaseModel):
 
 
 class MailSent(_Out):
-    ids: list[str] = Field(description="Message-ID per delivered copy")
+    ids: list[str] = Field(description="Message-IDs sent")
 
 
 class MailSummary(_Out):
     id: str
-    sender: str | None = None
-    to: list[str] = []
-    subject: str | None = None
+    sender: str
+    to: list[str]
+    subject: str
+    priority: str = "normal"
     date: str | None = None
-    priority: str | None = None
-    read: bool = False
-    acked: bool = False
+    state: str | None = Field(None, description="unread, read, acked or claimed")
+    in_reply_to: str | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]):
+        """From a row of the mail library (`message_id`, `recipients`, ... as it names them)."""
+        names = {"id": "message_id", "to": "recipients"}
+        data = {f: row.get(names.get(f, f)) for f in cls.model_fields if names.get(f, f) in row}
+        for f in ("to", "cc"):
+            if isinstance(data.get(f), str):
+                data[f] = json.loads(data[f])
+        return cls.model_validate(data)
 
 
 class Inbox(_Out):
     agent: str
+    total: int = Field(description="messages matching, before the limit")
     messages: list[MailSummary]
 
 
 class Mail(MailSummary):
     cc: list[str] = []
-    in_reply_to: str | None = None
     body: str = ""
 
 
 class Acked(_Out):
     id: str
-    acked: bool = True
+    state: str
 
 
 class Handoff(_Out):
@@ -268,27 +279,26 @@ def build_server(ws) -> MCPServer:
 
     @tool(annotations=READ)
     async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:
-        """List an agent's mail, newest first (only unread by default)."""
-        from agentops import mail
+        """An agent's (or a shared role queue's) mail, oldest first; only unread by default."""
+        from agentops.mail.inbox import inbox
 
-        rows = _mail_inbox(mail, ws, agent, unread=unread, limit=limit)
-        return _result(Inbox(agent=agent, messages=[_summary(r) for r in rows]))
+        rows = inbox(_routed(ws), agent, unread=unread)
+        return _result(Inbox(agent=agent, total=len(rows), messages=[MailSummary.of(r) for r in rows[:limit]]))
 
     @tool(annotations=WRITE)
-    async def mail_read(id: MessageId) -> Mail:
+    async def mail_read(id: MessageId, agent: Copy = None) -> Mail:
         """Read one message (headers and body) and mark it read."""
-        from agentops import mail
+        from agentops.mail.inbox import read
 
-        msg = _mail_read(mail, ws, id)
-        return _result(_full(msg))
+        return _result(Mail.of(read(_routed(ws), id, agent=agent)))
 
     @tool(annotations=WRITE)
-    async def mail_ack(id: MessageId) -> Acked:
-        """Acknowledge a message once you have acted on it."""
-        from agentops import mail
+    async def mail_ack(id: MessageId, agent: Copy = None) -> Acked:
+        """Acknowledge a message once you have acted on it (marks it read too)."""
+        from agentops.mail.inbox import ack
 
-        _mail_ack(mail, ws, id)
-        return _result(Acked(id=id))
+        msg = ack(_routed(ws), id, agent=agent)
+        return _result(Acked(id=msg["message_id"], state=msg.get("state") or "acked"))
 
     # --- handoff ------------------------------------------------------------------------------
     @tool(name="handoff", annotations=WRITE)
@@ -387,46 +397,24 @@ def build_server(ws) -> MCPServer:
 
     # --- status -------------------------------------------------------------------------------
     @tool(annotations=READ)
-    async def status() -> dict[str, Any]:
-        """The whole workspace at a glance (same as `agentops status --json`)."""
+    async def status(since: Annotated[Since, Field(description="window for checks, anomalies, alerts, handoffs")] = "7d"
+                     ) -> dict[str, Any]:
+        """The whole workspace at a glance: daemon, agents' mail, pipelines, quality, alerts (`status --json`)."""
         from agentops.status import collect
 
-        return _result(collect(ws))
+        return _result(collect(ws, since=since))
 
     return server
 
 
 # --- adapting library values to the tool outputs ------------------------------------------------
-def _plain(value: Any) -> Any:
-    """A row (dict, dataclass, pydantic model or sqlite Row) as a plain JSON-able dict."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_none=True)
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
+def _routed(ws):
+    """The workspace, after routing pending drop files when no daemon runs (as the mail CLI does),
+    so mail written as files is readable without the daemon."""
+    from agentops.pidlock import daemon_pid
 
-        return asdict(value)
-    if hasattr(value, "keys"):
-        return {k: value[k] for k in value.keys()}
-    return value
+    if ws.email_dir.is_dir() and daemon_pid(ws) is None:
+        from agentops.mail import route_pending
 
-
-def _summary(row: Any) -> MailSummary:
-    return MailSummary.model_validate(_plain(row), strict=False)
-
-
-def _full(msg: Any) -> Mail:
-    return Mail.model_validate(_plain(msg), strict=False)
-
-
-def _mail_inbox(mail, ws, agent, *, unread, limit):
-    return mail.inbox(ws, agent, unread=unread, limit=limit)
-
-
-def _mail_read(mail, ws, id):
-    return mail.read(ws, id)
-
-
-def _mail_ack(mail, ws, id):
-    return mail.ack(ws, id)
+        route_pending(ws)
+    return ws

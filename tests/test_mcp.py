@@ -252,3 +252,81 @@ def test_orbit_errors_from_the_library_are_tool_errors(ws):
     illegal, since = session(ws, script)
     assert "illegal transition failed -> running" in error(illegal)
     assert "'yesterday'" in error(since)
+
+
+# --- mail ---------------------------------------------------------------------------------------
+def test_mail_send_then_inbox_read_ack(ws):
+    (ws.email_dir / "to-data-engineer-from-devops-capacity.email").write_text("Subject: capacity\n\n3 nodes free\n")
+
+    async def script(call):
+        sent = ok(await call("mail_send", {"sender": "data-engineer", "to": ["database-engineer"], "cc": ["devops"],
+                                           "subject": "Schema review", "body": "Index on order_id?",
+                                           "priority": "high"}))
+        mid = sent["ids"][0]
+        return (sent, await call("mail_inbox", {"agent": "database-engineer"}),
+                await call("mail_read", {"id": mid}),
+                await call("mail_read", {"id": mid, "agent": "database-engineer"}),
+                await call("mail_inbox", {"agent": "database-engineer"}),
+                await call("mail_ack", {"id": mid.strip("<>")[:10], "agent": "database-engineer"}),
+                await call("mail_inbox", {"agent": "database-engineer", "unread": False}),
+                await call("mail_inbox", {"agent": "data-engineer"}),
+                await call("mail_read", {"id": "no-such-message"}),
+                await call("mail_send", {"sender": "data-engineer", "to": ["nobody"], "subject": "s", "body": "b"}))
+
+    sent, inbox, ambiguous, read, after_read, acked, everything, dropped, missing, unknown = session(ws, script)
+    mid = sent["ids"][0]
+    assert mid.startswith("<") and mid.endswith(">")
+    inbox = ok(inbox)
+    assert inbox["total"] == 1
+    assert inbox["messages"] == [{**inbox["messages"][0], "id": mid, "sender": "data-engineer",
+                                  "to": ["database-engineer"], "subject": "Schema review", "priority": "high",
+                                  "state": "unread"}]
+    assert "2 inboxes" in error(ambiguous)
+    read = ok(read)
+    assert (read["body"], read["cc"], read["state"]) == ("Index on order_id?", ["devops"], "read")
+    assert ok(after_read)["messages"] == []
+    assert ok(acked) == {"id": mid, "state": "acked"}
+    assert [m["state"] for m in ok(everything)["messages"]] == ["acked"]
+    # a file dropped by an agent is routed when no daemon runs, as the mail CLI does
+    assert [(m["sender"], m["subject"]) for m in ok(dropped)["messages"]] == [("devops", "capacity")]
+    assert "no message with id 'no-such-message'" in error(missing)
+    assert "unknown address 'nobody'" in error(unknown)
+
+
+def test_inbox_limit_keeps_the_total(ws):
+    async def script(call):
+        for i in range(3):
+            ok(await call("mail_send", {"sender": "devops", "to": ["developer"], "subject": f"m{i}", "body": "b"}))
+        return await call("mail_inbox", {"agent": "developer", "limit": 2})
+
+    out = ok(session(ws, script))
+    assert out["total"] == 3 and [m["subject"] for m in out["messages"]] == ["m0", "m1"]
+
+
+# --- handoff and status -------------------------------------------------------------------------
+def test_handoff_sends_or_drafts_and_status_shows_it(pipelines):
+    ws = pipelines
+
+    async def script(call):
+        return (await call("handoff", {"sender": "data-engineer", "label": "Consult Database Engineer",
+                                       "context": "orders_daily needs an index on order_id"}),
+                await call("handoff", {"sender": "data-engineer", "label": "Consult Database Engineer",
+                                       "draft": True}),
+                await call("handoff", {"sender": "data-engineer", "label": "no such handoff"}),
+                await call("mail_inbox", {"agent": "database-engineer"}),
+                await call("orbit_log", {"event": {"kind": "run", "pipeline": "orders_daily", "run_id": "r9",
+                                                   "state": "failed", "error": "timeout"}}),
+                await call("status", {}))
+
+    sent, draft, unknown, inbox, _, status = session(ws, script)
+    sent, draft = ok(sent), ok(draft)
+    assert sent["sent"] and sent["target"] == "database-engineer" and len(sent["message_ids"]) == 1
+    assert not draft["sent"] and draft["draft"] and draft["message_ids"] == []
+    assert "has no handoff 'no such handoff'" in error(unknown)
+    assert [m["subject"] for m in ok(inbox)["messages"]] == ["Handoff: Consult Database Engineer"]
+    status = ok(status)
+    assert status["workspace"] == str(ws.root) and status["healthy"] is False
+    assert {a["name"]: a["unread"] for a in status["agents"]}["database-engineer"] == 1
+    orders = next(p for p in status["pipelines"] if p["name"] == "orders_daily")
+    assert orders["failing"] and orders["latest"]["run_id"] == "r9"
+    assert [h["label"] for h in status["handoffs"]] == ["Consult Database Engineer"] * 2
