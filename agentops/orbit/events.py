@@ -76,7 +76,7 @@ class RunEvent(_PipelineEvent):
     run_id: Name
     task: Name | None = None
     state: RunState
-    run_type: RunType = "scheduled"
+    run_type: RunType | None = Field(None, description="scheduled (default for a new run), manual, backfill")
     logical_date: Name | None = None
     partition: Name | None = None
     attempt: int | None = Field(None, ge=1, le=10_000)

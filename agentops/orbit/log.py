@@ -429,7 +429,7 @@ class _Batch:
         failing = state in ("failed", "up_for_retry", "upstream_failed")
         row = {
             "pipeline": ev.pipeline, "run_id": ev.run_id, "task": task, "state": state, "attempt": attempt,
-            "run_type": ev.run_type if (cur is None or "run_type" in ev.model_fields_set) else cur["run_type"],
+            "run_type": ev.run_type or (cur["run_type"] if cur else "scheduled"),
             "logical_date": ev.logical_date or ev.partition or (cur["logical_date"] if cur else None),
             "error": ev.error if ev.error is not None else (
                 cur["error"] if (cur and not fresh and failing) else None),
