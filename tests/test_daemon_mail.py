@@ -41,8 +41,8 @@ def new_mail(ws, agent: str) -> list[Path]:
 
 
 def subjects(ws, agent: str) -> list[str]:
-    if not ws.inbox(agent).is_dir():
-        return []
+    if not all((ws.inbox(agent) / sub).is_dir() for sub in ("tmp", "new", "cur")):
+        return []    # not there yet, or being made (the router makes tmp/ new/ cur/ one by one)
     box = mailbox.Maildir(ws.inbox(agent), create=False)
     return sorted(str(m["Subject"]) for m in box)
 

@@ -191,12 +191,6 @@ def _describe(entry) -> dict[str, Any]:
     return fields or {"entry": str(entry)}
 
 
-def _summary(result) -> Any:
-    if isinstance(result, (int, str)):
-        return result
-    return _count(result) if hasattr(result, "__len__") else str(result)
-
-
 def inboxes_of(ws, report) -> set[str]:
     """The agents whose inbox received new mail in `report` (empty when it cannot tell), and the
     role queues that did (dispatch wakes their members)."""
@@ -239,34 +233,42 @@ class OrbitIngestTask(Task):
         return self.listdir(self.ws.orbit_dir, self.wants)
 
     def handle(self, paths):
-        result = self._ingest(self.ws, paths=paths)
-        self.log(logging.INFO, "ingested", files=len(paths), result=_summary(result) if result is not None else None)
+        report = self._ingest(self.ws, paths=paths)
+        rejected = _count(getattr(report, "rejected", 0))
+        self.log(logging.WARNING if rejected else logging.INFO, "ingested", files=len(paths),
+                 accepted=getattr(report, "accepted", None), duplicates=getattr(report, "duplicates", None),
+                 rejected=rejected)
+        for line, reason in (getattr(report, "rejected", None) or [])[:20]:
+            self.log(logging.WARNING, "rejected-line", line=line, reason=reason)
 
 
 # pipelines and roles ------------------------------------------------------------------------
 class SpecCheckTask(Task):
-    """Re-validates changed `.agent/data/pipelines/*.yaml` and `roles/*.agent.md`
-    (`agentops.pipelines.watch.recheck`). A deleted file is noticed at the next rescan."""
+    """Re-validates changed `.agent/data/pipelines/*.yaml`, `roles/*.agent.md` and `agentops.toml`
+    (`agentops.pipelines.watch.recheck`; a spec owner is mailed once per new problem). A deleted
+    file is noticed at the next rescan."""
 
     name = "spec-check"
 
     def __init__(self, daemon):
         super().__init__(daemon)
         self._seen: dict[Path, tuple[int, int]] = {}
+        self._scanned = False
 
     def dirs(self):
-        return [self.ws.pipelines_dir, self.ws.roles_dir]
+        return [self.ws.pipelines_dir, self.ws.roles_dir, self.ws.root]
 
     def wants(self, path):
         return (_is_drop(path, self.ws.pipelines_dir, (".yaml", ".yml"))
-                or _is_drop(path, self.ws.roles_dir, (".agent.md",)))
+                or _is_drop(path, self.ws.roles_dir, (".agent.md",))
+                or path == self.ws.config_path)
 
     def start(self):
         self._recheck = optional_import("agentops.pipelines.watch", "recheck")
 
     def _files(self) -> dict[Path, tuple[int, int]]:
         found = {}
-        for folder in (self.ws.pipelines_dir, self.ws.roles_dir):
+        for folder in (self.ws.pipelines_dir, self.ws.roles_dir, self.ws.root):
             for path in self.listdir(folder, self.wants):
                 try:
                     st = path.stat()
@@ -277,8 +279,7 @@ class SpecCheckTask(Task):
 
     def scan(self):
         now = self._files()
-        first = not self._seen and not getattr(self, "_scanned", False)
-        self._scanned = True
+        first, self._scanned = not self._scanned, True
         changed = [p for p, sig in now.items() if first or self._seen.get(p) != sig]
         gone = [p for p in self._seen if p not in now]
         self._seen = now
@@ -293,9 +294,14 @@ class SpecCheckTask(Task):
                 self._seen[p] = (st.st_mtime_ns, st.st_size)
             except OSError:
                 self._seen.pop(p, None)
-        result = self._recheck(self.ws, paths)
-        problems = _count(result) if result is not None else 0
-        self.log(logging.WARNING if problems else logging.INFO, "spec-check", files=len(paths), problems=problems)
+        results = self._recheck(self.ws, paths) or []
+        problems = sum(len(getattr(r, "problems", ()) or ()) for r in results)
+        mailed = [f"{r.file}: {r.mailed}" for r in results if getattr(r, "mailed", None)]
+        self.log(logging.WARNING if problems else logging.INFO, "spec-check", files=len(paths),
+                 checked=len(results), problems=problems, mailed=mailed)
+        for r in results:
+            if getattr(r, "error", None):
+                self.log(logging.WARNING, "spec-check-mail-failed", file=r.file, error=r.error)
 
 
 # dispatch -----------------------------------------------------------------------------------
