@@ -145,8 +145,8 @@ class Source(_Model):
     table: str | None = None
     path: str | None = None
     topic: str | None = None
-    incremental: Incremental = Incremental()
-    auth: Auth = Auth()
+    incremental: Incremental = Field(default_factory=Incremental)
+    auth: Auth = Field(default_factory=Auth)
     rate_limit: RateLimit | None = None
     pool_size: int | None = Field(None, gt=0)
     schema_evolution: Literal["fail", "add_columns", "ignore"] = "fail"
@@ -175,7 +175,7 @@ class Stage(_Model):
     outputs: list[str] = []
     depends_on: list[str] = []
     retries: int = Field(2, ge=0, le=100)
-    backoff: Backoff = Backoff()
+    backoff: Backoff = Field(default_factory=Backoff)
     timeout: Duration = 3600.0
     command: str | None = None  # what the orchestrator runs for this stage
     owner: str | None = None  # defaults to the pipeline's owner
@@ -427,7 +427,13 @@ def _fast_yaml(text: str, source: str) -> Any:
             return yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 - a SafeLoader
         except Exception:  # noqa: BLE001 - the bounded loader reports it with its line
             pass
-    return yamlio.load(text, source)
+    try:
+        return yamlio.load(text, source)
+    except yaml.YAMLError as exc:  # e.g. a control character: the reader fails before parsing
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
+        raise ValidationError(f"{where}: YAML error: {problem}", hint="fix the YAML syntax") from None
 
 
 def _compose(text: str):
