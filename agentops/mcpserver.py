@@ -253,8 +253,14 @@ def _result(out: BaseModel | dict) -> CallToolResult:
 
 
 def build_server(ws) -> MCPServer:
-    """The `orbit` server over workspace `ws`, with its 11 tools."""
+    """The `orbit` server over workspace `ws`, with its 11 tools. Each call sees the workspace as it
+    is now (roster, roles, settings re-read), as a fresh CLI command would."""
     from agentops import __version__
+
+    root, kind = ws.root, type(ws)
+
+    def here():
+        return kind(root)
 
     server = OrbitServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     tool = server.tool
@@ -271,6 +277,7 @@ def build_server(ws) -> MCPServer:
         reply_to: Annotated[str | None, Field(description="message id this replies to")] = None,
     ) -> MailSent:
         """Send mail from `sender` to agents. Returns the delivered message ids."""
+        ws = here()
         from agentops import mail
 
         ids = mail.send(ws, sender=sender, to=list(to), subject=subject, body=body, cc=list(cc),
@@ -280,6 +287,7 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:
         """An agent's (or a shared role queue's) mail, oldest first; only unread by default."""
+        ws = here()
         from agentops.mail.inbox import inbox
 
         rows = inbox(_routed(ws), agent, unread=unread)
@@ -288,6 +296,7 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=WRITE)
     async def mail_read(id: MessageId, agent: Copy = None) -> Mail:
         """Read one message (headers and body) and mark it read."""
+        ws = here()
         from agentops.mail.inbox import read
 
         return _result(Mail.of(read(_routed(ws), id, agent=agent)))
@@ -295,6 +304,7 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=WRITE)
     async def mail_ack(id: MessageId, agent: Copy = None) -> Acked:
         """Acknowledge a message once you have acted on it (marks it read too)."""
+        ws = here()
         from agentops.mail.inbox import ack
 
         msg = ack(_routed(ws), id, agent=agent)
@@ -310,6 +320,7 @@ def build_server(ws) -> MCPServer:
         draft: Annotated[bool, Field(description="save as a draft even when the handoff sends")] = False,
     ) -> Handoff:
         """Hand work to another agent along one of your role's handoffs: mailed, or saved as a draft."""
+        ws = here()
         from agentops.handoff import handoff
 
         r = handoff(ws, sender, label, context, draft=draft)
@@ -328,6 +339,7 @@ def build_server(ws) -> MCPServer:
             "note: text. Any kind: ts?, id? (idempotency key)."))],
     ) -> Logged:
         """Log one Orbit event. Returns its seq and any anomaly, alert or upstream_failed run it caused."""
+        ws = here()
         from agentops.orbit import Orbit
 
         with Orbit.open(ws) as orbit:
@@ -351,6 +363,7 @@ def build_server(ws) -> MCPServer:
         limit: Limit = 20,
     ) -> Runs:
         """Runs at their latest state, newest first."""
+        ws = here()
         from agentops.orbit import Orbit
 
         with Orbit.open(ws) as orbit:
@@ -361,6 +374,7 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def orbit_quality(pipeline: Pipeline | None = None, since: Since | None = None, limit: Limit = 50) -> Quality:
         """Failing data-quality checks and anomalies, newest first."""
+        ws = here()
         from agentops.orbit import Orbit
 
         with Orbit.open(ws) as orbit:
@@ -374,6 +388,7 @@ def build_server(ws) -> MCPServer:
     async def pipeline_check(name: Annotated[Pipeline | None, Field(description="omit to check every spec")] = None
                              ) -> Checked:
         """Validate pipeline specs: every problem with file, path and line."""
+        ws = here()
         from agentops.pipelines.spec import check_one, load_specs
 
         if name:
@@ -389,6 +404,7 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def pipeline_plan(name: Pipeline) -> Plan:
         """A pipeline's stage order, parallel levels and critical path (weighted by recorded durations)."""
+        ws = here()
         from agentops.pipelines.graph import plan, recorded_durations
         from agentops.pipelines.spec import find_spec
 
@@ -400,6 +416,7 @@ def build_server(ws) -> MCPServer:
     async def status(since: Annotated[Since, Field(description="window for checks, anomalies, alerts, handoffs")] = "7d"
                      ) -> dict[str, Any]:
         """The whole workspace at a glance: daemon, agents' mail, pipelines, quality, alerts (`status --json`)."""
+        ws = here()
         from agentops.status import collect
 
         return _result(collect(ws, since=since))

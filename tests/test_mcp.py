@@ -330,3 +330,32 @@ def test_handoff_sends_or_drafts_and_status_shows_it(pipelines):
     orders = next(p for p in status["pipelines"] if p["name"] == "orders_daily")
     assert orders["failing"] and orders["latest"]["run_id"] == "r9"
     assert [h["label"] for h in status["handoffs"]] == ["Consult Database Engineer"] * 2
+
+
+def test_each_call_sees_the_workspace_as_it_is_now(ws):
+    """A long-running server picks up a roster change without a restart."""
+
+    async def script(call):
+        before = await call("mail_inbox", {"agent": "dana"})
+        (ws.root / "agentops.toml").write_text('[[agents]]\nname = "dana"\nrole = "Data Engineer"\n')
+        return before, await call("mail_inbox", {"agent": "dana"})
+
+    before, after = session(ws, script)
+    assert "no inbox or role queue named 'dana'" in error(before)
+    assert ok(after) == {"agent": "dana", "total": 0, "messages": []}
+
+
+def test_a_crash_inside_a_tool_is_a_tool_error_without_internals(ws, monkeypatch):
+    import agentops.status
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(agentops.status, "collect", broken)
+
+    async def script(call):
+        return await call("status"), await call("pipeline_check")
+
+    crashed, still_serving = session(ws, script)
+    assert error(crashed) == "Error executing tool status"
+    assert ok(still_serving)["ok"] is True
