@@ -13,6 +13,8 @@ Every start, finish, failure, retry and give-up is an Orbit event of kind `dispa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import random
@@ -26,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from agentops.errors import NotFoundError, ValidationError
+from agentops.errors import ConflictError, NotFoundError, ValidationError
 
 KILL_GRACE_SECONDS = 2.0  # after SIGTERM to the process group, before SIGKILL
 STOP_GRACE_SECONDS = 5.0  # Dispatcher.stop(): how long running agents get to finish
@@ -202,10 +204,44 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+@contextlib.contextmanager
+def agent_lock(ws, agent: str, *, wait: bool = True, cancel: threading.Event | None = None):
+    """Hold `.agent/run/dispatch/<agent>.lock`: one run per agent across processes (the daemon and
+    `agentops dispatch`). `wait=False`: ConflictError at once when another process holds it."""
+    path = ws.run_dir / "dispatch" / f"{agent}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait or (cancel is not None and cancel.is_set()):
+                    pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    logs = _rel(ws, ws.logs_dir / agent)
+                    raise ConflictError(f"agent '{agent}' is already being run (pid {pid})",
+                                        hint=f"wait for it to finish; its output is in {logs}/") from None
+                time.sleep(POLL_SECONDS * 2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # drops the lock
+
+
 def run_once(ws, name: str, *, attempt: int = 1, timeout: float | None = None,
-             cancel: threading.Event | None = None,
+             cancel: threading.Event | None = None, wait: bool = True,
              on_start: Callable[[subprocess.Popen], None] | None = None) -> RunResult:
-    """One run of the agent's `on_mail` command; records `started` and its outcome in Orbit."""
+    """One run of the agent's `on_mail` command; records `started` and its outcome in Orbit.
+
+    Waits while another process runs the same agent (`wait=False`: ConflictError instead)."""
+    agent = agent_entry(ws, name).name
+    with agent_lock(ws, agent, wait=wait, cancel=cancel):
+        return _run(ws, agent, attempt, timeout, cancel, on_start)
+
+
+def _run(ws, name, attempt, timeout, cancel, on_start) -> RunResult:
     settings = ws.config.dispatch
     timeout = settings.timeout_seconds if timeout is None else timeout
     p = plan(ws, name)
@@ -267,7 +303,7 @@ def run_with_retries(ws, name: str, *, sleep: Callable[[float], None] = time.sle
     settings = ws.config.dispatch
     attempt = 1
     while True:
-        result = run_once(ws, name, attempt=attempt)
+        result = run_once(ws, name, attempt=attempt, wait=False)
         if result.ok:
             return result
         if attempt > settings.retries:

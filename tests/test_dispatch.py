@@ -352,3 +352,13 @@ def test_cli_errors(ws, cli):
     assert result.exit_code == 5 and "no agent 'nobody'" in result.output
     result = cli("dispatch", "cal")
     assert result.exit_code == 4 and "has no on_mail" in result.output
+
+
+def test_one_run_per_agent_across_processes(ws, cli, fake, tmp_path):
+    out = tmp_path / "out.jsonl"
+    ws = configure(ws.root, {"dana": argv_for(fake, "ok", out)})
+    with dispatch.agent_lock(ws, "dana"):  # as if the daemon were running dana right now
+        result = cli("dispatch", "dana")
+        assert result.exit_code == 6 and "already being run" in result.output
+        assert not out.exists()
+    assert cli("dispatch", "dana").exit_code == 0 and len(runs(out)) == 1
