@@ -277,9 +277,9 @@ def build_server(ws) -> MCPServer:
         reply_to: Annotated[str | None, Field(description="message id this replies to")] = None,
     ) -> MailSent:
         """Send mail from `sender` to agents. Returns the delivered message ids."""
-        ws = here()
         from agentops import mail
 
+        ws = here()
         ids = mail.send(ws, sender=sender, to=list(to), subject=subject, body=body, cc=list(cc),
                         priority=priority, reply_to=reply_to)
         return _result(MailSent(ids=list(ids)))
@@ -287,26 +287,26 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:
         """An agent's (or a shared role queue's) mail, oldest first; only unread by default."""
-        ws = here()
         from agentops.mail.inbox import inbox
 
+        ws = here()
         rows = inbox(_routed(ws), agent, unread=unread)
         return _result(Inbox(agent=agent, total=len(rows), messages=[MailSummary.of(r) for r in rows[:limit]]))
 
     @tool(annotations=WRITE)
     async def mail_read(id: MessageId, agent: Copy = None) -> Mail:
         """Read one message (headers and body) and mark it read."""
-        ws = here()
         from agentops.mail.inbox import read
 
+        ws = here()
         return _result(Mail.of(read(_routed(ws), id, agent=agent)))
 
     @tool(annotations=WRITE)
     async def mail_ack(id: MessageId, agent: Copy = None) -> Acked:
         """Acknowledge a message once you have acted on it (marks it read too)."""
-        ws = here()
         from agentops.mail.inbox import ack
 
+        ws = here()
         msg = ack(_routed(ws), id, agent=agent)
         return _result(Acked(id=msg["message_id"], state=msg.get("state") or "acked"))
 
@@ -320,9 +320,9 @@ def build_server(ws) -> MCPServer:
         draft: Annotated[bool, Field(description="save as a draft even when the handoff sends")] = False,
     ) -> Handoff:
         """Hand work to another agent along one of your role's handoffs: mailed, or saved as a draft."""
-        ws = here()
         from agentops.handoff import handoff
 
+        ws = here()
         r = handoff(ws, sender, label, context, draft=draft)
         return _result(Handoff(sender=r.sender, target=r.target, label=r.label, sent=r.sent,
                                message_ids=list(r.message_ids), draft=r.draft))
@@ -339,9 +339,9 @@ def build_server(ws) -> MCPServer:
             "note: text. Any kind: ts?, id? (idempotency key)."))],
     ) -> Logged:
         """Log one Orbit event. Returns its seq and any anomaly, alert or upstream_failed run it caused."""
-        ws = here()
         from agentops.orbit import Orbit
 
+        ws = here()
         with Orbit.open(ws) as orbit:
             r = orbit.log(event)
             derived = list(r.derived)
@@ -363,9 +363,9 @@ def build_server(ws) -> MCPServer:
         limit: Limit = 20,
     ) -> Runs:
         """Runs at their latest state, newest first."""
-        ws = here()
         from agentops.orbit import Orbit
 
+        ws = here()
         with Orbit.open(ws) as orbit:
             rows = orbit.runs(pipeline=pipeline, state=state, since=since, tasks=None if tasks else False,
                               limit=limit)
@@ -374,9 +374,9 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def orbit_quality(pipeline: Pipeline | None = None, since: Since | None = None, limit: Limit = 50) -> Quality:
         """Failing data-quality checks and anomalies, newest first."""
-        ws = here()
         from agentops.orbit import Orbit
 
+        ws = here()
         with Orbit.open(ws) as orbit:
             checks = orbit.checks(pipeline=pipeline, failed=True, since=since, limit=limit)
             anomalies = orbit.anomalies(pipeline=pipeline, since=since, limit=limit)
@@ -388,9 +388,9 @@ def build_server(ws) -> MCPServer:
     async def pipeline_check(name: Annotated[Pipeline | None, Field(description="omit to check every spec")] = None
                              ) -> Checked:
         """Validate pipeline specs: every problem with file, path and line."""
-        ws = here()
         from agentops.pipelines.spec import check_one, load_specs
 
+        ws = here()
         if name:
             spec, problems = check_one(ws, name)
             names = [spec.name if spec else name]
@@ -404,10 +404,10 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def pipeline_plan(name: Pipeline) -> Plan:
         """A pipeline's stage order, parallel levels and critical path (weighted by recorded durations)."""
-        ws = here()
         from agentops.pipelines.graph import plan, recorded_durations
         from agentops.pipelines.spec import find_spec
 
+        ws = here()
         spec = find_spec(ws, name)
         return _result(Plan.model_validate(plan(spec, recorded_durations(ws, spec.name))))
 
@@ -416,9 +416,9 @@ def build_server(ws) -> MCPServer:
     async def status(since: Annotated[Since, Field(description="window for checks, anomalies, alerts, handoffs")] = "7d"
                      ) -> dict[str, Any]:
         """The whole workspace at a glance: daemon, agents' mail, pipelines, quality, alerts (`status --json`)."""
-        ws = here()
         from agentops.status import collect
 
+        ws = here()
         return _result(collect(ws, since=since))
 
     return server

@@ -152,16 +152,22 @@ def test_mcp_command_is_registered(cli):
 
 def test_stdio_server_started_as_vscode_mcp_json_starts_it(pipelines):
     """`.vscode/mcp.json` from `agentops init`: its command, args and env, `${workspaceFolder}` being
-    the workspace. When that command is not on PATH here (a bare `agentops`), the same module runs
-    as `sys.executable -m agentops`."""
+    the workspace. When init wrote a bare `agentops` that is not on this test's PATH, the venv's
+    scripts folder (beside `sys.executable`) is put on PATH, as an activated venv would; failing
+    that, the same module runs as `sys.executable -m agentops`."""
     ws = pipelines
     conf = json.loads((ws.root / ".vscode" / "mcp.json").read_text())["servers"]["orbit"]
     assert conf["type"] == "stdio" and conf["args"] == ["mcp"]
     env = {k: v.replace("${workspaceFolder}", str(ws.root)) for k, v in conf["env"].items()}
     assert env == {"AGENTOPS_WORKSPACE": str(ws.root)}
+    assert json.loads((ws.root / ".mcp.json").read_text())["mcpServers"]["orbit"]["args"] == ["mcp"]
     command, args = conf["command"], conf["args"]
     if not (os.path.isabs(command) and os.access(command, os.X_OK)) and not shutil.which(command):
-        command, args = sys.executable, ["-m", "agentops", *args]
+        scripts = Path(sys.executable).parent
+        if (scripts / command).is_file():
+            env["PATH"] = f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"
+        else:
+            command, args = sys.executable, ["-m", "agentops", *args]
     params = StdioServerParameters(command=command, args=args, env=env, cwd=str(ws.root.parent))
 
     async def main():
