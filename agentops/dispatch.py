@@ -267,20 +267,24 @@ def _run(ws, name, attempt, timeout, cancel, on_start) -> RunResult:
         if on_start:
             on_start(proc)
         deadline = started + timeout
-        while True:
-            try:
-                code = proc.wait(timeout=max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
-                break
-            except subprocess.TimeoutExpired:
-                if cancel is not None and cancel.is_set():
-                    stopped = True
-                elif time.monotonic() >= deadline:
-                    timed_out = True
-                else:
-                    continue
-                kill_group(proc)
-                code = proc.wait()
-                break
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel is not None and cancel.is_set():
+                        stopped = True
+                    elif time.monotonic() >= deadline:
+                        timed_out = True
+                    else:
+                        continue
+                    kill_group(proc)
+                    code = proc.wait()
+                    break
+        except BaseException:  # Ctrl-C on `agentops dispatch`: its own session would not get it
+            kill_group(proc, grace=0.5)
+            raise
         duration = time.monotonic() - started
         if timed_out:
             log.write(f"\nagentops: killed after the {timeout:g}s timeout\n".encode())
@@ -376,7 +380,7 @@ def mail_gave_up(ws, result: RunResult, attempts: int) -> None:
     from agentops import mail
 
     log = _rel(ws, result.log)
-    why = f"timed out" if result.timed_out else f"exited with status {result.exit_code}"
+    why = "timed out" if result.timed_out else f"exited with status {result.exit_code}"
     body = (f"agentops gave up waking {result.agent} after {attempts} attempts.\n\n"
             f"The last run {why}.\nLog: {log}\nPrompt: {_rel(ws, result.prompt_file)}\n\n"
             f"Fix the on_mail command in agentops.toml (try `agentops dispatch {result.agent} --dry-run`),\n"

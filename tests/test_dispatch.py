@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
