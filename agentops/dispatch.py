@@ -23,6 +23,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -422,7 +423,7 @@ class Dispatcher:
         self._stopping = False
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self.results: list[RunResult] = []  # finished runs, oldest first (for tests and status)
+        self.results: deque[RunResult] = deque(maxlen=200)  # the latest finished runs, oldest first
 
     # lifecycle
     def start(self) -> "Dispatcher":
