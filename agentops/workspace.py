@@ -238,6 +238,7 @@ def init_workspace(target: Path, *, force: bool = False) -> InitResult:
 
     target = Path(target).expanduser()
     target.mkdir(parents=True, exist_ok=True)
+    target = target.resolve()
     ws = Workspace(target)
     result = InitResult(ws.root)
 

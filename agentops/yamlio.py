@@ -45,7 +45,10 @@ def load(text: str, source: str, *, line_offset: int = 0) -> Any:
     """
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise ValidationError(f"{source}: YAML document is larger than {MAX_DOCUMENT_BYTES} bytes")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # a control character is refused while reading the stream
+        raise ValidationError(f"{source}: YAML error: {exc}".replace("\n", " "), hint="remove the character") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -61,7 +64,7 @@ def load(text: str, source: str, *, line_offset: int = 0) -> Any:
         problem = exc.problem or exc.context or "invalid YAML"
         raise ValidationError(f"{where}: YAML error: {problem}", hint="fix the YAML syntax") from None
     except yaml.YAMLError as exc:
-        raise ValidationError(f"{source}: YAML error: {exc}", hint="fix the YAML syntax") from None
+        raise ValidationError(f"{source}: YAML error: {exc}".replace("\n", " "), hint="fix the YAML syntax") from None
     except RecursionError:
         raise ValidationError(f"{source}: YAML nesting is too deep") from None
     finally:

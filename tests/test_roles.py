@@ -112,3 +112,8 @@ def test_unreachable_role_reported(ws, cli):
                                                    "  - {label: Ask, agent: Data Engineer}\n---\nbody\n")
     r = cli("roles", "graph")
     assert "nobody hands off to: Analyst" in r.output
+
+
+def test_control_characters_are_a_clear_error():
+    with pytest.raises(ValidationError, match=r"x\.agent\.md: YAML error: .*special characters"):
+        parse_role("---\nname: X\x1f\n---\n", "x.agent.md")

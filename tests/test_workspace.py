@@ -121,3 +121,11 @@ def test_roster_config_loads(ws):
     assert ws.config.agents[0].on_mail == ["my-agent", "--name", "{agent}", "{prompt_file}"]
     assert ws.config.orbit.anomaly.threshold == 4
     assert ws.addresses.resolve("dana").agents == ("dana",)
+
+
+def test_init_dot_from_inside_the_folder(tmp_path):
+    target = tmp_path / "here"
+    target.mkdir()
+    r = run_agentops("init", ".", cwd=target, env={"AGENTOPS_WORKSPACE": ""})
+    assert r.returncode == 0, r.stderr
+    assert "created      roles/DevOps.agent.md" in r.stdout
