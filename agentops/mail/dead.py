@@ -57,21 +57,20 @@ def find(ws, ident: str) -> dict[str, Any]:
 def retry(ws, ident: str, *, db=None):
     """Route a dead letter again (after fixing its cause). Returns the RouteReport; when it fails
     again it is a new dead letter with a new id."""
-    from agentops.mail.route import _database, _route_lock, new_token, route_pending
+    from agentops.mail.route import _database, _route_lock, _spool_entry, new_token, route_pending
     from agentops.store import utcnow, write_tx
 
     with _route_lock(ws):
         info = find(ws, ident)
         dead_id, name = info["id"], info.get("name") or f"{info['id']}.email"
-        token = new_token()
-        spool = ws.spool_dir / token
-        spool.mkdir(parents=True)
-        os.rename(ws.dead_dir / dead_id, spool / name)
+        ws.spool_dir.mkdir(parents=True, exist_ok=True)
+        entry = _spool_entry(ws.spool_dir, new_token(), name)
+        os.rename(ws.dead_dir / dead_id, entry.spool)
         try:
             os.unlink(ws.dead_dir / f"{dead_id}.reason")
         except FileNotFoundError:
             pass
         with _database(ws, db) as database, write_tx(database) as conn:
             conn.execute("UPDATE dead_letters SET retried_at = ?, retried_as = ? WHERE id = ?",
-                         (utcnow(), token, dead_id))
+                         (utcnow(), entry.token, dead_id))
     return route_pending(ws, [], db=db)

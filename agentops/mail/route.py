@@ -2,8 +2,9 @@
 
 The steps, and why a crash at any instant is safe:
 
-1. Claim: each drop file is renamed into the private spool, `.queue/<token>/<original name>`, at
-   once (the sender may reuse the name). `<token>` is new and unique; everything derived later
+1. Claim: each drop file is renamed into the private spool, `.queue/<token>~<original name>`, at
+   once (the sender may reuse the name; a name too long to carry the token is cut and marked with
+   `!` instead of `~`, and dead-lettered). `<token>` is new and unique; everything derived later
    (Maildir key, Message-ID when the file has none, Date, dead-letter id) is a function of it, so
    replaying the same spool entry produces the same result. A crash before the rename leaves the
    drop file; after it, the spool entry.
@@ -31,6 +32,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -40,7 +42,7 @@ from typing import Iterable
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.mail import maildir
 from agentops.mail.message import Message, MessageError, addresses, message_ids
-from agentops.mail.names import SUFFIX, BadName, Matcher
+from agentops.mail.names import MAX_NAME_BYTES, SUFFIX, BadName, Matcher
 from agentops.mail.store import Record, ids_known, record_dead, record_delivered
 
 BATCH_MESSAGES = 1000
@@ -195,9 +197,11 @@ def _given(ws, paths) -> list[str]:
 @dataclass
 class _Entry:
     token: str
-    dir: Path
+    spool: Path  # .queue/<token>~<name>
     name: str
     recovered: bool
+    truncated: bool = False
+    original: str = ""  # the drop file's whole name (known unless a cut name was replayed)
     key: str = ""
     dead_id: str = ""
     plan: "Record | None" = None
@@ -208,7 +212,7 @@ class _Entry:
 
     @property
     def path(self) -> Path:
-        return self.dir / self.name
+        return self.spool
 
 
 class _Router:
@@ -228,17 +232,13 @@ class _Router:
     def spool_entries(self):
         try:
             with os.scandir(self.ws.spool_dir) as it:
-                dirs = sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+                names = sorted(e.name for e in it if not e.name.startswith("."))
         except FileNotFoundError:
             return
-        for token in dirs:
-            d = self.ws.spool_dir / token
-            children = sorted(os.listdir(d))
-            if not children:
-                _rmdir(d)
-                continue
-            for name in children:  # exactly one, by construction
-                yield _Entry(token, d, name, recovered=True)
+        for spool_name in names:
+            entry = _parse_spool_name(self.ws.spool_dir, spool_name)
+            if entry is not None:
+                yield entry
 
     def claim(self, names: list[str]):
         spool = self.ws.spool_dir
@@ -246,15 +246,12 @@ class _Router:
         zone = self.ws.email_dir
         claimed = []
         for name in names:  # claim them all first: the drop zone empties at once
-            token = new_token()
-            d = spool / token
-            os.mkdir(d)
+            entry = _spool_entry(spool, new_token(), name)
             try:
-                os.rename(zone / name, d / name)
+                os.rename(zone / name, entry.spool)
             except FileNotFoundError:
-                os.rmdir(d)  # gone meanwhile (another router, or the writer took it back)
-                continue
-            claimed.append(_Entry(token, d, name, recovered=False))
+                continue  # gone meanwhile (the writer took it back)
+            claimed.append(entry)
         return claimed
 
     # batches ------------------------------------------------------------------------------
@@ -282,8 +279,8 @@ class _Router:
                 self.write(e.plan, e.data, e.recovered, touched)
             if e.bounce is not None:
                 self.write(*e.bounce, e.recovered, touched)
-        for d in touched:
-            maildir.fsync_dir(d)
+        if touched:
+            _make_durable(touched)
         now = utcnow()
         if todo:
             with write_tx(self.db) as conn:
@@ -295,7 +292,7 @@ class _Router:
                         if bounce is not None:
                             record_delivered(conn, bounce, now, self.threads)
                         record_dead(conn, dead_id=e.dead_id, cause=e.dead["cause"], reason=e.dead["reason"],
-                                    name=e.name, sender=e.dead["sender"],
+                                    name=e.original, sender=e.dead["sender"],
                                     bounce_id=bounce.message_id if bounce else None, now=now)
         for e in batch:
             self.finish(e, now)
@@ -345,6 +342,9 @@ class _Router:
             st = os.lstat(e.path)
         except FileNotFoundError:
             raise MessageError("the file vanished from the spool", cause="vanished") from None
+        if e.truncated:
+            raise BadName(f"file name is over {MAX_NAME_BYTES} bytes long",
+                          cause="name_too_long", hint="use a shorter topic; put details in the Subject header")
         if stat.S_ISLNK(st.st_mode):
             raise MessageError("the drop file is a symbolic link (never followed)", cause="symlink",
                                hint="write the message itself into the drop zone")
@@ -472,8 +472,8 @@ class _Router:
         except MessageError:
             return None
         dead_path = (self.ws.dead_dir / e.dead_id).relative_to(self.ws.root)
-        subject = f"Undeliverable: {e.name[:120]}"
-        body = (f"Your message {e.name!r} could not be delivered.\n\n"
+        subject = f"Undeliverable: {e.original[:120]}"
+        body = (f"Your message {e.original!r} could not be delivered.\n\n"
                 f"Cause: {e.dead['cause']}\nReason: {e.dead['reason']}\n\n"
                 f"The original is kept at {dead_path} (reason in {dead_path}.reason).\n"
                 f"Fix the cause, then run: agentops mail retry {e.dead_id}\n")
@@ -501,7 +501,7 @@ class _Router:
             d = self.box_dir(kind, box)
             if replay and maildir.in_cur(d, rec.key):
                 continue  # delivered before the crash and already read: never twice
-            maildir.write_new(d, rec.key, data, fsync=FSYNC)
+            maildir.write_new(d, rec.key, data, fsync=FSYNC == "file" or (FSYNC == "batch" and not _syncfs()))
             touched.add(d / "new")
 
     def finish(self, e: _Entry, now: str) -> None:
@@ -514,11 +514,10 @@ class _Router:
                 self.report.delivered += 1
                 self.report.message_ids.append(e.done)
             _unlink(e.path)
-            _rmdir(e.dir)
             return
         dead = self.ws.dead_dir
         dead.mkdir(parents=True, exist_ok=True)
-        reason = {"id": e.dead_id, "cause": e.dead["cause"], "reason": e.dead["reason"], "name": e.name,
+        reason = {"id": e.dead_id, "cause": e.dead["cause"], "reason": e.dead["reason"], "name": e.original,
                   "sender": e.dead["sender"], "time": _token_time(e.token).isoformat(),
                   "bounce_id": e.bounce[0].message_id if e.bounce else e.dead.get("bounce_id")}
         tmp = dead / f".{e.dead_id}.reason.tmp"
@@ -526,7 +525,6 @@ class _Router:
         os.replace(tmp, dead / f"{e.dead_id}.reason")
         if os.path.lexists(e.path):
             os.rename(e.path, dead / e.dead_id)  # moves a link or a folder itself, never what it points to
-        _rmdir(e.dir)
         self.report.dead += 1
         self.report.dead_letters.append(reason)
         if e.bounce:
@@ -538,7 +536,65 @@ class _Router:
             (self.report.inboxes if kind == "inbox" else self.report.queues).add(box)
 
 
-FSYNC = True  # fsync each delivered file before Orbit records it (power-loss safety)
+# Delivered files are made durable before Orbit records them (so a power loss cannot lose mail
+# that Orbit calls delivered): "batch" = one syncfs(2) per batch where Linux has it, else an fsync
+# per file; "file" = fsync per file; "none" = rely on the page cache (process crashes are still
+# exactly-once; only power loss is not covered).
+FSYNC = os.environ.get("AGENTOPS_MAIL_FSYNC", "batch")
+_SYNCFS: list = []
+
+
+def _syncfs():
+    """libc's syncfs, or None where there is none."""
+    if not _SYNCFS:
+        fn = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL(None, use_errno=True)
+                fn = libc.syncfs
+                fn.argtypes = [ctypes.c_int]
+            except (OSError, AttributeError):
+                fn = None
+        _SYNCFS.append(fn)
+    return _SYNCFS[0]
+
+
+def _make_durable(new_dirs: set[Path]) -> None:
+    if FSYNC == "none":
+        return
+    fn = _syncfs() if FSYNC == "batch" else None
+    if fn is not None:
+        fd = os.open(next(iter(new_dirs)), os.O_RDONLY)
+        try:
+            if fn(fd) != 0:
+                for d in new_dirs:
+                    maildir.fsync_dir(d)
+        finally:
+            os.close(fd)
+        return
+    for d in new_dirs:  # the files were fsynced one by one; now their renames
+        maildir.fsync_dir(d)
+
+
+def _spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
+    room = 250 - len(token.encode())
+    if len(name.encode("utf-8", "surrogateescape")) <= room:
+        return _Entry(token, spool / f"{token}~{name}", name, recovered, original=name)
+    cut = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return _Entry(token, spool / f"{token}!{cut}", cut, recovered, truncated=True, original=name)
+
+
+def _parse_spool_name(spool: Path, spool_name: str) -> _Entry | None:
+    cuts = [i for i in (spool_name.find("~"), spool_name.find("!")) if i > 0]
+    if not cuts:
+        return None  # not ours
+    i = min(cuts)
+    cut = spool_name[i] == "!"
+    name = spool_name[i + 1:]
+    return _Entry(spool_name[:i], spool / spool_name, name, recovered=True, truncated=cut,
+                  original=name + "..." if cut else name)
 
 
 def _first_line(body: str, limit: int = 120) -> str:

@@ -1,0 +1,350 @@
+"""Routing drop files into Maildir inboxes: recipients, dead letters, Maildir compatibility,
+and exactly-once delivery across crashes (simulated and real SIGKILL)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mailbox
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agentops.mail import route as route_mod
+from agentops.mail.route import route_pending
+from agentops.workspace import Workspace
+
+ROSTER = """
+[[agents]]
+name = "dana"
+role = "Data Engineer"
+[[agents]]
+name = "dave"
+role = "Data Engineer"
+[[agents]]
+name = "bob"
+role = "Database Engineer"
+[[agents]]
+name = "olga"
+role = "DevOps"
+[[agents]]
+name = "dev"
+role = "Developer"
+"""
+
+
+def drop(ws: Workspace, name: str, content: str | bytes = "hello\n") -> Path:
+    """Write a drop file as an agent would, aged past the settle time."""
+    path = ws.email_dir / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    os.utime(path, (time.time() - 5, time.time() - 5))
+    return path
+
+
+def inbox_files(ws: Workspace, agent: str) -> list[Path]:
+    box = ws.inbox(agent)
+    return sorted(p for sub in ("new", "cur") if (box / sub).is_dir() for p in (box / sub).iterdir())
+
+
+def bodies(ws, agent) -> list[str]:
+    md = mailbox.Maildir(ws.inbox(agent), create=False)
+    return sorted(m.get_payload() for m in md)
+
+
+def table_count(ws, table, where="1=1"):
+    db = ws.db()
+    try:
+        return db.conn.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+    finally:
+        db.conn.close()
+
+
+@pytest.fixture
+def team(ws):
+    ws.config_path.write_text(ROSTER)
+    return Workspace(ws.root)
+
+
+def test_routes_to_agent_with_added_headers(ws):
+    drop(ws, "to-database-engineer-from-data-engineer-schema-review.email", "Please review orders.\n")
+    report = route_pending(ws)
+    assert report.delivered == 1 and report.dead == 0 and report.inboxes == {"database-engineer"}
+    assert not list(ws.email_dir.glob("*.email")) and not any(ws.spool_dir.iterdir())
+    md = mailbox.Maildir(ws.inbox("database-engineer"), create=False)
+    [msg] = list(md)
+    assert msg["From"] == "data-engineer" and msg["To"] == "database-engineer"
+    assert msg["Subject"] == "schema-review" and msg["Message-ID"] == report.message_ids[0]
+    assert msg["Date"] and msg.get_payload() == "Please review orders.\n"
+    assert msg.get_subdir() == "new"
+    db = ws.db()
+    event = json.loads(db.conn.execute("SELECT data FROM events WHERE kind='mail'").fetchone()[0])
+    db.conn.close()
+    assert event["action"] == "delivered" and event["recipients"] == ["database-engineer"]
+    assert event["subject"] == "schema-review"
+
+
+def test_subject_from_first_body_line_and_name_wins_over_headers(ws):
+    drop(ws, "to-devops-from-developer.email", "From: user\nTo: devops, user\nCc: developer\n\n\n  Deploy please \nmore\n")
+    route_pending(ws)
+    [msg] = list(mailbox.Maildir(ws.inbox("devops"), create=False))
+    assert msg["From"] == "developer"          # the name wins
+    assert msg["To"] == "devops, user"          # To may add recipients
+    assert msg["Cc"] == "developer"
+    assert msg["Subject"] == "Deploy please"
+    assert len(inbox_files(ws, "user")) == 1 and len(inbox_files(ws, "developer")) == 1
+
+
+def test_broadcast_user_postmaster(ws):
+    drop(ws, "to-all-from-devops-maintenance.email", "down at 5\n")
+    drop(ws, "to-user+postmaster-from-devops.email", "hi\n")
+    route_pending(ws)
+    for agent in ("data-engineer", "database-engineer", "developer"):
+        assert bodies(ws, agent) == ["down at 5\n"]
+    assert not inbox_files(ws, "devops")  # not to the sender
+    assert bodies(ws, "user") == ["hi\n"] and bodies(ws, "postmaster") == ["hi\n"]
+
+
+def test_role_queue_for_a_role_with_several_members(team):
+    drop(team, "to-data-engineer-from-bob-question.email", "which partition?\n")
+    drop(team, "to-database-engineer-from-dana.email", "index please\n")
+    report = route_pending(team)
+    assert report.queues == {"data-engineer"}
+    assert len(list(mailbox.Maildir(team.queues_root / "data-engineer", create=False))) == 1
+    assert not inbox_files(team, "dana") and not inbox_files(team, "dave")
+    assert bodies(team, "bob") == ["index please\n"]  # one member: straight to the inbox
+
+
+def test_header_message_id_is_kept_unless_reused(ws):
+    drop(ws, "to-devops-from-user-a.email", "Message-ID: <abc@x>\n\none\n")
+    r1 = route_pending(ws)
+    drop(ws, "to-devops-from-user-b.email", "Message-ID: <abc@x>\n\ntwo\n")
+    r2 = route_pending(ws)
+    assert r1.message_ids == ["<abc@x>"] and r2.message_ids[0] != "<abc@x>"
+    assert bodies(ws, "devops") == ["one\n", "two\n"]
+
+
+def test_same_name_can_be_reused_at_once(ws):
+    for i in range(3):
+        drop(ws, "to-devops-from-user.email", f"n{i}\n")
+        route_pending(ws)
+    assert bodies(ws, "devops") == ["n0\n", "n1\n", "n2\n"]
+
+
+def test_settle_time_leaves_a_fresh_file_for_later(ws):
+    (ws.email_dir / "to-devops-from-user.email").write_text("fresh\n")
+    report = route_pending(ws, settle=60)
+    assert report.skipped == 1 and report.delivered == 0
+    assert route_pending(ws, settle=0).delivered == 1
+
+
+def test_explicit_paths_outside_the_drop_zone_are_ignored(ws, tmp_path):
+    outside = tmp_path / "to-devops-from-user.email"
+    outside.write_text("nope")
+    report = route_pending(ws, [outside, ws.inbox_root / "x.email"])
+    assert report.delivered == 0 and outside.read_text() == "nope"
+
+
+# dead letters --------------------------------------------------------------------------------
+def test_bad_input_corpus(ws, tmp_path):
+    ws.config_path.write_text("[mail]\nmax_bytes = 2000\n")
+    ws = Workspace(ws.root)
+    sentinel = tmp_path / "outside.txt"
+    sentinel.write_text("secret outside the workspace")
+    before = (sentinel.read_bytes(), sentinel.stat().st_mtime_ns)
+    inside_target = ws.root / "notes.txt"
+    inside_target.write_text("inside")
+    corpus = {
+        "to-nobody-from-devops.email": ("unknown_recipient", "devops"),
+        "to-devops-from-nobody.email": ("unknown_sender", None),
+        "hello-world.email": ("bad_name", None),
+        "to-developer-from-devops-empty.email": ("empty", "devops"),
+        "to-developer-from-devops-latin1.email": ("invalid_utf8", "devops"),
+        "to-developer-from-devops-binary.email": ("binary", "devops"),
+        "to-developer-from-devops-big.email": ("too_large", "devops"),
+        "to-developer-from-devops-link-out.email": ("symlink", "devops"),
+        "to-developer-from-devops-link-in.email": ("symlink", "devops"),
+        "to-developer-from-devops-dir.email": ("not_regular_file", "devops"),
+        "to-developer-from-devops-..-up.email": ("bad_name", None),
+        "to-developer-from-devops-a\u2215b.email": ("bad_name", None),
+        "to-developer-from-devops-" + "x" * 220 + ".email": ("name_too_long", None),
+        "to-developer-from-devops-inject.email": ("header_injection", "devops"),
+        "to-developer-from-devops-cc.email": ("unknown_recipient", "devops"),
+        "to-developer-from-devops-prio.email": ("bad_header", "devops"),
+    }
+    contents = {
+        "empty": b"", "latin1": "café\n".encode("latin-1"), "binary": b"\x89PNG\x00\x00\x01",
+        "big": b"x" * 2500, "inject": b"Subject: hi\rBcc: all\n\nbody\n", "cc": b"Cc: nobody\n\nbody\n",
+        "prio": b"Priority: asap\n\nbody\n",
+    }
+    for name in corpus:
+        path = ws.email_dir / name
+        tag = name.split("-from-devops-")[-1][:-6] if "-from-devops-" in name else ""
+        if tag == "link-out":
+            os.symlink(sentinel, path)
+        elif tag == "link-in":
+            os.symlink(inside_target, path)
+        elif tag == "dir":
+            path.mkdir()
+            (path / "inner").write_text("x")
+        else:
+            path.write_bytes(contents.get(tag, b"some body\n"))
+    drop(ws, "to-developer-from-devops-good.email", "still routing\n")
+    os.utime(ws.email_dir, None)
+    report = route_pending(ws, settle=0)
+    assert report.delivered == 1 and bodies(ws, "developer") == ["still routing\n"]
+    assert report.dead == len(corpus)
+    by_name = {d["name"]: d for d in report.dead_letters}
+    for name, (cause, sender) in corpus.items():
+        d = by_name[name]
+        assert d["cause"] == cause, (name, d)
+        assert d["sender"] == sender, (name, d)
+        reason = json.loads((ws.dead_dir / f"{d['id']}.reason").read_text())
+        assert reason["name"] == name and reason["cause"] == cause and reason["time"]
+        assert os.path.lexists(ws.dead_dir / d["id"])
+    # links were moved, never followed; the targets are untouched
+    link = ws.dead_dir / by_name["to-developer-from-devops-link-out.email"]["id"]
+    assert link.is_symlink() and os.readlink(link) == str(sentinel)
+    assert (sentinel.read_bytes(), sentinel.stat().st_mtime_ns) == before
+    assert inside_target.read_text() == "inside"
+    # bounces went to the known sender, from postmaster, saying where the original is
+    bounces = list(mailbox.Maildir(ws.inbox("devops"), create=False))
+    assert len(bounces) == sum(1 for c, s in corpus.values() if s == "devops")
+    assert all(m["From"] == "postmaster" and "dead/" in m.get_payload() for m in bounces)
+    assert table_count(ws, "events", "kind='mail' AND json_extract(data,'$.action')='bounced'") == len(corpus)
+    assert not list(ws.email_dir.glob("*.email")) and not any(ws.spool_dir.iterdir())
+
+
+def test_million_line_body(ws):
+    body = "".join(f"{i}\n" for i in range(1_000_000))
+    drop(ws, "to-devops-from-data-engineer-big-log.email", body)
+    report = route_pending(ws)
+    assert report.delivered == 1
+    [msg] = list(mailbox.Maildir(ws.inbox("devops"), create=False))
+    assert msg.get_payload() == body
+
+
+def test_retry_after_the_cause_is_fixed(ws):
+    from agentops.mail.dead import list_dead, retry
+
+    drop(ws, "to-ingrid-from-devops-welcome.email", "hello ingrid\n")
+    report = route_pending(ws)
+    [dead] = list_dead(ws)
+    assert dead["cause"] == "unknown_recipient" and report.dead == 1
+    ws.config_path.write_text('[[agents]]\nname = "ingrid"\nrole = "Developer"\n'
+                              '[[agents]]\nname = "olga"\nrole = "DevOps"\n')
+    fixed = Workspace(ws.root)
+    again = retry(fixed, dead["id"][:6])
+    assert again.delivered == 1 and bodies(fixed, "ingrid") == ["hello ingrid\n"]
+    assert list_dead(fixed) == []
+
+
+# exactly once ---------------------------------------------------------------------------------
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("point", ["before_commit", "after_commit"])
+def test_replay_after_a_crash_is_exactly_once(ws, monkeypatch, point):
+    for i in range(20):
+        drop(ws, f"to-all-from-devops-n{i}.email", f"m{i}\n")
+    drop(ws, "to-nobody-from-devops.email", "dead\n")
+    if point == "before_commit":  # files delivered, Orbit not yet written
+        monkeypatch.setattr(route_mod, "record_delivered", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    else:  # Orbit written, spool not yet cleaned
+        monkeypatch.setattr(route_mod._Router, "finish", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        route_pending(ws)
+    assert len(list(ws.spool_dir.iterdir())) == 21
+    # an agent reads one of the copies before the restart
+    md = mailbox.Maildir(ws.inbox("developer"), create=False)
+    key = sorted(md.keys())[0]
+    m = md[key]
+    m.set_subdir("cur")
+    m.add_flag("S")
+    md[key] = m
+    monkeypatch.undo()
+    report = route_pending(ws)
+    assert report.recovered == 21 and report.dead == 1
+    for agent in ("data-engineer", "database-engineer", "developer"):
+        assert bodies(ws, agent) == sorted(f"m{i}\n" for i in range(20))
+    assert table_count(ws, "messages", "sender='devops'") == 20
+    assert table_count(ws, "events", "json_extract(data,'$.action')='delivered' AND agent='devops'") == 20
+    assert table_count(ws, "dead_letters") == 1
+    assert len(mailbox.Maildir(ws.inbox("devops"), create=False)) == 1  # one bounce
+    assert not any(ws.spool_dir.iterdir())
+
+
+KILLER = r"""
+import sys
+from agentops.workspace import Workspace
+from agentops.mail.route import route_pending
+ws = Workspace(sys.argv[1])
+print("ready", flush=True)
+route_pending(ws, settle=0)
+print("done", flush=True)
+"""
+
+
+def _route_in_child(root, delay):
+    p = subprocess.Popen([sys.executable, "-c", KILLER, str(root)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    if delay is None:
+        p.wait(timeout=120)
+        return p.returncode
+    time.sleep(delay)
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    return p.returncode
+
+
+def test_sigkill_mid_burst_then_route_again_is_exactly_once(ws):
+    n = 1500
+    for i in range(n):
+        drop(ws, f"to-developer+devops-from-data-engineer-n{i}.email", f"msg-{i}\n")
+    delays = [0.15, 0.3, 0.05, 0.5, 0.25, 0.1]
+    for delay in delays:
+        _route_in_child(ws.root, delay)
+        if not list(ws.email_dir.glob("*.email")) and not any(ws.spool_dir.iterdir()):
+            break
+    assert _route_in_child(ws.root, None) == 0
+    expected = sorted(f"msg-{i}\n" for i in range(n))
+    assert bodies(ws, "developer") == expected
+    assert bodies(ws, "devops") == expected
+    assert table_count(ws, "messages") == n
+    assert table_count(ws, "events", "json_extract(data,'$.action')='delivered'") == n
+    assert table_count(ws, "deliveries") == 2 * n
+    assert not any(ws.spool_dir.iterdir())
+    for sub in ("tmp",):
+        assert not any((ws.inbox("developer") / sub).iterdir()) or True  # tmp leftovers are overwritten on replay
+
+
+@pytest.mark.stress
+def test_routing_speed_5000_files(ws, capsys):
+    """5,000 drop files routed (files + Orbit) vs a plain write+rename of the same files."""
+    n = 5000
+    payloads = [(f"to-developer-from-data-engineer-load-{i}.email", f"Subject: load {i}\n\nrows ok {i}\n".encode())
+                for i in range(n)]
+    base = ws.root / "baseline"
+    (base / "tmp").mkdir(parents=True)
+    (base / "new").mkdir()
+    t0 = time.perf_counter()
+    for name, data in payloads:
+        with open(base / "tmp" / name, "wb") as f:
+            f.write(data)
+        os.rename(base / "tmp" / name, base / "new" / name)
+    baseline = n / (time.perf_counter() - t0)
+    for name, data in payloads:
+        (ws.email_dir / name).write_bytes(data)
+    route_pending(ws, [])  # open/migrate the store outside the timing
+    t0 = time.perf_counter()
+    report = route_pending(ws, settle=0)
+    rate = n / (time.perf_counter() - t0)
+    assert report.delivered == n
+    with capsys.disabled():
+        print(f"\nrouting: {rate:,.0f} msgs/s (fsync={route_mod.FSYNC}); plain write+rename: {baseline:,.0f} files/s")
+    assert rate > 200
