@@ -217,13 +217,24 @@ def _error_text(exc: BaseException) -> str:
     return _one_line(str(exc))
 
 
-def _untitled(schema: Any) -> Any:
-    """A JSON schema without pydantic's generated `title`s (tokens an agent pays for and never needs)."""
-    if isinstance(schema, dict):
-        return {k: _untitled(v) for k, v in schema.items() if not (k == "title" and isinstance(v, str))}
+def _lean(schema: Any, output: bool = False) -> Any:
+    """A JSON schema without what agents pay for and never need: pydantic's generated `title`s,
+    `anyOf: [X, null]` (written `type: [X, "null"]`), `default: null`, and defaults in outputs."""
     if isinstance(schema, list):
-        return [_untitled(v) for v in schema]
-    return schema
+        return [_lean(v, output) for v in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _lean(v, output) for k, v in schema.items()
+           if not (k == "title" and isinstance(v, str)) and not (k == "default" and (output or v is None))}
+    arms = out.get("anyOf")
+    if isinstance(arms, list) and len(arms) == 2 and {"type": "null"} in arms:
+        other = arms[0] if arms[1] == {"type": "null"} else arms[1]
+        if isinstance(other.get("type"), str) and not set(other) & set(out):
+            del out["anyOf"]
+            out.update(other, type=[other["type"], "null"])
+            if "enum" in other:
+                out["enum"] = [*other["enum"], None]
+    return out
 
 
 class OrbitServer(MCPServer):
@@ -232,8 +243,8 @@ class OrbitServer(MCPServer):
 
     async def list_tools(self):
         tools = await super().list_tools()
-        return [t.model_copy(update={"input_schema": _untitled(t.input_schema),
-                                     "output_schema": _untitled(t.output_schema)}) for t in tools]
+        return [t.model_copy(update={"input_schema": _lean(t.input_schema),
+                                     "output_schema": _lean(t.output_schema, output=True)}) for t in tools]
 
     async def call_tool(self, name, arguments, context=None):
         try:

@@ -365,3 +365,19 @@ def test_a_crash_inside_a_tool_is_a_tool_error_without_internals(ws, monkeypatch
     crashed, still_serving = session(ws, script)
     assert error(crashed) == "Error executing tool status"
     assert ok(still_serving)["ok"] is True
+
+
+def test_schemas_are_lean_and_still_valid_json_schema(ws):
+    import jsonschema
+
+    async def script(call):
+        return (await call.client.list_tools()).tools
+
+    for t in session(ws, script):
+        for schema in (t.input_schema, t.output_schema):
+            jsonschema.Draft202012Validator.check_schema(schema)
+            text = json.dumps(schema)
+            assert '"anyOf": [{"type": "string"}, {"type": "null"}]' not in text, t.name
+    runs = next(t for t in session(ws, script) if t.name == "orbit_runs").input_schema["properties"]
+    jsonschema.validate({"state": None, "pipeline": None}, {"type": "object", "properties": runs})
+    assert runs["limit"] == {"default": 20, "maximum": 500, "minimum": 1, "type": "integer"}
