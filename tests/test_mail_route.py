@@ -303,7 +303,7 @@ def _route_in_child(root, delay):
 
 
 def test_sigkill_mid_burst_then_route_again_is_exactly_once(ws):
-    n = 1500
+    n = 1000
     for i in range(n):
         drop(ws, f"to-developer+devops-from-data-engineer-n{i}.email", f"msg-{i}\n")
     delays = [0.15, 0.3, 0.05, 0.5, 0.25, 0.1]
