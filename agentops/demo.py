@@ -52,7 +52,9 @@ class Demo:
 
     def show(self, *args: str, limit: int = 12) -> None:
         out = self.agentops(*args).stdout.rstrip().splitlines()
-        self.say(f"    $ agentops {' '.join(args)}")
+        import shlex
+
+        self.say(f"    $ agentops {shlex.join(args)}")
         for line in out[:limit]:
             self.say(f"    {line}")
         if len(out) > limit:
@@ -162,7 +164,7 @@ class Demo:
                       "--body", "Daily partitions on order_date are right; cluster by customer_id. "
                                 "Index staging.orders(order_id) for the dedupe.")
         self.wait_mail("data-engineer", "Re: schema-review")
-        self.show("mail", "thread", msg["message_id"])
+        self.show("mail", "thread", msg["message_id"], limit=24)
 
         say("3. The Data Engineer hands off to DevOps for backfill capacity (handoff with send: true).")
         self.show("handoff", "--from", "data-engineer", "Coordinate with DevOps",
@@ -215,16 +217,19 @@ class Demo:
         self.agentops("pipeline", "backfill", "orders_daily", "--start", day(3), "--end", day(1))
         queued = [r for r in json.loads(self.agentops("orbit", "runs", "--pipeline", "orders_daily",
                                                       "--json").stdout) if r.get("run_type") == "backfill"]
-        done = []
+        done, pipeline_runs = [], 0
         for r in queued:
             if r.get("state") == "queued":
                 ev = {"kind": "run", "pipeline": "orders_daily", "run_id": r["run_id"], "run_type": "backfill",
                       "logical_date": r["logical_date"], "attempt": r.get("attempt") or 1}
                 if r.get("task"):
                     ev["task"] = r["task"]
+                else:
+                    pipeline_runs += 1
                 done += [{**ev, "state": "running"}, {**ev, "state": "succeeded"}]
         self.drop_events("backfill-workers.jsonl", done)
-        say(f"   {len(done) // 2} backfill runs went queued -> running -> succeeded.")
+        say(f"   {pipeline_runs} backfill run(s) with {len(done) // 2 - pipeline_runs} task(s) went "
+            "queued -> running -> succeeded.")
 
         say("7. Daily row counts for fact_orders: 14 ordinary days, then today's load is a fraction "
             "of normal -> an anomaly and an alert mail.")

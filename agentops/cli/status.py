@@ -26,10 +26,15 @@ def _short(ts) -> str:
 
 
 def render_terminal(s: dict):
-    """Rich renderables for the report (colour only when the console is a terminal)."""
+    """Rich renderables for the report (colour only when the console is a terminal). Every value
+    goes in as plain Text: agent-written subjects like "[orbit] ..." are never read as markup."""
     from rich.console import Group
-    from rich.table import Table
+    from rich.table import Table as _Table
     from rich.text import Text
+
+    class Table(_Table):
+        def add_row(self, *cells, **kw):
+            super().add_row(*(c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells), **kw)
 
     parts = []
     d = s["daemon"]
