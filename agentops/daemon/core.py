@@ -40,7 +40,9 @@ from agentops.daemon.logs import drop_handlers, log, make_logger
 from agentops.daemon.tasks import InactiveTask, registered_tasks
 from agentops.store import utcnow
 
-MAX_BATCH = 1000          # paths per task call: bounds the work in hand when a stop is asked
+MAX_BATCH = 250           # paths per task call: bounds the work in hand (a stop waits for it)
+FIRST_BATCH = 25          # slow start: batches double from this up to MAX_BATCH, so a daemon that is
+                          # restarted again and again (a crash loop) still finishes work each time
 UNKNOWN_QUIET = 1.0       # quiet time when the kernel cannot say whether a writer has the file
 BUSY_RECHECK = 0.05       # how soon to look again at a file a writer still has open
 ONCE_MAX_WAIT = 10.0      # --once: how long to wait for files still being written
@@ -133,6 +135,31 @@ def _handler(put):
     return EnqueueHandler()
 
 
+def _native_observer():
+    """The platform's observer. On Linux, one that does not ask inotify for IN_MOVED_FROM: watchdog
+    holds each of those for 0.5 s to pair it with an IN_MOVED_TO, and every event queued behind it
+    waits too. Routing renames each drop file out of the drop zone (into the spool, a folder not
+    watched), so the held events would add up to half a second to every delivery. We need only
+    what arrives: a file renamed in then comes as an unpaired IN_MOVED_TO, i.e. a created event."""
+    from watchdog.observers import Observer
+
+    try:
+        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+        from watchdog.observers.inotify_c import InotifyConstants
+    except ImportError:                 # not Linux
+        return Observer()
+
+    class ArrivalsEmitter(InotifyEmitter):
+        def get_event_mask_from_filter(self):
+            return type(InotifyConstants.IN_MOVED_FROM)(
+                super().get_event_mask_from_filter() & ~InotifyConstants.IN_MOVED_FROM)
+
+    observer = InotifyObserver()
+    if getattr(observer, "_emitter_class", None) is InotifyEmitter:
+        observer._emitter_class = ArrivalsEmitter
+    return observer
+
+
 class _OverflowHook(logging.Handler):
     """watchdog reports a kernel inotify queue overflow only as a log warning: rescan on it."""
 
@@ -175,6 +202,7 @@ class Daemon:
         self._mode = "poll" if poll else "inotify"
         self._last_beat = 0.0
         self._dirty = False
+        self._batch = FIRST_BATCH
 
     @property
     def mode(self) -> str:
@@ -328,9 +356,7 @@ class Daemon:
 
             observer = PollingObserver(timeout=POLL_INTERVAL)
         else:
-            from watchdog.observers import Observer
-
-            observer = Observer()
+            observer = _native_observer()
             self._overflow_hook = _OverflowHook(self)
             logging.getLogger("watchdog.observers.inotify_c").addHandler(self._overflow_hook)
         handler = _handler(self._queue.put)
@@ -480,18 +506,21 @@ class Daemon:
             else:
                 entry.due = now + verdict
         for task, paths in batches.values():
-            for i in range(0, len(paths), MAX_BATCH):
+            while paths:
                 if self._stopping.is_set():
                     return 0.0
-                self._handle(task, paths[i:i + MAX_BATCH])
+                chunk, paths = paths[:self._batch], paths[self._batch:]
+                if self._handle(task, chunk) and len(chunk) == self._batch:
+                    self._batch = min(self._batch * 2, MAX_BATCH)
         if not self._pending:
             return 3600.0
         return max(min(e.due for e in self._pending.values()) - time.monotonic(), 0.0)
 
-    def _handle(self, task, paths: list[Path]) -> None:
+    def _handle(self, task, paths: list[Path]) -> bool:
         try:
             task.handle(paths)
             self.stats.batches += 1
+            return True
         except Exception as exc:
             self.stats.error(f"{task.name}: {type(exc).__name__}: {exc}")
             log(self.logger, logging.ERROR, "task-error", exc_info=True, task=task.name, stage="handle",
@@ -500,7 +529,9 @@ class Daemon:
                 for path in paths:
                     if os.path.lexists(path):
                         self._handle(task, [path])
-        self._beat()
+            return False
+        finally:
+            self._beat()
 
     def _beat(self, force: bool = False, state: str = "running") -> None:
         now = time.monotonic()
