@@ -11,8 +11,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from agentops.workspace import Workspace
 from tests.conftest import run_agentops
 

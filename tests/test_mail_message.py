@@ -89,3 +89,11 @@ def test_parser_never_raises_anything_else(data):
         Message.from_bytes(data).validate()
     except MessageError:
         pass
+
+
+def test_addresses_in_to_and_cc_headers():
+    from agentops.mail.message import addresses
+
+    assert addresses('Database Engineer, Dev Ops <devops>, user@agentops, "Eng, Data" <data-engineer>') == \
+        ["Database Engineer", "devops", "user", "data-engineer"]
+    assert addresses("") == [] and addresses(None) == []

@@ -3,7 +3,6 @@ and exactly-once delivery across crashes (simulated and real SIGKILL)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mailbox
 import os
@@ -307,10 +306,13 @@ def test_sigkill_mid_burst_then_route_again_is_exactly_once(ws):
     for i in range(n):
         drop(ws, f"to-developer+devops-from-data-engineer-n{i}.email", f"msg-{i}\n")
     delays = [0.15, 0.3, 0.05, 0.5, 0.25, 0.1]
+    interrupted = 0
     for delay in delays:
         _route_in_child(ws.root, delay)
+        interrupted += any(ws.spool_dir.iterdir())  # killed with claimed, unfinished work
         if not list(ws.email_dir.glob("*.email")) and not any(ws.spool_dir.iterdir()):
             break
+    assert interrupted, "no kill landed mid-routing"
     assert _route_in_child(ws.root, None) == 0
     expected = sorted(f"msg-{i}\n" for i in range(n))
     assert bodies(ws, "developer") == expected
@@ -319,8 +321,6 @@ def test_sigkill_mid_burst_then_route_again_is_exactly_once(ws):
     assert table_count(ws, "events", "json_extract(data,'$.action')='delivered'") == n
     assert table_count(ws, "deliveries") == 2 * n
     assert not any(ws.spool_dir.iterdir())
-    for sub in ("tmp",):
-        assert not any((ws.inbox("developer") / sub).iterdir()) or True  # tmp leftovers are overwritten on replay
 
 
 @pytest.mark.stress

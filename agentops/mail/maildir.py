@@ -22,9 +22,10 @@ def ensure(box: Path) -> Path:
     return box
 
 
-def write_new(box: Path, key: str, data: bytes, *, fsync: bool = True) -> Path:
+def write_new(box: Path | str, key: str, data: bytes, *, fsync: bool = True) -> str:
     """Write `data` to `tmp/<key>` then rename it to `new/<key>` (replacing an earlier copy)."""
-    tmp = box / "tmp" / key
+    base = os.fspath(box)
+    tmp = f"{base}/tmp/{key}"
     fd = os.open(tmp, _WRITE_FLAGS, 0o644)
     try:
         view = memoryview(data)
@@ -34,7 +35,7 @@ def write_new(box: Path, key: str, data: bytes, *, fsync: bool = True) -> Path:
             os.fsync(fd)
     finally:
         os.close(fd)
-    dest = box / "new" / key
+    dest = f"{base}/new/{key}"
     os.rename(tmp, dest)
     return dest
 

@@ -126,7 +126,7 @@ class Message:
 
     def validate(self) -> None:
         """Check the known headers' values (Priority, Date, single-valued fields)."""
-        for name in ("From", "Subject", "Date", "Message-ID", "In-Reply-To", "Priority"):
+        for name in ("Subject", "Date", "Message-ID", "In-Reply-To", "Priority"):
             if len(self.get_all(name)) > 1:
                 raise MessageError(f"header {name} appears {len(self.get_all(name))} times (at most once)")
         pr = self.get("Priority")
@@ -194,15 +194,28 @@ def _header_block(text: str) -> tuple[str, str] | None:
 
 
 def addresses(value: str | None) -> list[str]:
-    """The addresses in a To/Cc header value: `a, Name <b>, c@agentops` -> [a, b, c]."""
+    """The addresses in a To/Cc header value, as written before slugging:
+    `Database Engineer, Dev Ops <devops>, user@agentops` -> [Database Engineer, devops, user]."""
     if not value:
         return []
+    parts, buf, quoted = [], [], False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
     out = []
-    for display, addr in email.utils.getaddresses([value]):
-        addr = addr or display
-        if not addr:
-            continue
-        out.append(addr.split("@", 1)[0] if "@" in addr else addr)
+    for part in parts:
+        angle = re.search(r"<([^<>]*)>", part)
+        addr = (angle.group(1) if angle else part).strip().strip('"').strip()
+        if "@" in addr:
+            addr = addr.split("@", 1)[0]
+        if addr:
+            out.append(addr)
     return out
 
 

@@ -42,6 +42,9 @@ class Envelope:
 
 def _norm(text: str) -> str:
     """Lower case, spaces and `_` as `-`, one character for one (positions stay aligned)."""
+    low = text.lower()
+    if len(low) == len(text) and text.isascii():
+        return low.replace(" ", "-").replace("_", "-").replace("\t", "-")
     out = []
     for ch in text:
         low = ch.lower()
@@ -51,7 +54,12 @@ def _norm(text: str) -> str:
     return "".join(out)
 
 
+_SAFE_ASCII = re.compile(r"[A-Za-z0-9 \-_.,+()'&@#=]*")
+
+
 def _check_chars(name: str) -> None:
+    if name.isascii() and len(name) <= MAX_NAME_BYTES and ".." not in name and _SAFE_ASCII.fullmatch(name):
+        return
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise BadName(f"file name is {len(name.encode('utf-8', 'surrogatepass'))} bytes long "
                       f"(at most {MAX_NAME_BYTES})", cause="name_too_long",

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from agentops.addresses import slug
 from agentops.errors import ValidationError
-from agentops.mail.message import PRIORITIES, Message, MessageError, check_name, message_ids
+from agentops.mail.message import PRIORITIES, Message, MessageError, check_name
 from agentops.mail.names import MAX_NAME_BYTES, topic_name
 
 _RESERVED = {"from", "to", "cc", "subject", "message-id", "priority", "in-reply-to", "references", "date"}

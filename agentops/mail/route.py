@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import stat
 import sys
 import time
@@ -224,7 +223,8 @@ class _Router:
         self.book = book
         self.matcher = Matcher(book.known())
         self.max_bytes = ws.config.mail.max_bytes
-        self.ensured: set[Path] = set()
+        self.dirs: dict[tuple[str, str], str] = {}
+        self.fsync_each = FSYNC == "file" or (FSYNC == "batch" and _syncfs() is None)
         self.batch_ids: set[str] = set()
         self.threads: dict[str, str] = {}
 
@@ -273,7 +273,7 @@ class _Router:
         from agentops.store import utcnow, write_tx
 
         todo = [e for e in batch if e.done is None]
-        touched: set[Path] = set()
+        touched: set[str] = set()
         for e in todo:
             if e.plan is not None:
                 self.write(e.plan, e.data, e.recovered, touched)
@@ -489,20 +489,22 @@ class _Router:
         rec.size = len(data)
         return rec, data
 
-    def box_dir(self, kind: str, box: str) -> Path:
-        d = self.ws.inbox(box) if kind == "inbox" else self.ws.queues_root / box
-        if d not in self.ensured:
-            maildir.ensure(d)
-            self.ensured.add(d)
+    def box_dir(self, target: tuple[str, str]) -> str:
+        d = self.dirs.get(target)
+        if d is None:
+            kind, box = target
+            path = self.ws.inbox(box) if kind == "inbox" else self.ws.queues_root / box
+            maildir.ensure(path)
+            d = self.dirs[target] = os.fspath(path)
         return d
 
-    def write(self, rec: Record, data: bytes, replay: bool, touched: set[Path]) -> None:
-        for kind, box in rec.targets:
-            d = self.box_dir(kind, box)
-            if replay and maildir.in_cur(d, rec.key):
+    def write(self, rec: Record, data: bytes, replay: bool, touched: set[str]) -> None:
+        for target in rec.targets:
+            d = self.box_dir(target)
+            if replay and maildir.in_cur(Path(d), rec.key):
                 continue  # delivered before the crash and already read: never twice
-            maildir.write_new(d, rec.key, data, fsync=FSYNC == "file" or (FSYNC == "batch" and not _syncfs()))
-            touched.add(d / "new")
+            maildir.write_new(d, rec.key, data, fsync=self.fsync_each)
+            touched.add(d)
 
     def finish(self, e: _Entry, now: str) -> None:
         if e.dead is None:
@@ -513,7 +515,10 @@ class _Router:
             elif e.done:
                 self.report.delivered += 1
                 self.report.message_ids.append(e.done)
-            _unlink(e.path)
+            try:
+                os.unlink(e.path)  # a regular file: anything else was dead-lettered
+            except FileNotFoundError:
+                pass
             return
         dead = self.ws.dead_dir
         dead.mkdir(parents=True, exist_ok=True)
@@ -561,21 +566,20 @@ def _syncfs():
     return _SYNCFS[0]
 
 
-def _make_durable(new_dirs: set[Path]) -> None:
+def _make_durable(boxes: set[str]) -> None:
+    """After a batch of deliveries into `boxes` (Maildir folders), before Orbit records them."""
     if FSYNC == "none":
         return
     fn = _syncfs() if FSYNC == "batch" else None
     if fn is not None:
-        fd = os.open(next(iter(new_dirs)), os.O_RDONLY)
+        fd = os.open(next(iter(boxes)), os.O_RDONLY)
         try:
-            if fn(fd) != 0:
-                for d in new_dirs:
-                    maildir.fsync_dir(d)
+            if fn(fd) == 0:
+                return
         finally:
             os.close(fd)
-        return
-    for d in new_dirs:  # the files were fsynced one by one; now their renames
-        maildir.fsync_dir(d)
+    for d in boxes:  # the files were fsynced one by one (or syncfs failed); now their renames
+        maildir.fsync_dir(Path(d) / "new")
 
 
 def _spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
@@ -615,20 +619,3 @@ def _iso(date: str | None, fallback: datetime) -> str:
         except (TypeError, ValueError, IndexError):
             pass
     return fallback.isoformat()
-
-
-def _unlink(path: Path) -> None:
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _rmdir(path: Path) -> None:
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass

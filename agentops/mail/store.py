@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentops.errors import ConflictError, NotFoundError, ValidationError
-from agentops.store import insert_event, utcnow
+from agentops.store import insert_event
 
 _J = dict(separators=(",", ":"), ensure_ascii=False)
 
