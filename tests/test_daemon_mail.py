@@ -236,3 +236,42 @@ def test_sigkill_during_a_burst_delivers_every_message_exactly_once(ws):
         delivered = conn.execute("SELECT count(*) FROM events WHERE kind = 'mail' "
                                  "AND json_extract(data, '$.action') = 'delivered'").fetchone()[0]
         assert delivered == total
+
+
+def test_eight_concurrent_mail_send_commands(ws, daemon):
+    """The CLI path: `agentops mail send` from 8 processes at once, 2 messages each, daemon running."""
+    d = daemon()
+    env = {**os.environ, "AGENTOPS_WORKSPACE": str(ws.root)}
+    script = ("import subprocess, sys\n"
+              "for i in range(2):\n"
+              "    r = subprocess.run([sys.executable, '-m', 'agentops', 'mail', 'send', '--from', 'devops',\n"
+              "                        '--to', 'developer', '--subject', f'cli-{sys.argv[1]}-{i}', '--body', 'hi'],\n"
+              "                       capture_output=True, text=True)\n"
+              "    sys.stdout.write(r.stdout + r.stderr)\n"
+              "    if r.returncode: sys.exit(r.returncode)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(n)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for n in range(8)]
+    outputs = [p.communicate(timeout=90)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    want = sorted(f"cli-{n}-{i}" for n in range(8) for i in range(2))
+    wait_for(lambda: subjects(ws, "developer") == want, timeout=20)
+    code, err = d.stop()
+    assert code == 0
+    assert not any("database is locked" in text for text in [err, *outputs])
+
+
+def test_orbit_drop_files_are_ingested(ws, daemon):
+    pytest.importorskip("agentops.orbit.ingest")
+    d = daemon()
+    tmp = ws.orbit_dir / ".notes.jsonl.tmp"
+    tmp.write_text('{"kind":"note","text":"from the drop zone","id":"n1"}\n{"kind":"nonsense"}\n')
+    os.replace(tmp, ws.orbit_dir / "notes.jsonl")
+
+    def ingested():
+        with sqlite3.connect(ws.db_path) as conn:
+            return conn.execute("SELECT count(*) FROM events WHERE kind = 'note' AND id = 'n1'").fetchone()[0]
+
+    wait_for(lambda: ingested() == 1 and not (ws.orbit_dir / "notes.jsonl").exists())
+    assert d.alive()
+    code, err = d.stop()
+    assert code == 0 and "ingested" in err
