@@ -212,3 +212,19 @@ def test_cli_module_imports_are_light():
             "print(sorted(m for m in ('sqlite_utils', 'pydantic', 'agentops.mail.route') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_claim_interrupted_before_its_file_moved_is_finished_by_recover(ws, monkeypatch):
+    from agentops.mail import inbox as inbox_mod, send
+    from agentops.mail.route import recover
+
+    ws.config_path.write_text(TEAM)
+    ws = Workspace(ws.root)
+    [mid] = send(ws, sender="bob", to="data-engineer", subject="job", body="job\n")
+    monkeypatch.setattr(inbox_mod, "settle_claims", lambda *a, **k: 0)  # "crash" after the commit
+    inbox_mod.claim(ws, "data-engineer", "dora")
+    assert len(mailbox.Maildir(ws.queues_root / "data-engineer", create=False)) == 1
+    monkeypatch.undo()
+    recover(ws)
+    assert not list(mailbox.Maildir(ws.queues_root / "data-engineer", create=False))
+    assert [m["Message-ID"] for m in mailbox.Maildir(ws.inbox("dora"), create=False)] == [mid]

@@ -145,7 +145,7 @@ def _database(ws, db):
 
 def new_token() -> str:
     now = time.time_ns()
-    return f"{now // 1_000_000_000}.M{(now // 1000) % 1_000_000}P{os.getpid()}Q{next(_counter)}"
+    return f"{now // 1_000_000_000}.M{(now // 1000) % 1_000_000:06d}P{os.getpid()}Q{next(_counter)}"
 
 
 def _token_time(token: str) -> datetime:
@@ -306,7 +306,9 @@ class _Router:
             return
         try:
             e.plan, e.data = self.plan(e)
-        except (AgentOpsError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - bad input must never stop routing
+            if not isinstance(exc, AgentOpsError):
+                exc = MessageError(f"cannot process the file: {type(exc).__name__}: {exc}", cause="unreadable")
             cause = getattr(exc, "cause", "rejected")
             sender = getattr(exc, "sender", None)
             if sender is None and cause not in ("bad_name", "name_too_long", "unknown_sender"):
