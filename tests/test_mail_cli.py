@@ -228,3 +228,17 @@ def test_a_claim_interrupted_before_its_file_moved_is_finished_by_recover(ws, mo
     recover(ws)
     assert not list(mailbox.Maildir(ws.queues_root / "data-engineer", create=False))
     assert [m["Message-ID"] for m in mailbox.Maildir(ws.inbox("dora"), create=False)] == [mid]
+
+
+def test_drafts_list_and_send(ws, cli):
+    from agentops.mail.drafts import save_draft
+
+    draft = save_draft(ws, sender="developer", to=["devops"], subject="Release notes", body="v2 notes\n")
+    rows = json.loads(ok(cli("mail", "drafts", "--json")))
+    assert [r["id"] for r in rows] == [draft]
+    assert draft in ok(cli("mail", "drafts"))
+    assert "sent draft" in ok(cli("mail", "send", "--draft", draft))
+    assert ok(cli("mail", "drafts")).strip() == "no drafts"
+    assert [r["subject"] for r in json.loads(ok(cli("mail", "inbox", "devops", "--json")))] == ["Release notes"]
+    r = cli("mail", "send", "--to", "devops", "--body", "x")
+    assert r.exit_code == 4 and "--from" in r.output and "--subject" in r.output

@@ -46,21 +46,34 @@ def _when(iso: str | None) -> str:
 @mail_app.command("send")
 def send(
     ctx: typer.Context,
-    sender: str = typer.Option(..., "--from", help="Your address."),
-    to: List[str] = typer.Option(..., "--to", help="A recipient (repeat for more): agent, role, all, user."),
-    subject: str = typer.Option(..., "--subject", "-s", help="One line."),
+    sender: Optional[str] = typer.Option(None, "--from", help="Your address."),
+    to: List[str] = typer.Option([], "--to", help="A recipient (repeat for more): agent, role, all, user."),
+    subject: Optional[str] = typer.Option(None, "--subject", "-s", help="One line."),
     body: Optional[str] = typer.Option(None, "--body", "-b", help="The message text."),
     body_file: Optional[str] = typer.Option(None, "--body-file", help="Read the text from this file ('-': stdin)."),
     cc: List[str] = typer.Option([], "--cc", help="A copy to (repeat for more)."),
     priority: str = typer.Option("normal", "--priority", "-p", help="low | normal | high | urgent."),
     reply_to: Optional[str] = typer.Option(None, "--reply-to", help="The id of the message this answers."),
+    draft: Optional[str] = typer.Option(None, "--draft", help="Send this saved draft (see `mail drafts`) instead."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Send a message (text from --body, --body-file or stdin)."""
+    """Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."""
     from agentops.errors import ValidationError
     from agentops.mail import send as send_mail
     from agentops.pidlock import daemon_pid
 
+    if draft is not None:
+        from agentops.mail.drafts import send_draft
+
+        name = send_draft(_ws(ctx), draft)
+        if as_json:
+            emit_json({"draft": draft, "file": name})
+        else:
+            typer.echo(f"sent draft {draft} ({name})")
+        return
+    missing = [opt for opt, value in (("--from", sender), ("--to", to), ("--subject", subject)) if not value]
+    if missing:
+        raise ValidationError(f"missing {', '.join(missing)}", hint="see `agentops mail send --help`")
     if body is not None and body_file is not None:
         raise ValidationError("give --body or --body-file, not both")
     if body_file is not None:
@@ -87,6 +100,21 @@ def send(
         return
     for mid in ids:
         typer.echo(f"{mid} {'queued for the daemon' if queued else 'delivered'}")
+
+
+@mail_app.command("drafts")
+def drafts(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """List saved drafts (handoffs with `send: false`); send one with `mail send --draft ID`."""
+    from agentops.mail.drafts import list_drafts
+
+    rows = list_drafts(workspace(ctx))
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no drafts")
+        return
+    table(([r["id"], r["file"]] for r in rows), ["id", "file"])
 
 
 @mail_app.command("inbox")
