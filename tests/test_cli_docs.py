@@ -9,7 +9,11 @@ from tests.conftest import REPO, run_agentops
 
 
 def _commands(cmd, prefix=()):
-    for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+    if not hasattr(cmd, "list_commands"):
+        return
+    ctx = typer.Context(cmd)
+    for name in sorted(cmd.list_commands(ctx)):  # the click API: the root builds its commands lazily
+        sub = cmd.get_command(ctx, name)
         path = (*prefix, name)
         yield path, sub
         yield from _commands(sub, path)
@@ -38,3 +42,27 @@ def test_version_and_help_run_as_processes():
     assert r.returncode == 0 and "Commands:" in r.stdout
     r = run_agentops("no-such-command")
     assert r.returncode == 2
+
+
+def test_the_command_table_matches_the_commands():
+    """`agentops --help` is printed from agentops.cli.COMMANDS: each entry is a real command whose
+    own help starts as the table says, and every command is in the table."""
+    from agentops.cli import COMMANDS
+    from agentops.cli.root import build_command
+
+    limit = 78 - 6 - max(len(n) for n in COMMANDS)  # click's short-help width on an 80-column terminal
+    for name, (_, short) in COMMANDS.items():
+        assert build_command(name).get_short_help_str(limit) == short, name
+
+
+def test_fast_root_help_is_typers_own(monkeypatch):
+    from typer.testing import CliRunner
+
+    from agentops.cli import root_help
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert CliRunner().invoke(app, ["--help"]).output == root_help()
+    r = run_agentops("--help", env={"COLUMNS": "100"})
+    assert r.returncode == 0 and r.stdout == root_help()
+    r = run_agentops("-h", env={"COLUMNS": "60"})  # narrow: typer itself wraps the text
+    assert r.returncode == 0 and "Commands:" in r.stdout and "pipeline" in r.stdout

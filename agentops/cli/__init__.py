@@ -1,82 +1,70 @@
 """The `agentops` command: a thin shell over the library.
 
 Each concept has its module here (roles, mail, orbit, pipeline, ...), each exposing `register(app)`.
-Library errors (`AgentOpsError`) are turned into `Error: ...` and an exit code in one place:
-`AgentOpsGroup.invoke`.
+`COMMANDS` below lists them; the typer app (`agentops.cli.root`) builds only the command being run,
+and `agentops --help` is printed from the table without importing typer at all (start-up time
+matters: agents run these commands all day). tests/test_cli_docs.py checks the table against the
+real commands and the fast help against typer's.
 """
 
 from __future__ import annotations
 
 import sys
 
-import typer
-from typer.core import TyperGroup
+HELP = "Coordination runtime for teams of AI agents doing data engineering."
 
-from agentops.errors import AgentOpsError
+# name -> (module in agentops/cli/, the one-line help `agentops --help` shows), in help order
+COMMANDS = {
+    "init": ("workspace", "Create a complete workspace: roles, templates, .agent/,..."),
+    "daemon": ("daemon", "Watch the workspace: route mail, ingest Orbit drop files,..."),
+    "handoff": ("handoff", "Hand work to another agent along a handoff of your role:..."),
+    "prompt": ("handoff", "The full prompt to start an agent: role, workspace protocol,..."),
+    "status": ("status", "Daemon health, each agent's mail, each pipeline's runs,..."),
+    "demo": ("demo", "Play a scripted day of the team in a scratch workspace with..."),
+    "dispatch": ("dispatch", "Run an agent's on_mail command now, as the daemon would when..."),
+    "mcp": ("mcp", "Serve the workspace to agents as the `orbit` MCP server over..."),
+    "roles": ("roles", "Role files (roles/*.agent.md): list, show, check, graph, export."),
+    "mail": ("mail", "Mail between agents: send, inbox, read, ack, claim, thread,..."),
+    "orbit": ("orbit", "The Orbit event log: pipeline runs, jobs, quality checks,..."),
+    "pipeline": ("pipeline", "Pipeline specs (.agent/data/pipelines/*.yaml): check, plan,..."),
+}
 
-
-class AgentOpsGroup(TyperGroup):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except AgentOpsError as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            for line in getattr(exc, "problems", [])[1:]:
-                typer.echo(f"  {line}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-
-app = typer.Typer(
-    cls=AgentOpsGroup,
-    name="agentops",
-    help="Coordination runtime for teams of AI agents doing data engineering.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+_OPTIONS = """\
+Options:
+  -w, --workspace PATH  Workspace folder (default: $AGENTOPS_WORKSPACE, else
+                        walk up from here).
+  --version             Show the version and exit.
+  -h, --help            Show this message and exit.
+"""
 
 
-def _version(value: bool):
-    if value:
-        from agentops import __version__
-
-        typer.echo(f"agentops {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    workspace: str = typer.Option(None, "--workspace", "-w", metavar="PATH",
-                                  help="Workspace folder (default: $AGENTOPS_WORKSPACE, else walk up from here)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),
-):
-    """Coordination runtime for teams of AI agents doing data engineering."""
-    ctx.obj = {"workspace": workspace}
+def root_help() -> str:
+    """`agentops --help` as typer prints it on a terminal 80 or more columns wide."""
+    width = max(len(n) for n in COMMANDS)
+    rows = "".join(f"  {name:<{width}}  {short}\n" for name, (_, short) in COMMANDS.items())
+    return f"Usage: agentops [OPTIONS] COMMAND [ARGS]...\n\n  {HELP}\n\n{_OPTIONS}\nCommands:\n{rows}"
 
 
-from agentops.cli import daemon as _daemon  # noqa: E402
-from agentops.cli import demo as _demo  # noqa: E402
-from agentops.cli import handoff as _handoff  # noqa: E402
-from agentops.cli import mail as _mail  # noqa: E402
-from agentops.cli import orbit as _orbit  # noqa: E402
-from agentops.cli import pipeline as _pipeline  # noqa: E402
-from agentops.cli import roles as _roles  # noqa: E402
-from agentops.cli import status as _status  # noqa: E402
-from agentops.cli import workspace as _workspace  # noqa: E402
+def _wide_terminal() -> bool:
+    import shutil
 
-for _module in (_workspace, _roles, _mail, _daemon, _orbit, _pipeline, _handoff, _status, _demo):
-    _module.register(app)
-from agentops.cli import dispatch as _dispatch; _dispatch.register(app)  # noqa: E402, E702
+    return shutil.get_terminal_size().columns >= 80
 
-from agentops.cli import mcp as _mcp  # noqa: E402  (the SDK itself is imported only when `mcp` runs)
-_mcp.register(app)
+
+def __getattr__(name: str):
+    if name == "app":  # the typer app, imported on first use
+        from agentops.cli.root import app
+
+        return app
+    raise AttributeError(name)
 
 
 def main() -> None:
+    if sys.argv[1:] in (["--help"], ["-h"]) and _wide_terminal():
+        sys.stdout.write(root_help())  # the text typer prints, without importing typer
+        return
+    from agentops.cli.root import app
+
     try:
         app()
     except KeyboardInterrupt:
