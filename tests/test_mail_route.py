@@ -348,3 +348,26 @@ def test_routing_speed_5000_files(ws, capsys):
     with capsys.disabled():
         print(f"\nrouting: {rate:,.0f} msgs/s (fsync={route_mod.FSYNC}); plain write+rename: {baseline:,.0f} files/s")
     assert rate > 200
+
+
+def test_an_inbox_linked_outside_the_workspace_is_never_written(ws, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    ws.inbox_root.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, ws.inbox("developer"))
+    drop(ws, "to-developer-from-devops-x.email", "hi\n")
+    drop(ws, "to-devops-from-developer-y.email", "still fine\n")
+    report = route_pending(ws)
+    assert [d["cause"] for d in report.dead_letters] == ["unsafe_mailbox"]
+    assert list(outside.iterdir()) == []
+    assert bodies(ws, "devops")[-1] == "still fine\n"
+
+
+def test_no_bounce_into_an_inbox_linked_outside(ws, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    ws.inbox_root.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, ws.inbox("devops"))
+    drop(ws, "to-nobody-from-devops.email", "x\n")
+    report = route_pending(ws)
+    assert report.dead == 1 and report.bounces == 0 and list(outside.iterdir()) == []

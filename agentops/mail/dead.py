@@ -3,7 +3,8 @@ file, link or folder itself, never what a link points to) with `<id>.reason` (JS
 reason, name, sender, time, bounce_id) beside it. `retry` routes one again once its cause is fixed.
 
 Causes: unknown_recipient, unknown_sender, bad_name, name_too_long, empty, binary, invalid_utf8,
-too_large, symlink, hard_link, not_regular_file, header_injection, bad_header, unreadable.
+too_large, symlink, hard_link, not_regular_file, header_injection, bad_header, unsafe_mailbox
+(an inbox folder that is a link leading outside the workspace), unreadable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from agentops.errors import ConflictError, NotFoundError
 
 CAUSES = ("unknown_recipient", "unknown_sender", "bad_name", "name_too_long", "empty", "binary",
           "invalid_utf8", "too_large", "symlink", "hard_link", "not_regular_file", "header_injection",
-          "bad_header", "unreadable")
+          "bad_header", "unsafe_mailbox", "unreadable")
 
 
 def list_dead(ws) -> list[dict[str, Any]]:

@@ -412,6 +412,8 @@ class _Router:
             if s not in to and s not in cc:
                 cc.append(s)
         targets = self.targets(to + cc, sender)
+        for target in targets:
+            self.box_dir(target)  # made, and checked to stay inside the workspace
         when = _token_time(e.token)
         msg.set("From", sender)
         msg.set("To", ", ".join(to))
@@ -471,8 +473,10 @@ class _Router:
     def bounce(self, e: _Entry, sender: str) -> tuple[Record, bytes] | None:
         try:
             targets = self.targets([sender], "postmaster")
+            for target in targets:
+                self.box_dir(target)
         except MessageError:
-            return None
+            return None  # no safe inbox to bounce to: the dead letter and its reason still say why
         dead_path = (self.ws.dead_dir / e.dead_id).relative_to(self.ws.root)
         subject = f"Undeliverable: {e.original[:120]}"
         body = (f"Your message {e.original!r} could not be delivered.\n\n"
@@ -496,6 +500,10 @@ class _Router:
         if d is None:
             kind, box = target
             path = self.ws.inbox(box) if kind == "inbox" else self.ws.queues_root / box
+            if os.path.lexists(path) and not self.ws.inside(path):
+                raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)} leads outside the workspace"
+                                   " (a symbolic link); nothing is written there", cause="unsafe_mailbox",
+                                   hint="replace the link with a real folder")
             maildir.ensure(path)
             d = self.dirs[target] = os.fspath(path)
         return d
