@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agentops.mail import route as route_mod
 from agentops.mail.route import route_pending
@@ -371,3 +372,18 @@ def test_no_bounce_into_an_inbox_linked_outside(ws, tmp_path):
     drop(ws, "to-nobody-from-devops.email", "x\n")
     report = route_pending(ws)
     assert report.dead == 1 and report.bounces == 0 and list(outside.iterdir()) == []
+
+
+_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(_names, st.sampled_from(["to-devops-from-user", "to-all-from-developer-x", "to-user-from-devops"]))
+       .map(lambda n: n + ".email"), st.binary(max_size=300))
+def test_any_drop_file_is_delivered_or_dead_never_an_error(ws, name, content):
+    if len(name.encode()) > 250 or name.startswith("."):
+        return
+    (ws.email_dir / name).write_bytes(content)
+    report = route_pending(ws, settle=0)
+    assert report.delivered + report.dead == 1
+    assert not list(ws.email_dir.glob("*.email")) and not any(ws.spool_dir.iterdir())

@@ -2,7 +2,7 @@
 
 Modules: `message` (the RFC 5322 model), `names` (the drop-file name grammar), `maildir` (the
 folders), `route` (drop zone -> inboxes, crash recovery), `dead` (dead letters, retry), `outbox`
-(sending from code), `mailbox` (inbox, read, ack, claim, thread, search), `store` (Orbit rows).
+(sending from code), `drafts`, `inbox` (inbox, read, ack, claim, thread, search), `store` (Orbit rows).
 This package's import is light: the heavy parts load when called.
 """
 
