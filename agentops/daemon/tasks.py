@@ -92,7 +92,8 @@ class Task:
 
 
 def optional_import(module: str, attr: str):
-    """`module.attr`, or InactiveTask when that module (not one of its own imports) is missing."""
+    """`module.attr`, or InactiveTask when that module (not one of its own imports) is missing: for
+    tasks from optional extras. (The built-in tasks import directly: a broken import is an error.)"""
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -128,8 +129,9 @@ class MailTask(Task):
         return _is_drop(path, self.ws.email_dir, (".email",))
 
     def start(self):
-        self._route = optional_import("agentops.mail.route", "route_pending")
-        recover = optional_import("agentops.mail.route", "recover")
+        from agentops.mail.route import recover, route_pending
+
+        self._route = route_pending
         report = recover(self.ws, db=self._database())
         if getattr(report, "recovered", 0):
             self.log(logging.INFO, "recovered", entries=report.recovered, delivered=_count(report.delivered),
@@ -227,7 +229,9 @@ class OrbitIngestTask(Task):
         return _is_drop(path, self.ws.orbit_dir, (".jsonl",))
 
     def start(self):
-        self._ingest = optional_import("agentops.orbit.ingest", "ingest_pending")
+        from agentops.orbit.ingest import ingest_pending
+
+        self._ingest = ingest_pending
 
     def scan(self):
         return self.listdir(self.ws.orbit_dir, self.wants)
@@ -264,7 +268,9 @@ class SpecCheckTask(Task):
                 or path == self.ws.config_path)
 
     def start(self):
-        self._recheck = optional_import("agentops.pipelines.watch", "recheck")
+        from agentops.pipelines.watch import recheck
+
+        self._recheck = recheck
 
     def _files(self) -> dict[Path, tuple[int, int]]:
         found = {}
