@@ -173,9 +173,12 @@ class Workspace:
 
     @cached_property
     def addresses(self):
-        from agentops.addresses import AddressBook
+        """Who each address means (cached under .agent/run/ until a role file or agentops.toml changes)."""
+        from agentops.addresses import AddressBook, workspace_book
+        from agentops.resources import packaged
 
-        return AddressBook.build(self.roles(), self.config.agents)
+        roles_dir = self.roles_dir if self.roles_dir.is_dir() else packaged("roles")
+        return workspace_book(self, roles_dir, lambda: AddressBook.build(self.roles(), self.config.agents))
 
     def db(self):
         """Open the Orbit store (creating it and applying migrations as needed)."""

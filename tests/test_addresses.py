@@ -52,3 +52,39 @@ def test_roster_members_and_role_queues():
     with pytest.raises(NotFoundError, match="unknown address 'nobody'"):
         book.resolve("nobody")
     assert "developer" not in book.known() and "data-engineer" in book.known()
+
+
+def _age(*paths, seconds=10):
+    import os
+    import time
+
+    t = time.time() - seconds
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+def test_the_workspace_address_book_is_cached_until_a_source_changes(ws, monkeypatch):
+    from agentops import roles as roles_mod
+    from agentops.addresses import CACHE_FILE, ROLE_SUFFIX
+    from agentops.workspace import Workspace
+
+    assert ROLE_SUFFIX == roles_mod.ROLE_SUFFIX
+    sources = [ws.config_path, *ws.roles_dir.iterdir(), ws.roles_dir]
+    _age(*sources)
+    assert Workspace(ws.root).addresses.known() >= {"data-engineer", "devops"}
+    assert (ws.run_dir / CACHE_FILE).is_file()
+
+    def no_build(*a, **k):
+        raise AssertionError("built again although nothing changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(AddressBook, "build", classmethod(no_build))
+        assert "devops" in Workspace(ws.root).addresses.known()
+
+    ws.config_path.write_text('[[agents]]\nname = "dora"\nrole = "Data Engineer"\n')
+    _age(ws.config_path, seconds=5)
+    book = Workspace(ws.root).addresses
+    assert book.resolve("data-engineer").agents == ("dora",) and "devops" not in book.agents
+
+    (ws.roles_dir / "DevOps.agent.md").unlink()  # a fresh change is never trusted to the cache
+    assert "devops" not in Workspace(ws.root).addresses.roles
