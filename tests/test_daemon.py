@@ -258,3 +258,32 @@ def test_cli_import_does_not_load_watchdog():
     code = "import sys, agentops.cli; print(any(m.startswith(('watchdog', 'agentops.daemon')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_periodic_rescan_finds_what_the_watcher_missed(ws):
+    """A task whose folder is not watched at all still gets its files, from the periodic rescan."""
+    (ws.root / "agentops.toml").write_text("[daemon]\nrescan_seconds = 0.3\n")
+    from agentops.workspace import Workspace
+
+    ws = Workspace(ws.root)
+    box = {}
+
+    class Unwatched(Recorder):
+        def dirs(self):
+            return []
+
+    def factory(d):
+        box["t"] = Unwatched(d)
+        return box["t"]
+
+    d = Daemon(ws, log_stream=io.StringIO(), tasks=[factory])
+    d.start()
+    try:
+        time.sleep(0.05)
+        drop(ws, "missed.txt", b"no event for me")
+        wait_for(lambda: box["t"].seen, timeout=5)
+        assert box["t"].seen == [("missed.txt", b"no event for me")]
+        wait_for(lambda: read_state(ws)["rescans"] >= 1, timeout=5)
+    finally:
+        d.stop()
+        d.join()
