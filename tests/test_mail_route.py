@@ -387,3 +387,15 @@ def test_any_drop_file_is_delivered_or_dead_never_an_error(ws, name, content):
     report = route_pending(ws, settle=0)
     assert report.delivered + report.dead == 1
     assert not list(ws.email_dir.glob("*.email")) and not any(ws.spool_dir.iterdir())
+
+
+def test_a_file_still_open_by_its_writer_waits(ws):
+    path = ws.email_dir / "to-devops-from-user-slow.email"
+    with open(path, "w") as writer:
+        writer.write("first half\n")
+        writer.flush()
+        report = route_pending(ws, settle=0)
+        assert report.delivered == 0 and report.skipped == 1 and path.exists()
+        writer.write("second half\n")
+    assert route_pending(ws, settle=0).delivered == 1
+    assert bodies(ws, "devops") == ["first half\nsecond half\n"]

@@ -245,13 +245,17 @@ class _Router:
         spool.mkdir(parents=True, exist_ok=True)
         zone = self.ws.email_dir
         claimed = []
-        for name in names:  # claim them all first: the drop zone empties at once
-            entry = _spool_entry(spool, new_token(), name)
-            try:
-                os.rename(zone / name, entry.spool)
-            except FileNotFoundError:
-                continue  # gone meanwhile (the writer took it back)
-            claimed.append(entry)
+        with _lease_checks() as can_check:
+            for name in names:  # claim them all first: the drop zone empties at once
+                if can_check and _still_open(zone / name):
+                    self.report.skipped += 1  # a writer has it open: the next pass takes it
+                    continue
+                entry = _spool_entry(spool, new_token(), name)
+                try:
+                    os.rename(zone / name, entry.spool)
+                except FileNotFoundError:
+                    continue  # gone meanwhile (the writer took it back)
+                claimed.append(entry)
         return claimed
 
     # batches ------------------------------------------------------------------------------
@@ -590,6 +594,51 @@ def _make_durable(boxes: set[str]) -> None:
             os.close(fd)
     for d in boxes:  # the files were fsynced one by one (or syncfs failed); now their renames
         maildir.fsync_dir(Path(d) / "new")
+
+
+@contextlib.contextmanager
+def _lease_checks():
+    """Whether `_still_open` may be used here: Linux, on the main thread (the CLI routing without a
+    daemon; the daemon itself routes on close events). A lease broken while held sends SIGIO, whose
+    default would end the process, so SIGIO is ignored for the duration."""
+    import signal
+    import threading
+
+    sigio = getattr(signal, "SIGIO", None)
+    if _F_SETLEASE is None or sigio is None or threading.current_thread() is not threading.main_thread():
+        yield False
+        return
+    old = signal.getsignal(sigio)
+    if old not in (signal.SIG_DFL, signal.SIG_IGN):
+        yield False  # someone handles SIGIO: leave it alone
+        return
+    signal.signal(sigio, signal.SIG_IGN)
+    try:
+        yield True
+    finally:
+        signal.signal(sigio, old)
+
+
+def _still_open(path: Path) -> bool:
+    """True when another open file descriptor holds `path` (a writer not done yet). Linux answers
+    through a write lease, which only succeeds when nobody else has the file open; when the lease
+    cannot be asked for (not our file, a network mount), the answer is False."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False  # gone, a link, unreadable: the router decides what it is
+    try:
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_WRLCK)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EBUSY)
+    else:
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    finally:
+        os.close(fd)
+
+
+_F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
 
 
 def _spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
