@@ -23,7 +23,7 @@ class _Section(BaseModel):
 
 class MailSettings(_Section):
     max_bytes: int = Field(10 * 1024 * 1024, gt=0, description="larger drop files are dead-lettered")
-    settle_seconds: float = Field(0.05, ge=0, description="wait after the writer closes a file")
+    settle_seconds: float = Field(0.01, ge=0, description="wait after the writer closes a file")
 
 
 class DaemonSettings(_Section):

@@ -43,7 +43,7 @@ DEFAULT_CONFIG = """\
 #
 # [mail]
 # max_bytes = 10485760        # larger drop files are dead-lettered
-# settle_seconds = 0.05       # wait after the writer closes a file
+# settle_seconds = 0.01       # wait after the writer closes a file
 #
 # [daemon]
 # rescan_seconds = 30         # periodic rescan for missed watcher events
