@@ -158,6 +158,12 @@ class Workspace:
 
         return load_config(self.config_path)
 
+    def refresh(self) -> None:
+        """Forget the cached config, roles and addresses (agentops.toml or a role file changed)."""
+        for name in ("config", "addresses"):
+            self.__dict__.pop(name, None)
+        self._roles = None
+
     def roles(self) -> list:
         """Every role that parses (use `roles_with_problems` to see the ones that do not)."""
         if self._roles is None:

@@ -4,6 +4,7 @@ repeated SIGKILL during a burst (exactly once in the inboxes and in Orbit)."""
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import random
@@ -275,3 +276,22 @@ def test_orbit_drop_files_are_ingested(ws, daemon):
     assert d.alive()
     code, err = d.stop()
     assert code == 0 and "ingested" in err
+
+
+def test_a_roster_change_takes_effect_without_a_restart(ws, daemon):
+    d = daemon()
+    drop(ws, f"to-dana-from-{SENDER}-early.email", "before dana joined\n")
+    wait_for(lambda: any(p.name.endswith(".reason") for p in ws.dead_dir.iterdir()))
+    wait_for(lambda: (read_state(ws) or {}).get("dead") == 1)
+    batches = read_state(ws)["batches"]
+    ws.config_path.write_text("[[agents]]\nname = 'dana'\nrole = 'Data Engineer'\n"
+                              "[[agents]]\nname = 'ops'\nrole = 'DevOps'\n")
+    wait_for(lambda: read_state(ws)["batches"] > batches)  # the spec-check task saw agentops.toml
+    drop(ws, f"to-dana-from-ops-welcome.email", "after dana joined\n")
+    wait_for(lambda: len(new_mail(ws, "dana")) == 1)
+    dead = run_agentops("mail", "dead", "--json")
+    dead_id = json.loads(dead.stdout)[0]["id"]
+    assert run_agentops("mail", "retry", dead_id).returncode == 0
+    wait_for(lambda: len(new_mail(ws, "dana")) == 2)
+    code, err = d.stop()
+    assert code == 0, err

@@ -294,6 +294,8 @@ class SpecCheckTask(Task):
         return changed
 
     def handle(self, paths):
+        if any(p == self.ws.config_path or p.parent == self.ws.roles_dir for p in paths):
+            self.ws.refresh()  # a roster or role change takes effect without a restart
         for p in paths:
             try:
                 st = p.stat()
