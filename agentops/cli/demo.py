@@ -35,7 +35,11 @@ def demo(
 
     console = Console() if sys.stdout.isatty() else Console(width=120)
     console.print(render_terminal(collect(Workspace(root))))
-    typer.echo(f"\nExplore it: cd {root} && agentops status   (or: export AGENTOPS_WORKSPACE={root})")
+    import shutil
+
+    exe = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "agentops" else None
+    cmd = "agentops" if exe is None or shutil.which("agentops") == str(exe) else str(exe)
+    typer.echo(f"\nExplore it: cd {root} && {cmd} status   (or: export AGENTOPS_WORKSPACE={root})")
     typer.echo("  .agent/email/inbox/<agent>/   the Maildirs (mutt -f works)     agentops mail inbox data-engineer")
     typer.echo("  .agent/orbit.db               the Orbit log                     agentops orbit events --limit 20")
     typer.echo("  .agent/logs/daemon.log        the daemon's JSON log lines       agentops pipeline render orders_daily")
