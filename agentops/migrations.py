@@ -175,3 +175,10 @@ def m005_dispatch(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m006_runs_latest(db: Database) -> None:
+    """Each pipeline's latest run (`status`, `orbit runs --pipeline`) is one index seek, however many
+    task rows the pipeline has."""
+    db.execute("CREATE INDEX IF NOT EXISTS runs_pipeline_task_updated ON runs(pipeline, task, updated_at, seq)")

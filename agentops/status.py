@@ -35,8 +35,22 @@ DEFAULT_SINCE = "7d"
 RECENT = 20
 
 
+def _delivered_at(entry: os.DirEntry) -> float | None:
+    """When a Maildir message was delivered: the time its name starts with (`<seconds>.M<usec>...`,
+    the Maildir convention agentops follows), else the file's mtime. Reading the name instead of
+    stat-ing every file keeps `status` fast with 100,000 unread messages."""
+    sec, dot, rest = entry.name.partition(".M")
+    if dot and sec.isdigit():
+        usec = rest.partition("P")[0]
+        return int(sec) + (int(usec) / 1e6 if usec.isdigit() else 0.0)
+    try:
+        return entry.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
 def _maildir_counts(box: Path) -> tuple[int, int, float | None]:
-    """(unread, unacked, oldest unread mtime) straight from the Maildir files."""
+    """(unread, unacked, oldest unread delivery time) straight from the Maildir folders."""
     from agentops.mail.maildir import ACKED, SEEN, split_name
 
     unread = unacked = 0
@@ -50,13 +64,14 @@ def _maildir_counts(box: Path) -> tuple[int, int, float | None]:
             for entry in it:
                 if entry.name.startswith("."):
                     continue
-                _, flags = split_name(entry.name)
+                flags = split_name(entry.name)[1]
                 if ACKED not in flags:
                     unacked += 1
                 if sub == "new" or SEEN not in flags:
                     unread += 1
-                    mtime = entry.stat().st_mtime
-                    oldest = mtime if oldest is None or mtime < oldest else oldest
+                    t = _delivered_at(entry)
+                    if t is not None and (oldest is None or t < oldest):
+                        oldest = t
     return unread, unacked, oldest
 
 

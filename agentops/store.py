@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 4  # how many migrations agentops/migrations.py holds (checked when migrating)
+SCHEMA_VERSION = 5  # how many migrations agentops/migrations.py holds (checked when migrating)
 
 
 def utcnow() -> str:
