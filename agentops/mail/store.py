@@ -3,6 +3,7 @@ claimed (always with the `mail` event in the same transaction), and the queries 
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -100,17 +101,27 @@ _COLS = ("seq, message_id, key, sender, recipients, cc, subject, priority, date,
          " thread_id, topic, drop_name, size, delivered_at")
 
 
-def _row(cursor, row) -> dict[str, Any]:
-    out = {d[0]: v for d, v in zip(cursor.description, row)}
-    for k in ("recipients", "cc", "refs"):
-        if isinstance(out.get(k), str):
-            out[k] = json.loads(out[k])
+@functools.lru_cache(maxsize=4096)
+def _address_list(text: str) -> tuple:
+    return tuple(json.loads(text))  # a few distinct lists ("[]", one team's recipients) fill an inbox
+
+
+def _rows(names: list[str], rows) -> list[dict[str, Any]]:
+    lists = [k for k in ("recipients", "cc", "refs") if k in names]
+    out = []
+    for row in rows:
+        d = dict(zip(names, row))
+        for k in lists:
+            v = d[k]
+            if isinstance(v, str):
+                d[k] = list(_address_list(v))
+        out.append(d)
     return out
 
 
 def query(conn, sql: str, params=()) -> list[dict[str, Any]]:
     cur = conn.execute(sql, params)
-    return [_row(cur, r) for r in cur.fetchall()]
+    return _rows([d[0] for d in cur.description], cur.fetchall())
 
 
 def resolve_id(conn, ident: str) -> str:
