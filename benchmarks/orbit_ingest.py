@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 
-def make_events(n: int, seed: int = 7):
+def make_events(n: int, seed: int = 7, pipelines: int = 50):
     rnd = random.Random(seed)
     i = 0
     run = 0
     base = 1_764_000_000
     while i < n:
         run += 1
-        p = f"pipe{run % 50}"
+        p = f"pipe{run % pipelines}"
         rid = f"r{run}"
         day = f"2026-{1 + run % 12:02d}-{1 + run % 28:02d}"
         for task in ("extract", "load"):
