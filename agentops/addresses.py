@@ -139,6 +139,22 @@ def _sources(ws, roles_dir) -> list:
     return out
 
 
+def roster_problems(roles, roster) -> list[tuple[str, str]]:
+    """(field, message) for roster entries that name an unknown role or take another role's address."""
+    by_slug = {r.slug: r.name for r in roles}
+    known = ", ".join(sorted(by_slug.values())) or "none"
+    out = []
+    for i, entry in enumerate(roster):
+        rslug = slug(entry.role)
+        if rslug not in by_slug:
+            out.append((f"agents[{i}].role", f"unknown role {entry.role!r} (known: {known})"))
+        address = slug(entry.name)
+        if address in by_slug and address != rslug:
+            out.append((f"agents[{i}].name", f"{entry.name!r} is the address of role {by_slug[address]!r}; "
+                                             "pick another name"))
+    return out
+
+
 def workspace_book(ws, roles_dir, build) -> AddressBook:
     """`build()`'s AddressBook, from the cache when no source file changed since it was written."""
     path = ws.run_dir / CACHE_FILE

@@ -82,6 +82,25 @@ class AgentEntry(_Section):
 
 class Config(_Section):
     agents: list[AgentEntry] = []
+
+    @field_validator("agents")
+    @classmethod
+    def _roster(cls, agents: list[AgentEntry]) -> list[AgentEntry]:
+        """Every agent needs an address of its own: not empty, not a built-in, not another's."""
+        from agentops.addresses import BUILTINS, slug
+
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(agents):
+            address = slug(entry.name)
+            if not address:
+                raise ValueError(f"[{i}] name {entry.name!r} has no letters or digits to make an address from")
+            if address in BUILTINS:
+                raise ValueError(f"[{i}] name {entry.name!r} is the built-in address '{address}'; pick another name")
+            if address in seen:
+                raise ValueError(f"[{i}] name {entry.name!r} has the same address '{address}' as [{seen[address]}]"
+                                 f" {agents[seen[address]].name!r}; names must differ after slugging")
+            seen[address] = i
+        return agents
     mail: MailSettings = MailSettings()
     daemon: DaemonSettings = DaemonSettings()
     orbit: OrbitSettings = OrbitSettings()

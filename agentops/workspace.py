@@ -180,16 +180,26 @@ class Workspace:
     @cached_property
     def addresses(self):
         """Who each address means (cached under .agent/run/ until a role file or agentops.toml changes)."""
-        from agentops.addresses import AddressBook, workspace_book
+        from agentops.addresses import AddressBook, roster_problems, workspace_book
         from agentops.resources import packaged
 
         roles_dir = self.roles_dir if self.roles_dir.is_dir() else packaged("roles")
-        return workspace_book(self, roles_dir, lambda: AddressBook.build(self.roles(), self.config.agents))
+
+        def build():
+            problems = roster_problems(self.roles(), self.config.agents)
+            if problems:
+                field, message = problems[0]
+                raise WorkspaceError(f"{CONFIG_FILE}:{field}: {message}", hint="fix the roster in agentops.toml")
+            return AddressBook.build(self.roles(), self.config.agents)
+
+        self.check_layout()  # the book is cached under .agent/run/
+        return workspace_book(self, roles_dir, build)
 
     def db(self):
         """Open the Orbit store (creating it and applying migrations as needed)."""
         from agentops.store import open_db
 
+        self.check_layout()
         self.agent_dir.mkdir(parents=True, exist_ok=True)
         return open_db(self.db_path)
 
@@ -201,7 +211,29 @@ class Workspace:
         except ValueError:
             return False
 
+    def state_paths(self) -> list[Path]:
+        """Every runtime-state folder and file agentops reads or writes, parents before children."""
+        email, orbit = self.email_dir, self.orbit_dir
+        return [self.agent_dir, email, self.inbox_root, self.queues_root, self.dead_dir, self.drafts_dir,
+                self.spool_dir, orbit, orbit / "processed", orbit / "rejected", self.run_dir, self.logs_dir,
+                self.db_path, Path(f"{self.db_path}-wal"), Path(f"{self.db_path}-shm")]
+
+    def check_layout(self) -> None:
+        """Refuse to work when a state folder or file is a symlink leading outside the workspace.
+
+        Cheap (one lstat per state path; a realpath only for the links): called before every
+        routing or ingest pass, at daemon start and whenever Orbit is opened. Every state path's
+        parent is the root or another state path, so checking each for being a link is enough."""
+        for path in self.state_paths():
+            if os.path.islink(path) and not self.inside(path):
+                what = "file" if path.name.startswith("orbit.db") else "folder"
+                raise WorkspaceError(
+                    f"{path.relative_to(self.root)} is a symlink leading outside the workspace"
+                    f" ({os.path.realpath(path)}); replace it with a real {what}",
+                    hint="agentops never reads, writes or follows state outside the workspace")
+
     def ensure_layout(self) -> None:
+        self.check_layout()
         for d in (self.email_dir, self.inbox_root, self.dead_dir, self.spool_dir, self.pipelines_dir,
                   self.orbit_dir, self.run_dir):
             d.mkdir(parents=True, exist_ok=True)

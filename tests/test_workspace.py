@@ -129,3 +129,27 @@ def test_init_dot_from_inside_the_folder(tmp_path):
     r = run_agentops("init", ".", cwd=target, env={"AGENTOPS_WORKSPACE": ""})
     assert r.returncode == 0, r.stderr
     assert "created      roles/DevOps.agent.md" in r.stdout
+
+
+@pytest.mark.parametrize("roster, expected", [
+    ("[[agents]]\nname='???'\nrole='DevOps'\n", "agentops.toml:agents: Value error, [0] name '???' has no letters or digits"),
+    ("[[agents]]\nname='all'\nrole='DevOps'\n", "is the built-in address 'all'"),
+    ("[[agents]]\nname='ann'\nrole='DevOps'\n[[agents]]\nname='Ann'\nrole='Developer'\n",
+     "[1] name 'Ann' has the same address 'ann' as [0] 'ann'"),
+])
+def test_roster_addresses_must_be_usable(ws, roster, expected):
+    ws.config_path.write_text(roster)
+    r = run_agentops("mail", "inbox", "devops")
+    assert r.returncode == 3 and expected in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("roster, expected", [
+    ("[[agents]]\nname='x'\nrole='Nonexistent Role'\n", "agentops.toml: agents[0].role: unknown role 'Nonexistent Role'"),
+    ("[[agents]]\nname='devops'\nrole='Developer'\n", "agentops.toml: agents[0].name: 'devops' is the address of role 'DevOps'"),
+])
+def test_roster_roles_are_checked(ws, cli, roster, expected):
+    ws.config_path.write_text(roster)
+    r = cli("roles", "check")
+    assert r.exit_code == 1 and expected in r.output, r.output
+    r = run_agentops("mail", "send", "--from", "user", "--to", "x", "--subject", "s", "--body", "b")
+    assert r.returncode == 3 and expected.replace("agentops.toml: ", "agentops.toml:") in r.stderr, r.stderr

@@ -58,7 +58,11 @@ def check(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
 
     ws = workspace(ctx)
     roles, parse_problems = ws.roles_with_problems()
+    from agentops.addresses import roster_problems
+    from agentops.roles import Problem
+
     problems = check_roles(roles, ws.root, parse_problems)
+    problems += [Problem("agentops.toml", field, message) for field, message in roster_problems(roles, ws.config.agents)]
     if as_json:
         emit_json({"roles": len(roles), "problems": [p.__dict__ for p in problems]})
     else:
