@@ -260,6 +260,14 @@ def test_orbit_errors_from_the_library_are_tool_errors(ws):
     assert "'yesterday'" in error(since)
 
 
+def test_since_out_of_range_is_a_tool_error(ws):
+    async def script(call):
+        return [await call(name, {"since": "99999999d"}) for name in ("status", "orbit_runs", "orbit_quality")]
+
+    for result in session(ws, script):
+        assert "'99999999d' is out of range" in error(result)
+
+
 # --- mail ---------------------------------------------------------------------------------------
 def test_mail_send_then_inbox_read_ack(ws):
     (ws.email_dir / "to-data-engineer-from-devops-capacity.email").write_text("Subject: capacity\n\n3 nodes free\n")

@@ -183,3 +183,17 @@ def test_openlineage_import_of_foreign_events(ws, tmp_path):
         assert report.accepted == 2 and [n for n, _ in report.rejected] == [3]
         row = orbit.run("sales", parent["run"]["runId"], "extract")
     assert (row["state"], row["error"], row["logical_date"]) == ("failed", "403", "2026-11-25T00:00:00Z")
+
+
+def test_since_out_of_range_is_one_error_line(ws, cli):
+    for cmd in ("events", "runs", "checks", "anomalies"):
+        r = cli("orbit", cmd, "--since", "99999999d")
+        assert r.exit_code == 4, r.output
+        assert r.output.startswith("Error: --since: '99999999d' is out of range") and "24h" in r.output
+        assert "Traceback" not in r.output and "Overflow" not in r.output
+    for value in ("9" * 400 + "d", "0001-01-01T00:00+01:00", "9999-12-31T23:00-05:00"):
+        r = cli("orbit", "events", "--since", value)
+        assert r.exit_code == 4 and "is out of range" in r.output and len(r.output.splitlines()) == 1
+    r = cli("status", "--since", "99999999d")
+    assert r.exit_code == 4 and "'99999999d' is out of range" in r.output
+    assert cli("orbit", "events", "--since", "9999-12-31T23:59+00:00").exit_code == 0

@@ -22,15 +22,20 @@ def parse_since(value: str | None, now: datetime | None = None) -> str | None:
 
     if value is None or value == "":
         return None
+    hint = "use 30m, 24h, 7d, 2w or an ISO 8601 time"
+    shown = repr(value if len(value) <= 40 else value[:40] + "...")
     m = _AGO.match(value)
-    if m:
-        now = now or datetime.now(timezone.utc)
-        return format_ts(now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))}))
     try:
+        if m:
+            now = now or datetime.now(timezone.utc)
+            return format_ts(now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))}))
         return format_ts(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except OverflowError:  # an age reaching back before year 1, or a time that leaves 0001..9999 in UTC
+        raise ValidationError(f"--since: {shown} is out of range: an age may reach back to year 1 at most, "
+                              "a time must lie between 0001-01-01 and 9999-12-31 (UTC)", hint=hint) from None
     except ValueError:
-        raise ValidationError(f"--since: {value!r} is neither a time like 2026-11-25T08:00 nor an age like 24h",
-                              hint="use 30m, 24h, 7d, 2w or an ISO 8601 time") from None
+        raise ValidationError(f"--since: {shown} is neither a time like 2026-11-25T08:00 nor an age like 24h",
+                              hint=hint) from None
 
 
 def _rows(cur: sqlite3.Cursor) -> list[dict]:
