@@ -230,6 +230,7 @@ class Daemon:
     def _begin(self) -> None:
         from agentops.pidlock import PidLock, daemon_lock_path
 
+        self.ws.check_layout()   # before the pid file is written under .agent/run/
         self._lock = PidLock(daemon_lock_path(self.ws)).acquire()   # ConflictError: another daemon
         self._started_at = utcnow()
         self.ws.ensure_layout()

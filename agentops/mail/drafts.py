@@ -19,6 +19,7 @@ def save_draft(ws, *, sender, to, subject, body, cc=(), priority="normal", reply
     message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc,
                                     priority=priority, reply_to=reply_to, headers=headers)
     draft_id = message_id[1:9]
+    ws.check_layout()
     drafts = ws.drafts_dir
     drafts.mkdir(parents=True, exist_ok=True)
     tmp = drafts / f".{draft_id}.tmp"
@@ -53,6 +54,7 @@ def send_draft(ws, draft_id: str) -> str:
     """Move the draft into the drop zone (routing it now when no daemon runs). Returns the file name."""
     from agentops.pidlock import daemon_pid
 
+    ws.check_layout()
     path = find_draft(ws, draft_id)
     ws.email_dir.mkdir(parents=True, exist_ok=True)
     target = ws.email_dir / path.name

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentops.addresses import slug
-from agentops.errors import ConflictError, NotFoundError, ValidationError
+from agentops.errors import ConflictError, NotFoundError, ValidationError, WorkspaceError
 from agentops.mail import maildir
 from agentops.mail.maildir import ACKED, SEEN
 from agentops.mail import store
@@ -49,7 +49,12 @@ def box_of(ws, address: str) -> tuple[str, str]:
 
 
 def box_dir(ws, kind: str, box: str) -> Path:
-    return ws.inbox(box) if kind == "inbox" else ws.queues_root / box
+    """The Maildir of an inbox or role queue; refused when it is a link leading outside the workspace."""
+    path = ws.inbox(box) if kind == "inbox" else ws.queues_root / box
+    if not ws.inside(path):
+        raise WorkspaceError(f"{path.relative_to(ws.root)} is a symlink leading outside the workspace"
+                             f" ({os.path.realpath(path)}); replace it with a real folder")
+    return path
 
 
 def _state(flags_at: tuple[str, str] | None) -> str:
@@ -194,7 +199,7 @@ def claim(ws, role: str, agent: str, ident: str | None = None, *, db=None) -> di
 def settle_claims(ws, db, role: str) -> int:
     """Move queue files Orbit says are claimed into the claimer's inbox (finishes a claim that
     crashed between its commit and its rename). Returns how many moved."""
-    qdir = ws.queues_root / role
+    qdir = box_dir(ws, "queue", role)
     files = maildir.listing(qdir)
     if not files:
         return 0
@@ -206,7 +211,7 @@ def settle_claims(ws, db, role: str) -> int:
             continue
         where, flags = files[key]
         src = qdir / where / (key if where == "new" else f"{key}:2,{flags}")
-        dest_box = maildir.ensure(ws.inbox(agent))
+        dest_box = maildir.ensure(box_dir(ws, "inbox", agent))
         dest = dest_box / where / src.name
         try:
             os.rename(src, dest)

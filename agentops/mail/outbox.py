@@ -93,6 +93,7 @@ def _parent(ws, reply_to: str) -> tuple[str, list[str]]:
 
 def drop(ws, msg: Message, name: str) -> str:
     """Write `msg` into the drop zone as `name`, atomically (a hidden temp file, then rename)."""
+    ws.check_layout()
     zone = ws.email_dir
     zone.mkdir(parents=True, exist_ok=True)
     tmp = zone / f".{uuid.uuid4().hex}.tmp"

@@ -122,6 +122,7 @@ def dead_id_of(token: str) -> str:
 # internals ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def _route_lock(ws):
+    ws.check_layout()  # no pass reads or writes through a state folder linked outside the workspace
     ws.run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(ws.run_dir / "mail.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
@@ -504,7 +505,7 @@ class _Router:
         if d is None:
             kind, box = target
             path = self.ws.inbox(box) if kind == "inbox" else self.ws.queues_root / box
-            if os.path.lexists(path) and not self.ws.inside(path):
+            if not self.ws.inside(path):  # a link, or under one (realpath resolves a missing path's parents)
                 raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)} leads outside the workspace"
                                    " (a symbolic link); nothing is written there", cause="unsafe_mailbox",
                                    hint="replace the link with a real folder")

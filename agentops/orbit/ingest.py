@@ -58,6 +58,7 @@ def pending_files(ws) -> list[Path]:
 def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> IngestReport:
     """Ingest the drop files (`paths`, or every `*.jsonl` in `.agent/orbit/`): good lines are logged,
     processed files move to `processed/`, rejected lines are kept with reasons in `rejected/`."""
+    ws.check_layout()
     total = IngestReport(source=str(ws.orbit_dir))
     files = pending_files(ws) if paths is None else [Path(p) for p in paths]
     files = [p for p in files if p.is_file() and not p.is_symlink() and ws.inside(p)
