@@ -116,3 +116,33 @@ def test_365_days_50_stages_dry_run_is_fast(ws):
     elapsed = time.perf_counter() - start
     assert len(bp["partitions"]) == 365 and len(bp["tasks"]) == 365 * 50
     assert elapsed < 2.0, f"365 x 50 dry run took {elapsed:.2f}s"
+
+
+def test_huge_range_is_refused_before_listing_and_the_calendar_edge_works(seeded, cli):
+    r = cli("pipeline", "backfill", "orders_daily", "--start", "0001-01-01", "--end", "9999-12-31", "--dry-run")
+    assert r.exit_code == 4 and len(r.output.splitlines()) == 1
+    assert r.output.startswith("Error: the backfill 0001-01-01..9999-12-31 would plan 3,652,059 partitions")
+    assert "over the limit of 100,000" in r.output and "narrow the range" in r.output
+    # the last days of the calendar plan (no overflow stepping past 9999-12-31), so do the first
+    r = cli("pipeline", "backfill", "orders_daily", "--start", "9999-12-30", "--end", "9999-12-31", "--dry-run",
+            "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["partitions"] == ["9999-12-30", "9999-12-31"]
+    bp = plan_backfill(seeded, find_spec(seeded, "orders_daily"), "0001-01-01", "0001-01-02")
+    assert bp["partitions"] == ["0001-01-01", "0001-01-02"]
+
+
+def test_partition_count_matches_the_listed_fire_times():
+    from datetime import date, datetime, time as dtime
+
+    from agentops.pipelines.schedule import Cron
+
+    for expr in ("0 2 * * *", "15 */6 * * *", "0 0 29 2 *", "0 0 13 * 5", "*/20 3 1-10 * mon-fri", "@weekly"):
+        cron = Cron.parse(expr)
+        for start, end in ((date(2024, 2, 27), date(2024, 3, 2)), (date(1999, 12, 25), date(2003, 1, 7))):
+            listed = list(cron.times(datetime.combine(start, dtime.min), datetime.combine(end, dtime.max)))
+            assert cron.count(start, end) == len(listed), expr
+    # 1,000 years: whole 400-year cycles counted once and multiplied
+    leap_mondays = Cron.parse("0 0 29 2 1")
+    start, end = date(1600, 3, 5), date(2601, 7, 1)
+    brute = sum(leap_mondays.day_matches(date.fromordinal(o)) for o in range(start.toordinal(), end.toordinal() + 1))
+    assert leap_mondays.count(start, end) == brute

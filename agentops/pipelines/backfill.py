@@ -27,6 +27,7 @@ REPROCESS = ("none", "failed", "completed")
 FAILED = frozenset({"failed", "upstream_failed", "canceled"})
 DONE = frozenset({"succeeded", "skipped"})
 IN_FLIGHT = frozenset({"queued", "running", "up_for_retry"})
+MAX_PARTITIONS = 100_000
 MAX_TASKS = 2_000_000
 
 
@@ -130,10 +131,15 @@ def plan_backfill(ws, spec, start, end, reprocess: str = "none",
         raise ValidationError(f"pipeline '{spec.name}' has no schedule ({spec.processing}); a backfill "
                               "replays scheduled partitions", hint="replay a stream from its source offsets")
     order = stage_plan(spec)["order"]
-    times = list(cron.times(datetime.combine(start_d, time.min), datetime.combine(end_d, time.max)))
-    if len(times) * len(order) > MAX_TASKS:
-        raise ValidationError(f"the backfill would be {len(times) * len(order):,} tasks (over {MAX_TASKS:,})",
+    n = cron.count(start_d, end_d)  # counted before anything is listed: a huge range costs no memory
+    if n > MAX_PARTITIONS:
+        raise ValidationError(f"the backfill {start_d}..{end_d} would plan {n:,} partitions (schedule "
+                              f"{spec.schedule}), over the limit of {MAX_PARTITIONS:,}",
+                              hint="narrow the range with --start/--end and backfill it in parts")
+    if n * len(order) > MAX_TASKS:
+        raise ValidationError(f"the backfill would be {n * len(order):,} tasks (over {MAX_TASKS:,})",
                               hint="backfill a shorter range at a time")
+    times = list(cron.times(datetime.combine(start_d, time.min), datetime.combine(end_d, time.max)))
     source = "given"
     if states is None:
         states, source = task_states(ws, spec)

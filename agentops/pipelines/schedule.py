@@ -7,7 +7,7 @@ A tiny parser of our own (no croniter dependency): a backfill only needs "every 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Iterator
 
 ALIASES = {
@@ -23,6 +23,9 @@ _MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep o
 _DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
 _FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
            ("month", 1, 12, _MONTHS), ("day of week", 0, 7, _DAYS))
+
+
+_CYCLE_DAYS = 146_097  # 400 Gregorian years: a whole number of weeks, so the calendar repeats
 
 
 class CronError(ValueError):
@@ -108,8 +111,8 @@ class Cron:
 
     def times(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """Every fire time t with start <= t <= end (naive datetimes, read as UTC)."""
-        day = start.date()
-        while day <= end.date():
+        for o in range(start.date().toordinal(), end.date().toordinal() + 1):  # ordinals: no overflow at 9999-12-31
+            day = date.fromordinal(o)
             if self.day_matches(day):
                 base = datetime(day.year, day.month, day.day)
                 for h in self.hours:
@@ -117,7 +120,18 @@ class Cron:
                         t = base.replace(hour=h, minute=m)
                         if start <= t <= end:
                             yield t
-            day += timedelta(days=1)
+
+    def count(self, start: date, end: date) -> int:
+        """How many fire times the whole days start..end hold, without listing them: the calendar
+        (month days and weekdays) repeats every 400 years, so a long range costs one cycle at most."""
+        def matching_days(first: int, last: int) -> int:
+            return sum(1 for o in range(first, last + 1) if self.day_matches(date.fromordinal(o)))
+
+        first, last = start.toordinal(), end.toordinal()
+        cycles, rest = divmod(last - first + 1, _CYCLE_DAYS)
+        days = cycles * matching_days(first, first + _CYCLE_DAYS - 1) if cycles else 0
+        days += matching_days(last - rest + 1, last)
+        return days * len(self.hours) * len(self.minutes)
 
     def interval_seconds(self) -> float | None:
         """A rough period (used to say how often the pipeline runs); None when irregular."""
