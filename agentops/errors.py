@@ -43,6 +43,17 @@ class ValidationError(AgentOpsError):
         self.problems = problems or []
 
 
+class DeliveryError(AgentOpsError):
+    """A message was accepted but could not be delivered: it is a dead letter (`dead_id`, `cause`)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, dead_id: str, cause: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.dead_id = dead_id
+        self.cause = cause
+
+
 class NotFoundError(AgentOpsError):
     exit_code = 5
 

@@ -389,3 +389,21 @@ def test_schemas_are_lean_and_still_valid_json_schema(ws):
     runs = next(t for t in session(ws, script) if t.name == "orbit_runs").input_schema["properties"]
     jsonschema.validate({"state": None, "pipeline": None}, {"type": "object", "properties": runs})
     assert runs["limit"] == {"default": 20, "maximum": 500, "minimum": 1, "type": "integer"}
+
+
+def test_mail_send_that_is_not_delivered_is_a_tool_error(ws, tmp_path):
+    ws.config_path.write_text("[mail]\nmax_bytes = 4096\n")
+    outside = tmp_path / "out"
+    outside.mkdir()
+    ws.inbox_root.mkdir(parents=True, exist_ok=True)
+    os.symlink(outside, ws.inbox("devops"))
+    args = {"sender": "data-engineer", "to": ["devops"], "subject": "s"}
+
+    async def script(call):
+        return await call("mail_send", {**args, "body": "x" * 5000}), await call("mail_send", {**args, "body": "b"})
+
+    too_big, dead = session(ws, script)
+    assert "over the limit of 4096 bytes" in error(too_big)
+    text = error(dead)
+    assert "was not delivered: dead letter" in text and "unsafe_mailbox" in text and "mail retry" in text
+    assert list(outside.iterdir()) == []

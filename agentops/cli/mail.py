@@ -25,9 +25,12 @@ def register(app: typer.Typer) -> None:
 
 def _ws(ctx: typer.Context):
     """The workspace, after routing pending drop files when no daemon is running."""
+    return _route(workspace(ctx))
+
+
+def _route(ws):
     from agentops.pidlock import daemon_pid
 
-    ws = workspace(ctx)
     if ws.email_dir.is_dir() and daemon_pid(ws) is None:
         from agentops.mail.route import route_pending
 
@@ -76,22 +79,21 @@ def send(
         raise ValidationError(f"missing {', '.join(missing)}", hint="see `agentops mail send --help`")
     if body is not None and body_file is not None:
         raise ValidationError("give --body or --body-file, not both")
-    if body_file is not None:
-        if body_file == "-":
-            body = sys.stdin.read()
-        else:
-            try:
-                with open(body_file, encoding="utf-8") as f:
-                    body = f.read()
-            except OSError as exc:
-                raise ValidationError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
-            except UnicodeDecodeError:
-                raise ValidationError(f"--body-file {body_file} is not UTF-8") from None
+    ws = workspace(ctx)
+    limit = ws.config.mail.max_bytes
+    if body_file is not None and body_file != "-":
+        try:
+            with open(body_file, "rb") as f:
+                body = _text(f.read(limit + 1), f"--body-file {body_file}", limit)
+        except OSError as exc:
+            raise ValidationError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
     elif body is None:
-        if sys.stdin is None or sys.stdin.isatty():
+        if sys.stdin is None or (body_file is None and sys.stdin.isatty()):
             raise ValidationError("no message text", hint="pass --body TEXT, --body-file FILE, or pipe it in")
-        body = sys.stdin.read()
-    ws = _ws(ctx)
+        stdin = getattr(sys.stdin, "buffer", None)
+        data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode("utf-8", "surrogateescape")
+        body = _text(data, "the text on stdin", limit)
+    _route(ws)
     ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
                     reply_to=reply_to)
     queued = daemon_pid(ws) is not None
@@ -100,6 +102,20 @@ def send(
         return
     for mid in ids:
         typer.echo(f"{mid} {'queued for the daemon' if queued else 'delivered'}")
+
+
+def _text(data: bytes, what: str, limit: int) -> str:
+    """`data` (read with at most `limit` + 1 bytes) as UTF-8 text, or a ValidationError saying why not."""
+    from agentops.errors import ValidationError
+
+    if len(data) > limit:
+        raise ValidationError(f"{what} is over the limit of {limit} bytes",
+                              hint="send a shorter message, or raise mail.max_bytes in agentops.toml")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                              hint="convert it to UTF-8 first, e.g. with iconv") from None
 
 
 @mail_app.command("drafts")

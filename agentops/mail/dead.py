@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from agentops.errors import ConflictError, NotFoundError
+from agentops.errors import ConflictError, NotFoundError, ValidationError
 
 CAUSES = ("unknown_recipient", "unknown_sender", "bad_name", "name_too_long", "empty", "binary",
           "invalid_utf8", "too_large", "symlink", "hard_link", "not_regular_file", "header_injection",
@@ -61,9 +61,10 @@ def retry(ws, ident: str, *, db=None):
     from agentops.mail.route import _database, _route_lock, _spool_entry, new_token, route_pending
     from agentops.store import utcnow, write_tx
 
-    with _route_lock(ws):
+    with _route_lock(ws), _database(ws, db) as database:
         info = find(ws, ident)
-        dead_id, name = info["id"], info.get("name") or f"{info['id']}.email"
+        dead_id = info["id"]
+        name = _original_name(database.conn, ws, info)
         ws.spool_dir.mkdir(parents=True, exist_ok=True)
         entry = _spool_entry(ws.spool_dir, new_token(), name)
         os.rename(ws.dead_dir / dead_id, entry.spool)
@@ -71,7 +72,21 @@ def retry(ws, ident: str, *, db=None):
             os.unlink(ws.dead_dir / f"{dead_id}.reason")
         except FileNotFoundError:
             pass
-        with _database(ws, db) as database, write_tx(database) as conn:
+        with write_tx(database) as conn:
             conn.execute("UPDATE dead_letters SET retried_at = ?, retried_as = ? WHERE id = ?",
                          (utcnow(), entry.token, dead_id))
     return route_pending(ws, [], db=db)
+
+
+def _original_name(conn, ws, info: dict[str, Any]) -> str:
+    """The drop-file name a dead letter is routed under again: Orbit's record of it (the `.reason`
+    file is only a copy anyone can edit), else the `.reason` file's, else `<id>.email`. A name that
+    is not one plain file name is refused before anything moves."""
+    dead_id = info["id"]
+    row = conn.execute("SELECT original_name FROM dead_letters WHERE id = ?", (dead_id,)).fetchone()
+    name = row[0] if row and row[0] else info.get("name", f"{dead_id}.email")
+    if not isinstance(name, str) or not name or "/" in name or "\x00" in name or name in (".", ".."):
+        reason = (ws.dead_dir / f"{dead_id}.reason").relative_to(ws.root)
+        raise ValidationError(f"dead letter {dead_id} has no usable file name ({name!r} is not one plain file name)",
+                              hint=f"set \"name\" in {reason} to a name like to-B-from-A.email, then retry")
+    return name

@@ -60,7 +60,8 @@ def send_draft(ws, draft_id: str) -> str:
     target = ws.email_dir / path.name
     os.rename(path, target)
     if daemon_pid(ws) is None:
+        from agentops.mail.outbox import check_delivered
         from agentops.mail.route import route_pending
 
-        route_pending(ws, [target])
+        check_delivered(route_pending(ws, [target]), path.name, f"draft {draft_id}")
     return path.name

@@ -86,7 +86,12 @@ class Message:
         return "".join(lines) + "\n" + self.body
 
     def to_bytes(self) -> bytes:
-        return self.to_text().encode("utf-8")
+        text = self.to_text()
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MessageError(f"the body is not valid UTF-8 text ({_bad_utf8(self.body)})", cause="invalid_utf8",
+                               hint="send UTF-8 text") from None
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Message":
@@ -153,6 +158,22 @@ def check_value(name: str, value: str) -> None:
                            hint="header values are one line")
     if "\x00" in value:
         raise MessageError(f"header {name} contains a NUL character", cause="binary")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MessageError(f"header {name} is not valid UTF-8 text ({_bad_utf8(value)})", cause="invalid_utf8",
+                               hint="send UTF-8 text") from None
+
+
+def _bad_utf8(text: str) -> str:
+    """Where `text` stops being UTF-8: undecodable input bytes arrive as lone surrogates."""
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            code = ord(ch)
+            byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+            return f"{byte} at character {i}"
+    return "unknown position"
 
 
 def _header_block(text: str) -> tuple[str, str] | None:

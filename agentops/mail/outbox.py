@@ -9,7 +9,7 @@ import uuid
 from typing import Iterable
 
 from agentops.addresses import slug
-from agentops.errors import ValidationError
+from agentops.errors import DeliveryError, ValidationError
 from agentops.mail.message import PRIORITIES, Message, MessageError, check_name
 from agentops.mail.names import MAX_NAME_BYTES, topic_name
 
@@ -63,7 +63,12 @@ def compose(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to
         if name.lower() in _RESERVED:
             raise ValidationError(f"header {name} is set by agentops; pass it as an argument")
         msg.set(name, str(value))
-    msg.to_text()  # checks every header once more
+    size = len(msg.to_bytes())  # checks every header once more, and that the text is UTF-8
+    limit = ws.config.mail.max_bytes
+    if size > limit:
+        raise ValidationError(f"the message is {size} bytes, over the limit of {limit} bytes",
+                              hint="send a shorter message (put large data in a file under .agent/data/),"
+                                   " or raise mail.max_bytes in agentops.toml")
     return message_id, msg, _file_name(sender, to_list, subject, message_id)
 
 
@@ -107,7 +112,8 @@ def drop(ws, msg: Message, name: str) -> str:
 
 
 def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> list[str]:
-    """Send one message; returns [its Message-ID]. Routed now when no daemon runs."""
+    """Send one message; returns [its Message-ID]. Routed now when no daemon runs, and then a
+    message that was dead-lettered instead of delivered raises DeliveryError (with the dead id)."""
     from agentops.pidlock import daemon_pid
 
     message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc,
@@ -116,5 +122,15 @@ def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=No
     if daemon_pid(ws) is None:
         from agentops.mail.route import route_pending
 
-        route_pending(ws, [path])
+        check_delivered(route_pending(ws, [path]), name, f"message {message_id}")
     return [message_id]
+
+
+def check_delivered(report, name: str, what: str) -> None:
+    """Raise DeliveryError when routing `report` dead-lettered the drop file `name`."""
+    for dead in report.dead_letters:
+        if dead.get("name") == name:
+            raise DeliveryError(
+                f"{what} was not delivered: dead letter {dead['id']} ({dead['cause']}: {dead['reason']})",
+                dead_id=dead["id"], cause=dead["cause"],
+                hint=f"see `agentops mail dead`; fix the cause, then `agentops mail retry {dead['id']}`")
