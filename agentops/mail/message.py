@@ -8,6 +8,8 @@ A CR or LF inside a header value is header injection and is refused.
 
 from __future__ import annotations
 
+import email.errors
+import email.header
 import email.utils
 import re
 from dataclasses import dataclass, field
@@ -16,11 +18,12 @@ from email import policy as _policy
 
 from agentops.errors import ValidationError
 
-KNOWN_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Priority")
+KNOWN_HEADERS = ("From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Priority")
 PRIORITIES = ("low", "normal", "high", "urgent")
 _CANON = {h.lower(): h for h in KNOWN_HEADERS}
 _FIELD = re.compile(r"[!-9;-~]+:")  # RFC 5322 field name: printable ASCII except ':'
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PARSER = HeaderParser(policy=_policy.compat32)
 
 
@@ -238,6 +241,18 @@ def addresses(value: str | None) -> list[str]:
         if addr:
             out.append(addr)
     return out
+
+
+def decoded(value: str) -> str:
+    """A header value as text to show or index: RFC 2047 encoded words (`=?utf-8?q?caf=C3=A9?=`)
+    decoded, and any control character they decoded to shown as a space. Undecodable: as written."""
+    if "=?" not in value:
+        return value
+    try:
+        text = str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return value
+    return _CONTROL.sub(" ", text)
 
 
 def message_ids(value: str | None) -> list[str]:

@@ -40,7 +40,7 @@ from typing import Iterable
 
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.mail import maildir
-from agentops.mail.message import Message, MessageError, addresses, message_ids
+from agentops.mail.message import Message, MessageError, addresses, decoded, message_ids
 from agentops.mail.names import MAX_NAME_BYTES, SUFFIX, BadName, Matcher
 from agentops.mail.store import Record, ids_known, record_dead, record_delivered
 
@@ -416,7 +416,13 @@ class _Router:
             s = self._address(a, "Cc")
             if s not in to and s not in cc:
                 cc.append(s)
-        targets = self.targets(to + cc, sender)
+        bcc = []  # blind copies: delivered, but named in no delivered copy and no Orbit row
+        for a in addresses(", ".join(msg.get_all("Bcc"))):
+            s = self._address(a, "Bcc")
+            if s not in to and s not in cc and s not in bcc:
+                bcc.append(s)
+        msg.remove("Bcc")
+        targets = self.targets(to + cc + bcc, sender)
         for target in targets:
             self.box_dir(target)  # made, and checked to stay inside the workspace
         when = _token_time(e.token)
@@ -430,6 +436,7 @@ class _Router:
         if not subject:
             subject = envelope.topic or _first_line(msg.body) or "(no subject)"
             msg.set("Subject", subject)
+        subject = decoded(subject)  # Orbit (inbox, thread, search, FTS) keeps the text, not =?utf-8?q?...?=
         if not msg.get("Date"):
             msg.set("Date", email.utils.format_datetime(when))
         message_id = self._message_id(msg.get("Message-ID"), e.token, "")
