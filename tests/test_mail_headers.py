@@ -33,6 +33,7 @@ def test_bcc_recipients_get_the_message_and_nobody_sees_the_bcc_header(ws):
     r = run_agentops("mail", "read", report.message_ids[0], "--as", "devops", "--json", cwd=ws.root)
     msg = json.loads(r.stdout)
     assert msg["recipients"] == ["devops"] and msg["cc"] == ["developer"]
+    assert "database-engineer" not in r.stdout and [d["box"] for d in msg["deliveries"]] == ["devops"]
     r = run_agentops("mail", "inbox", "database-engineer", "--json", cwd=ws.root)
     assert [m["subject"] for m in json.loads(r.stdout)] == ["plan"]
 
