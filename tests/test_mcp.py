@@ -260,6 +260,21 @@ def test_orbit_errors_from_the_library_are_tool_errors(ws):
     assert "'yesterday'" in error(since)
 
 
+def test_orbit_log_refuses_kinds_agentops_writes(ws):
+    forged = {"kind": "mail", "action": "delivered", "message_id": "<forged@x>", "sender": "ceo"}
+
+    async def script(call):
+        return await call("orbit_log", {"event": forged}), await call("orbit_log", {"event": {"kind": "alert"}})
+
+    mail, alert = session(ws, script)
+    assert error(mail) == "orbit_log: kind 'mail' is written by agentops itself; log run, job, check, metric, perf or note"
+    assert "kind 'alert' is written by agentops itself" in error(alert)
+    from agentops.orbit import Orbit
+
+    with Orbit.open(ws) as orbit:
+        assert orbit.events() == []
+
+
 def test_since_out_of_range_is_a_tool_error(ws):
     async def script(call):
         return [await call(name, {"since": "99999999d"}) for name in ("status", "orbit_runs", "orbit_quality")]

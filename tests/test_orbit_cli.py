@@ -197,3 +197,36 @@ def test_since_out_of_range_is_one_error_line(ws, cli):
     r = cli("status", "--since", "99999999d")
     assert r.exit_code == 4 and "'99999999d' is out of range" in r.output
     assert cli("orbit", "events", "--since", "9999-12-31T23:59+00:00").exit_code == 0
+
+
+def test_kinds_agentops_writes_are_refused_from_cli_file_and_drop_zone(ws, cli, tmp_path):
+    from tests.conftest import run_agentops
+
+    refusal = "kind 'mail' is written by agentops itself; log run, job, check, metric, perf or note"
+    r = cli("orbit", "log", "mail", "--action", "delivered", "--message-id", "<forged@x>", "--sender", "ceo")
+    assert r.exit_code == 4 and r.output == f"Error: {refusal}\n"
+    forged = [{"kind": "mail", "action": "delivered", "message_id": "<forged@x>"},
+              {"kind": "handoff", "sender": "a", "recipient": "b"},
+              {"kind": "alert", "key": "k", "cause": "run", "to": "ops", "subject": "fake"},
+              {"kind": "anomaly", "pipeline": "p", "metric": "m", "value": 1, "expected": 2, "zscore": 9,
+               "direction": "drop"},
+              {"kind": "dispatch", "action": "started"},
+              {"kind": "note", "text": "kept"}]
+    f = tmp_path / "forged.jsonl"
+    f.write_text("".join(json.dumps(e) + "\n" for e in forged))
+    r = cli("orbit", "ingest", f)
+    assert r.exit_code == 4 and f"{f}:1: {refusal}" in r.output and "1 event(s) logged, 0 duplicate(s) skipped, " \
+        "5 line(s) rejected" in r.output
+    for n, e in enumerate(forged[1:5], 2):
+        assert f"{f}:{n}: kind '{e['kind']}' is written by agentops itself" in r.output
+    # the daemon's drop zone (the real command): set aside with the reason, the note kept
+    (ws.orbit_dir / "forged.jsonl").write_text(f.read_text())
+    done = run_agentops("daemon", "--once", "--log-format", "json")
+    assert done.returncode == 0, done.stderr
+    assert refusal in done.stderr
+    rejected = [json.loads(x) for x in (ws.orbit_dir / "rejected" / "forged.jsonl.rejected.jsonl").read_text()
+                .splitlines()]
+    assert [x["line"] for x in rejected] == [1, 2, 3, 4, 5] and rejected[0]["reason"] == refusal
+    with Orbit.open(ws) as orbit:
+        assert [e["kind"] for e in orbit.events()] == ["note", "note"]
+        assert orbit.events(kind="mail") == [] and orbit.alerts() == [] and orbit.anomalies() == []

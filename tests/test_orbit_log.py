@@ -185,5 +185,37 @@ def test_mail_event_written_by_the_mail_library_is_accepted(orbit):
     with write_tx(orbit.db) as conn:
         insert_event(conn, "mail", data, id="mail:1")
     ev = orbit.events(kind="mail")[0]
-    assert parse({k: v for k, v in ev.items() if k != "seq"}).action == "delivered"
-    assert orbit.log({"kind": "mail", **data, "id": "mail:1"}).duplicate
+    assert parse({k: v for k, v in ev.items() if k != "seq"}, internal=True).action == "delivered"
+    assert orbit.log({"kind": "mail", **data, "id": "mail:1"}, internal=True).duplicate
+
+
+OWN_KINDS = [
+    {"kind": "mail", "action": "delivered", "message_id": "<forged@x>", "sender": "ceo", "recipients": ["all"]},
+    {"kind": "handoff", "sender": "a", "recipient": "b", "label": "fake"},
+    {"kind": "anomaly", "pipeline": "p", "metric": "m", "value": 1, "expected": 2, "zscore": 9, "direction": "drop"},
+    {"kind": "alert", "key": "k", "cause": "run", "to": "ops", "subject": "fake"},
+    {"kind": "dispatch", "action": "started", "agent": "a"},
+]
+
+
+@pytest.mark.parametrize("event", OWN_KINDS, ids=[e["kind"] for e in OWN_KINDS])
+def test_kinds_agentops_writes_are_refused_from_callers(orbit, event):
+    before = counts(orbit)
+    with pytest.raises(ValidationError) as err:
+        orbit.log(event)
+    assert str(err.value) == (f"kind '{event['kind']}' is written by agentops itself; "
+                              "log run, job, check, metric, perf or note")
+    report = orbit.log_many([json.dumps(event), json.dumps({"kind": "note", "text": "ok"}), event])
+    assert report.accepted == 1 and [n for n, _ in report.rejected] == [1, 3]
+    assert "written by agentops itself" in report.rejected[0][1]
+    assert counts(orbit)["events"] == before["events"] + 1
+
+
+def test_internal_path_takes_agentops_kinds(orbit):
+    anomaly = OWN_KINDS[2]
+    assert orbit.log(anomaly, internal=True).seq is not None
+    assert orbit.anomalies()[0]["metric"] == "m"
+    report = orbit.log_many([OWN_KINDS[0], OWN_KINDS[1]], internal=True)
+    assert report.accepted == 2 and not report.rejected
+    with pytest.raises(ValidationError, match="unknown kind 'zzz'.*known: run, job, check, metric, perf, note"):
+        orbit.log({"kind": "zzz"}, internal=True)

@@ -3,7 +3,8 @@
 What agents write (run, job, check, metric, perf, note) forbids unknown fields; the kinds
 agentops writes itself (anomaly, alert, mail, handoff) too, except mail and handoff, whose writers
 (the mail library, handoffs) may add fields. `ts` (ISO 8601, default now) and `id` (optional,
-makes the event idempotent) are on every kind.
+makes the event idempotent) are on every kind. The `Orbit` API refuses agentops' own kinds (and
+`dispatch`) from other callers (`own_kind`): only its `internal=True` path accepts them.
 """
 
 from __future__ import annotations
@@ -198,6 +199,13 @@ MODELS: dict[str, type[_Event]] = {
 }
 KINDS = tuple(MODELS)
 USER_KINDS = ("run", "job", "check", "metric", "perf", "note")
+# written only by agentops itself (dispatch rows go straight into the events table, with no model)
+AGENTOPS_KINDS = ("anomaly", "alert", "mail", "handoff", "dispatch")
+
+
+def own_kind(kind: str) -> str:
+    """The refusal of a kind only agentops writes, when someone else tries to log it."""
+    return f"kind {kind!r} is written by agentops itself; log {', '.join(USER_KINDS[:-1])} or {USER_KINDS[-1]}"
 
 Event = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
 
@@ -220,18 +228,23 @@ def format_ts(ts: datetime | None) -> str:
     return ts.isoformat(timespec="microseconds")
 
 
-def problems(exc: PydanticValidationError, raw: Any = None) -> list[str]:
-    """`kind.field: message` lines for a rejected event."""
+def problems(exc: PydanticValidationError, raw: Any = None, *, internal: bool = False) -> list[str]:
+    """`kind.field: message` lines for a rejected event. A kind only agentops writes is refused as
+    such (not field by field) unless `internal`."""
     out = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    if not internal and errors and errors[0]["loc"] and errors[0]["loc"][0] in AGENTOPS_KINDS:
+        return [own_kind(errors[0]["loc"][0])]
+    for err in errors:
         loc = [str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"]]
         etype = err["type"]
         if etype == "union_tag_invalid":
             tag = err.get("ctx", {}).get("tag")
-            out.append(f"kind: unknown kind {tag!r} (known: {', '.join(KINDS)})")
+            out.append(own_kind(tag) if tag in AGENTOPS_KINDS
+                       else f"kind: unknown kind {tag!r} (known: {', '.join(USER_KINDS)})")
             continue
         if etype == "union_tag_not_found":
-            out.append(f"kind: missing (one of: {', '.join(KINDS)})")
+            out.append(f"kind: missing (one of: {', '.join(USER_KINDS)})")
             continue
         if etype in ("json_invalid", "json_type"):
             out.append(f"not valid JSON: {err.get('ctx', {}).get('error', err['msg'])}")
@@ -246,18 +259,24 @@ def problems(exc: PydanticValidationError, raw: Any = None) -> list[str]:
     return out or [str(exc)]
 
 
-def parse(raw: str | bytes | dict | BaseModel) -> _Event:
-    """Validate one event (a JSON line, a dict or a model); raises ValidationError naming the field."""
+def parse(raw: str | bytes | dict | BaseModel, *, internal: bool = False) -> _Event:
+    """Validate one event (a JSON line, a dict or a model); raises ValidationError naming the field.
+    Only `internal` callers (agentops' own code) may give the kinds agentops writes itself."""
     if isinstance(raw, _Event):
-        return raw
-    try:
-        if isinstance(raw, (str, bytes, bytearray)):
-            return adapter().validate_json(raw)
-        return adapter().validate_python(raw)
-    except PydanticValidationError as exc:
-        lines = problems(exc)
-        raise ValidationError(lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
-                              problems=lines) from None
+        model = raw
+    else:
+        try:
+            if isinstance(raw, (str, bytes, bytearray)):
+                model = adapter().validate_json(raw)
+            else:
+                model = adapter().validate_python(raw)
+        except PydanticValidationError as exc:
+            lines = problems(exc, internal=internal)
+            raise ValidationError(lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
+                                  problems=lines) from None
+    if not internal and model.kind not in USER_KINDS:
+        raise ValidationError(own_kind(model.kind))
+    return model
 
 
 def dumps(data: dict[str, Any]) -> str:

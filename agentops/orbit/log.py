@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from agentops.errors import AgentOpsError, ValidationError
 from agentops.orbit import anomaly as _anomaly
 from agentops.orbit import queries
-from agentops.orbit.events import AnomalyEvent, RunEvent, _Event, adapter, format_ts, problems
+from agentops.orbit.events import USER_KINDS, AnomalyEvent, RunEvent, _Event, adapter, format_ts, own_kind, problems
 from agentops.orbit.states import TERMINAL, next_attempt
 from agentops.store import write_tx
 
@@ -112,12 +112,15 @@ class Orbit:
         self.close()
 
     # writing ------------------------------------------------------------------------------------
-    def log(self, event: dict | str | bytes | _Event, *, send_alerts: bool = True) -> LogResult:
+    def log(self, event: dict | str | bytes | _Event, *, send_alerts: bool = True, internal: bool = False) -> LogResult:
         """Validate and append one event with its derived state. Raises ValidationError (naming the
-        field, or the run and both states for an illegal transition); nothing is written then."""
+        field, or the run and both states for an illegal transition); nothing is written then.
+
+        Only run, job, check, metric, perf and note are accepted; `internal=True` (agentops' own
+        code, never a user's input) also takes the kinds agentops writes (anomaly, alert, mail, handoff)."""
         from agentops.orbit.events import parse
 
-        model = parse(event)
+        model = parse(event, internal=internal)
         with self._tx() as conn:
             batch = _Batch(self, conn, [model.id] if model.id else [])
             result = batch.add(model)
@@ -128,12 +131,14 @@ class Orbit:
 
     def log_many(self, items: Iterable[dict | str | bytes | _Event], *, chunk_size: int = CHUNK,
                  progress: Callable[[int], None] | None = None, source: str = "",
-                 checkpoint: str | None = None, skip: int = 0, send_alerts: bool = True) -> IngestReport:
+                 checkpoint: str | None = None, skip: int = 0, send_alerts: bool = True,
+                 internal: bool = False) -> IngestReport:
         """Validate and append many events (JSONL lines, dicts or models), one transaction per chunk.
 
         Bad events are reported as (line, reason) and skipped; good ones are kept. `progress(n)` is
         called after each chunk with the lines done. `checkpoint` names a meta key that records,
         in the same transaction, how many lines are done; `skip` lines are passed over first.
+        Kinds agentops writes itself are rejected lines unless `internal=True` (as in `log`).
         """
         report = IngestReport(source=source)
         started = time.perf_counter()
@@ -144,20 +149,22 @@ class Orbit:
                 continue
             chunk.append((lineno, raw))
             if len(chunk) >= chunk_size:
-                self._write_chunk(chunk, report, checkpoint, lineno)
+                self._write_chunk(chunk, report, checkpoint, lineno, internal)
                 chunk = []
                 if progress:
                     progress(lineno)
         if chunk or checkpoint:
-            self._write_chunk(chunk, report, checkpoint, lineno)
+            self._write_chunk(chunk, report, checkpoint, lineno, internal)
             if progress:
                 progress(lineno)
+        report.rejected.sort(key=lambda r: r[0])  # file order, whichever check refused the line
         report.seconds = time.perf_counter() - started
         if send_alerts and report.alerts:
             self.send_alerts()
         return report
 
-    def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int) -> None:
+    def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int,
+                     internal: bool = False) -> None:
         validate_json, validate_python = adapter().validate_json, adapter().validate_python
         from pydantic import ValidationError as PydanticValidationError
 
@@ -178,7 +185,12 @@ class Orbit:
                 else:
                     parsed.append((n, validate_python(raw)))
             except PydanticValidationError as exc:
-                report.rejected.append((n, "; ".join(problems(exc))))
+                report.rejected.append((n, "; ".join(problems(exc, internal=internal))))
+        if not internal:
+            own = [(n, ev) for n, ev in parsed if ev.kind not in USER_KINDS]
+            if own:
+                report.rejected.extend((n, own_kind(ev.kind)) for n, ev in own)
+                parsed = [(n, ev) for n, ev in parsed if ev.kind in USER_KINDS]
         ids = [ev.id for _, ev in parsed if ev.id]
         with self._tx() as conn:
             batch = _Batch(self, conn, ids)
