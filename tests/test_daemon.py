@@ -31,6 +31,14 @@ def wait_for(predicate, timeout=10.0, interval=0.01):
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
 
 
+def wait_idle_after_rescan(ws, d: Daemon) -> None:
+    """Make the daemon rescan the drop zone, then wait until its heartbeat shows that rescan done
+    and nothing pending: whatever it would still handle has been handled."""
+    before = d.stats.rescans
+    d.request_rescan("test")
+    wait_for(lambda: (s := read_state(ws)) and s["rescans"] > before and s["queue"] == 0)
+
+
 class Recorder(Task):
     """Takes `*.txt` files out of `.agent/email/` and records what they held."""
 
@@ -125,7 +133,7 @@ def test_slow_writer_is_handled_once_whole(ws, daemon_with, poll):
             f.flush()
             time.sleep(0.2)
     wait_for(lambda: rec.seen, timeout=10)
-    time.sleep(0.3)  # a second, partial delivery would show up here
+    wait_idle_after_rescan(ws, d)   # a second, partial handling would have happened by now
     assert rec.seen == [("slow.txt", b"".join(chunks))]
 
 

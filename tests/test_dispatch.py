@@ -266,7 +266,6 @@ def test_fails_twice_then_succeeds_with_growing_delays(ws, fake, tmp_path):
 
 
 def test_always_fails_gives_up_and_mails_user(ws, fake, tmp_path):
-    pytest.importorskip("agentops.mail.route")
     out = tmp_path / "out.jsonl"
     ws = configure(ws.root, {"dana": argv_for(fake, "fail", out)}, retries=2, backoff_seconds=0.05)
     with dispatch.Dispatcher(ws) as d:

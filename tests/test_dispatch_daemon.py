@@ -15,8 +15,6 @@ import pytest
 from agentops.daemon import read_state
 from tests.test_dispatch import FAKE_AGENT, argv_for, configure, events, runs, wait_for
 
-pytest.importorskip("agentops.mail.route")
-
 
 @pytest.fixture
 def daemon_proc(ws):
