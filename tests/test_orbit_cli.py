@@ -230,3 +230,67 @@ def test_kinds_agentops_writes_are_refused_from_cli_file_and_drop_zone(ws, cli, 
     with Orbit.open(ws) as orbit:
         assert [e["kind"] for e in orbit.events()] == ["note", "note"]
         assert orbit.events(kind="mail") == [] and orbit.alerts() == [] and orbit.anomalies() == []
+
+
+def test_drop_zone_sets_aside_links_folders_and_fifos_unread(ws, tmp_path):
+    import os
+
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text(json.dumps({"kind": "note", "text": "never read through a link"}) + "\n")
+    (ws.orbit_dir / "a.jsonl").write_text(json.dumps({"kind": "note", "text": "kept"}) + "\n")
+    os.symlink(secret, ws.orbit_dir / "c.jsonl")
+    os.symlink(tmp_path / "nowhere", ws.orbit_dir / "e.jsonl")
+    (ws.orbit_dir / "d.jsonl").mkdir()
+    (ws.orbit_dir / "d.jsonl" / "inner.jsonl").write_text(json.dumps({"kind": "note", "text": "inner"}) + "\n")
+    os.mkfifo(ws.orbit_dir / "f.jsonl")
+    report = ingest_pending(ws)
+    assert report.accepted == 1 and report.rejected == []
+    assert report.set_aside == [("c.jsonl", "a symbolic link (never followed)"),
+                                ("d.jsonl", "not a regular file (a directory)"),
+                                ("e.jsonl", "a symbolic link (never followed)"),
+                                ("f.jsonl", "not a regular file (a FIFO)")]
+    assert "4 file(s) set aside" in str(report) and report.as_dict()["set_aside"][0]["file"] == "c.jsonl"
+    rejected = ws.orbit_dir / "rejected"
+    assert sorted(p.name for p in ws.orbit_dir.iterdir()) == ["processed", "rejected"]
+    assert os.readlink(rejected / "c.jsonl") == str(secret) and secret.exists()   # the link moved, not its target
+    assert (rejected / "d.jsonl" / "inner.jsonl").exists()                       # the folder as a whole
+    reason = json.loads((rejected / "c.jsonl.reason").read_text())
+    assert reason["file"] == "c.jsonl" and reason["reason"] == "a symbolic link (never followed)" and reason["time"]
+    with Orbit.open(ws) as orbit:
+        assert [e["text"] for e in orbit.events()] == ["kept"]
+    # the same names again land beside the first ones; the daemon (the real command) reports them
+    os.symlink(secret, ws.orbit_dir / "c.jsonl")
+    from tests.conftest import run_agentops
+
+    done = run_agentops("daemon", "--once", "--log-format", "json")
+    assert done.returncode == 0, done.stderr
+    logged = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    assert {"event": "rejected-file", "file": "c.jsonl", "reason": "a symbolic link (never followed)"}.items() <= \
+        next(x for x in logged if x["event"] == "rejected-file").items()
+    assert next(x for x in logged if x["event"] == "ingested")["set_aside"] == 1
+    assert os.path.islink(rejected / "c.1.jsonl") and (rejected / "c.1.jsonl.reason").exists()
+
+
+def test_ingest_of_something_not_a_file_says_so(ws, cli, tmp_path):
+    import os
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"kind": "note", "text": "via a link"}) + "\n")
+    for target, name in ((tmp_path, "to-dir.jsonl"), (tmp_path / "gone", "dangling.jsonl"), (good, "good-link.jsonl")):
+        os.symlink(target, tmp_path / name)
+    r = cli("orbit", "ingest", "/etc")
+    assert r.exit_code == 4 and r.output.startswith("Error: /etc: not a regular file (a directory)")
+    r = cli("orbit", "ingest", fifo)  # never blocks waiting for a writer
+    assert r.exit_code == 4 and f"Error: {fifo}: not a regular file (a FIFO)" in r.output
+    r = cli("orbit", "ingest", tmp_path / "to-dir.jsonl")
+    assert r.exit_code == 4 and f"(a symbolic link to {tmp_path}): not a regular file (a directory)" in r.output
+    r = cli("orbit", "ingest", tmp_path / "dangling.jsonl")
+    assert r.exit_code == 5 and "its target does not exist" in r.output and "no such file" not in r.output
+    r = cli("orbit", "ingest", tmp_path / "missing.jsonl")
+    assert r.exit_code == 5 and "missing.jsonl: no such file" in r.output
+    r = cli("orbit", "ingest", tmp_path / "good-link.jsonl")  # the user's own link: followed
+    assert r.exit_code == 0 and "1 event(s) logged" in r.output
+    r = cli("orbit", "import", "--openlineage", "/etc")
+    assert r.exit_code == 4 and "not a regular file (a directory)" in r.output

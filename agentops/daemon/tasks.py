@@ -239,11 +239,14 @@ class OrbitIngestTask(Task):
     def handle(self, paths):
         report = self._ingest(self.ws, paths=paths)
         rejected = _count(getattr(report, "rejected", 0))
-        self.log(logging.WARNING if rejected else logging.INFO, "ingested", files=len(paths),
+        aside = getattr(report, "set_aside", None) or []
+        self.log(logging.WARNING if rejected or aside else logging.INFO, "ingested", files=len(paths),
                  accepted=getattr(report, "accepted", None), duplicates=getattr(report, "duplicates", None),
-                 rejected=rejected)
+                 rejected=rejected, set_aside=len(aside))
         for line, reason in (getattr(report, "rejected", None) or [])[:20]:
             self.log(logging.WARNING, "rejected-line", line=line, reason=reason)
+        for name, reason in aside[:20]:
+            self.log(logging.WARNING, "rejected-file", file=name, reason=reason, moved_to="rejected/")
 
 
 # pipelines and roles ------------------------------------------------------------------------

@@ -4,44 +4,96 @@ A drop file is ingested in chunks; each chunk's transaction also records how man
 file are done (meta `orbit.ingest:<name>:<size>:<mtime>`), so a crash mid-file resumes where it
 stopped instead of logging lines twice. Then the file moves to `.agent/orbit/processed/` and its
 rejected lines, each with its line number and reason, go to `.agent/orbit/rejected/<name>.rejected.jsonl`.
+
+A drop-zone entry that is not a regular file (a symlink, a directory, a FIFO...) is never read: the
+entry itself (the link, never its target; a directory as a whole) moves to `.agent/orbit/rejected/`
+with `<name>.reason` (JSON: file, reason, time) beside it, and the report lists it in `set_aside`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
-from agentops.errors import NotFoundError
+from agentops.errors import AgentOpsError, NotFoundError, ValidationError
 from agentops.orbit.log import IngestReport, Orbit
+from agentops.store import utcnow
+
+HINT = "give the path of a .jsonl file"
 
 
-def read_lines(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
+def not_regular(mode: int) -> str | None:
+    """Why an entry with this (lstat) mode cannot be read as a JSONL file; None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (never followed)"
+    if stat.S_ISDIR(mode):
+        return "not a regular file (a directory)"
+    if stat.S_ISFIFO(mode):
+        return "not a regular file (a FIFO)"
+    return "not a regular file (a socket or device)"
+
+
+def open_jsonl(path: Path, *, follow_symlinks: bool = True) -> tuple[BinaryIO, os.stat_result]:
+    """Open a regular file for reading, checked on the open descriptor (no race with a swap).
+
+    `follow_symlinks=False` (the drop zone) refuses a link; a link the user names on the command
+    line is followed (their choice), and what is wrong is said of its target. Never blocks on a FIFO.
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    link = f" (a symbolic link to {os.readlink(path)})" if os.path.islink(path) else ""
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        if link:
+            raise NotFoundError(f"{path}{link}: its target does not exist", hint=HINT) from None
+        raise NotFoundError(f"{path}: no such file", hint=HINT) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise ValidationError(f"{path}: {not_regular(stat.S_IFLNK)}", hint=HINT) from None
+        raise AgentOpsError(f"{path}{link}: cannot read: {exc.strerror}", hint=HINT) from None
+    try:
+        st = os.fstat(fd)
+        why = not_regular(st.st_mode)
+        if why:
+            raise ValidationError(f"{path}{link}: {why}", hint=HINT)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _lines(f: BinaryIO) -> Iterator[bytes]:
+    with f:
         for line in f:
             yield line.rstrip(b"\r\n")
 
 
 def ingest_file(orbit: Orbit, path: Path, *, progress: Callable[[int], None] | None = None,
-                checkpoint: bool = False) -> IngestReport:
-    """Log every line of a JSONL file; bad lines are reported (line, reason) and skipped."""
+                checkpoint: bool = False, follow_symlinks: bool = True) -> IngestReport:
+    """Log every line of a JSONL file; bad lines are reported (line, reason) and skipped. A path
+    that is not a regular file raises (ValidationError; NotFoundError when there is nothing)."""
     path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"{path}: no such file", hint="give the path of a .jsonl file")
+    f, st = open_jsonl(path, follow_symlinks=follow_symlinks)
     key, skip = None, 0
     if checkpoint:
-        st = path.stat()
         key = f"orbit.ingest:{path.name}:{st.st_size}:{st.st_mtime_ns}"
         got = orbit.db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         skip = int(got[0]) if got else 0
-    return orbit.log_many(read_lines(path), progress=progress, source=str(path), checkpoint=key, skip=skip)
+    return orbit.log_many(_lines(f), progress=progress, source=str(path), checkpoint=key, skip=skip)
 
 
 def _unique(dest_dir: Path, name: str) -> Path:
     dest = dest_dir / name
     n = 1
-    while dest.exists():
+    while os.path.lexists(dest):  # a dangling link there is taken too
         stem, dot, ext = name.partition(".")
         dest = dest_dir / f"{stem}.{n}{dot}{ext}"
         n += 1
@@ -49,26 +101,62 @@ def _unique(dest_dir: Path, name: str) -> Path:
 
 
 def pending_files(ws) -> list[Path]:
-    if not ws.orbit_dir.is_dir():
+    """Every `*.jsonl` entry of the drop zone (by name: links, folders and FIFOs too; never followed)."""
+    try:
+        with os.scandir(ws.orbit_dir) as entries:
+            return sorted(Path(e.path) for e in entries if e.name.endswith(".jsonl") and not e.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(p for p in ws.orbit_dir.iterdir()
-                  if p.suffix == ".jsonl" and p.is_file() and not p.is_symlink() and not p.name.startswith("."))
+
+
+def set_aside(ws, path: Path, reason: str) -> Path:
+    """Move a drop-zone entry that cannot be read (the entry itself, never a link's target) to
+    `rejected/`, with `<name>.reason` beside it. Returns where it went."""
+    rejected_dir = ws.orbit_dir / "rejected"
+    rejected_dir.mkdir(parents=True, exist_ok=True)
+    dest = _unique(rejected_dir, path.name)
+    os.rename(path, dest)
+    (rejected_dir / f"{dest.name}.reason").write_text(
+        json.dumps({"file": path.name, "reason": reason, "time": utcnow()}, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    return dest
 
 
 def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> IngestReport:
     """Ingest the drop files (`paths`, or every `*.jsonl` in `.agent/orbit/`): good lines are logged,
-    processed files move to `processed/`, rejected lines are kept with reasons in `rejected/`."""
+    processed files move to `processed/`, rejected lines are kept with reasons in `rejected/`, and
+    entries that are not regular files are set aside there unread (`report.set_aside`)."""
     ws.check_layout()
     total = IngestReport(source=str(ws.orbit_dir))
-    files = pending_files(ws) if paths is None else [Path(p) for p in paths]
-    files = [p for p in files if p.is_file() and not p.is_symlink() and ws.inside(p)
-             and p.parent.resolve() == ws.orbit_dir.resolve()]
+    candidates = pending_files(ws) if paths is None else [Path(p) for p in paths]
+    drop = os.path.realpath(ws.orbit_dir)
+    files = []
+    for p in candidates:  # the folder holding the entry is checked, never the entry (it may be a link)
+        if p.name.startswith(".") or not p.name.endswith(".jsonl") or os.path.realpath(p.parent) != drop:
+            continue
+        try:
+            why = not_regular(os.lstat(p).st_mode)
+        except FileNotFoundError:
+            continue
+        if why:
+            set_aside(ws, p, why)
+            total.set_aside.append((p.name, why))
+        else:
+            files.append(p)
     if not files:
         return total
     processed, rejected_dir = ws.orbit_dir / "processed", ws.orbit_dir / "rejected"
     with Orbit.open(ws) as orbit:
         for path in files:
-            report = ingest_file(orbit, path, checkpoint=True)
+            try:
+                report = ingest_file(orbit, path, checkpoint=True, follow_symlinks=False)
+            except ValidationError as exc:  # swapped for a link or a FIFO since the lstat above
+                why = exc.message.removeprefix(f"{path}: ")
+                set_aside(ws, path, why)
+                total.set_aside.append((path.name, why))
+                continue
+            except NotFoundError:
+                continue
             total.merge(report)
             if report.rejected:
                 rejected_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +167,7 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
                         f.write(json.dumps({"file": path.name, "line": n, "reason": reason,
                                             "text": lines.get(n, "")}, ensure_ascii=False) + "\n")
             processed.mkdir(parents=True, exist_ok=True)
-            st = path.stat()
+            st = os.lstat(path)
             os.replace(path, _unique(processed, path.name))
             with orbit.db.conn:
                 orbit.db.conn.execute("DELETE FROM meta WHERE key = ?",
@@ -89,7 +177,7 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
 
 def _line_texts(path: Path, wanted: set[int], cap: int = 4096) -> dict[int, str]:
     out = {}
-    for n, line in enumerate(read_lines(path), 1):
+    for n, line in enumerate(_lines(open_jsonl(path, follow_symlinks=False)[0]), 1):
         if n in wanted:
             out[n] = line[:cap].decode("utf-8", "replace")
     return out

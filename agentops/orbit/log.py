@@ -47,7 +47,8 @@ class LogResult:
 
 @dataclass
 class IngestReport:
-    """What a bulk write did. `rejected` holds (line, reason); lines count from 1."""
+    """What a bulk write did. `rejected` holds (line, reason); lines count from 1. `set_aside` holds
+    (file name, reason) for drop-zone entries moved to `rejected/` unread (links, folders, FIFOs)."""
 
     source: str = ""
     lines: int = 0
@@ -57,6 +58,7 @@ class IngestReport:
     anomalies: int = 0
     alerts: int = 0
     seconds: float = 0.0
+    set_aside: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -69,15 +71,18 @@ class IngestReport:
         for name in ("lines", "accepted", "duplicates", "anomalies", "alerts", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejected.extend(other.rejected)
+        self.set_aside.extend(other.set_aside)
 
     def as_dict(self) -> dict:
         return {"source": self.source, "lines": self.lines, "accepted": self.accepted,
                 "duplicates": self.duplicates, "rejected": [{"line": n, "reason": r} for n, r in self.rejected],
-                "anomalies": self.anomalies, "alerts": self.alerts, "seconds": round(self.seconds, 3)}
+                "anomalies": self.anomalies, "alerts": self.alerts, "seconds": round(self.seconds, 3),
+                "set_aside": [{"file": f, "reason": r} for f, r in self.set_aside]}
 
     def __str__(self) -> str:
         return (f"{self.accepted} event(s) logged, {self.duplicates} duplicate(s) skipped, "
-                f"{len(self.rejected)} line(s) rejected, {self.anomalies} anomaly(ies), {self.alerts} alert(s)")
+                f"{len(self.rejected)} line(s) rejected, {self.anomalies} anomaly(ies), {self.alerts} alert(s)"
+                + (f", {len(self.set_aside)} file(s) set aside" if self.set_aside else ""))
 
 
 class Orbit:

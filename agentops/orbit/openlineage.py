@@ -177,8 +177,8 @@ def from_openlineage(ol: dict) -> list[dict]:
     return out
 
 
-def _read(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, "rb") as f:
+def _read(f) -> Iterator[tuple[int, Any]]:
+    with f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 yield n, line
@@ -186,17 +186,15 @@ def _read(path: Path) -> Iterator[tuple[int, Any]]:
 
 def import_file(orbit, path: Path):
     """Import an OpenLineage JSONL file. Returns an IngestReport whose rejected lines are the file's."""
+    from agentops.orbit.ingest import open_jsonl
     from agentops.orbit.log import IngestReport
 
     path = Path(path)
-    if not path.is_file():
-        from agentops.errors import NotFoundError
-
-        raise NotFoundError(f"{path}: no such file", hint="give the path of an OpenLineage .jsonl file")
+    f, _ = open_jsonl(path)  # a directory or FIFO is "not a regular file", not "no such file"
     items: list[tuple[int, dict]] = []
     bad: list[tuple[int, str]] = []
     lines = 0
-    for n, line in _read(path):
+    for n, line in _read(f):
         lines += 1
         try:
             for ev in from_openlineage(json.loads(line)):
