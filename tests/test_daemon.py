@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agentops.daemon import Daemon, Task, read_state
-from agentops.daemon.core import open_for_writing
+from agentops.leases import open_for_writing
 from agentops.daemon.tasks import InactiveTask, optional_import
 from agentops.errors import ConflictError
 

@@ -399,3 +399,12 @@ def test_a_file_still_open_by_its_writer_waits(ws):
         writer.write("second half\n")
     assert route_pending(ws, settle=0).delivered == 1
     assert bodies(ws, "devops") == ["first half\nsecond half\n"]
+
+
+def test_a_file_only_a_reader_holds_open_is_routed(ws):
+    """The same question the daemon asks (agentops.leases): is anyone still writing it?"""
+    path = ws.email_dir / "to-devops-from-user-done.email"
+    path.write_text("written\n")
+    with open(path) as reader:
+        report = route_pending(ws, settle=0)
+        assert report.delivered == 1 and report.skipped == 0 and reader.read() == "written\n"

@@ -22,13 +22,11 @@ inotify queue overflowed, it scans again.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import queue
 import signal
 import stat
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any, Callable, TextIO
 from agentops.daemon import heartbeat
 from agentops.daemon.logs import drop_handlers, log, make_logger
 from agentops.daemon.tasks import InactiveTask, registered_tasks
+from agentops.leases import open_for_writing
 from agentops.store import utcnow
 
 MAX_BATCH = 250           # paths per task call: bounds the work in hand (a stop waits for it)
@@ -47,31 +46,6 @@ UNKNOWN_QUIET = 1.0       # quiet time when the kernel cannot say whether a writ
 BUSY_RECHECK = 0.05       # how soon to look again at a file a writer still has open
 ONCE_MAX_WAIT = 10.0      # --once: how long to wait for files still being written
 POLL_INTERVAL = 0.5       # --poll: seconds between directory snapshots
-
-_F_SETLEASE = getattr(__import__("fcntl"), "F_SETLEASE", None) if sys.platform.startswith("linux") else None
-
-
-def open_for_writing(path: Path) -> bool | None:
-    """True when some process has `path` open for writing, False when none has, None when the
-    kernel cannot tell us (no lease support, not our file, a network mount)."""
-    if _F_SETLEASE is None:
-        return None
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
-        except OSError as exc:
-            return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
-        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)
-
 
 class Stats:
     """Counters for the heartbeat file (updated on the worker, read anywhere)."""

@@ -58,15 +58,16 @@ def find(ws, ident: str) -> dict[str, Any]:
 def retry(ws, ident: str, *, db=None):
     """Route a dead letter again (after fixing its cause). Returns the RouteReport; when it fails
     again it is a new dead letter with a new id."""
-    from agentops.mail.route import _database, _route_lock, _spool_entry, new_token, route_pending
+    from agentops.mail.route import new_token, route_lock, route_pending, spool_entry
+    from agentops.mail.store import orbit_db
     from agentops.store import utcnow, write_tx
 
-    with _route_lock(ws), _database(ws, db) as database:
+    with route_lock(ws), orbit_db(ws, db) as database:
         info = find(ws, ident)
         dead_id = info["id"]
         name = _original_name(database.conn, ws, info)
         ws.spool_dir.mkdir(parents=True, exist_ok=True)
-        entry = _spool_entry(ws.spool_dir, new_token(), name)
+        entry = spool_entry(ws.spool_dir, new_token(), name)
         os.rename(ws.dead_dir / dead_id, entry.spool)
         try:
             os.unlink(ws.dead_dir / f"{dead_id}.reason")

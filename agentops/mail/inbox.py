@@ -7,7 +7,6 @@ the times (`deliveries.read_at`, `acked_at`) and a `mail` event for each.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,6 @@ from agentops.mail import maildir
 from agentops.mail.maildir import ACKED, SEEN
 from agentops.mail import store
 from agentops.store import insert_event, utcnow, write_tx
-
-
-@contextlib.contextmanager
-def _db(ws, db=None):
-    if db is not None:
-        yield db
-        return
-    db = ws.db()
-    try:
-        yield db
-    finally:
-        db.conn.close()
 
 
 def box_of(ws, address: str) -> tuple[str, str]:
@@ -71,7 +58,7 @@ def _state(flags_at: tuple[str, str] | None) -> str:
 def inbox(ws, address: str, *, unread: bool = False, db=None) -> list[dict[str, Any]]:
     """The messages in an agent's inbox (or a role's queue), oldest first, with their state."""
     kind, box = box_of(ws, address)
-    with _db(ws, db) as database:
+    with store.orbit_db(ws, db) as database:
         if kind == "queue":
             settle_claims(ws, database, box)
         rows = store.box_messages(database.conn, kind, box)
@@ -137,13 +124,13 @@ def _mark(ws, db, ident: str, agent: str | None, flags: str, action: str) -> dic
 def read(ws, ident: str, *, agent: str | None = None, db=None) -> dict[str, Any]:
     """The message (headers from Orbit, body, its file), marked read in `agent`'s inbox (the only
     inbox it is in when `agent` is None)."""
-    with _db(ws, db) as database:
+    with store.orbit_db(ws, db) as database:
         return _mark(ws, database, ident, agent, SEEN, "read")
 
 
 def ack(ws, ident: str, *, agent: str | None = None, db=None) -> dict[str, Any]:
     """Acknowledge a message: read + the Maildir `R` flag + an Orbit `acked` event."""
-    with _db(ws, db) as database:
+    with store.orbit_db(ws, db) as database:
         return _mark(ws, database, ident, agent, SEEN + ACKED, "acked")
 
 
@@ -162,7 +149,7 @@ def claim(ws, role: str, agent: str, ident: str | None = None, *, db=None) -> di
     if len(members) < 2:
         raise ValidationError(f"role '{book.roles[r]}' has one member, so its mail goes straight to {a}'s inbox",
                               hint=f"see `agentops mail inbox {a}`")
-    with _db(ws, db) as database:
+    with store.orbit_db(ws, db) as database:
         conn = database.conn
         settle_claims(ws, database, r)
         now = utcnow()
@@ -232,10 +219,10 @@ def settle_all_claims(ws, db) -> int:
 
 
 def thread(ws, ident: str, *, db=None) -> list[dict[str, Any]]:
-    with _db(ws, db) as database:
+    with store.orbit_db(ws, db) as database:
         return store.thread(database.conn, store.resolve_id(database.conn, ident))
 
 
 def search(ws, text: str, *, limit: int = 50, db=None) -> list[dict[str, Any]]:
-    with _db(ws, db) as database:
+    with store.orbit_db(ws, db) as database:
         return store.search(database.conn, text, limit)

@@ -42,7 +42,8 @@ from agentops.errors import AgentOpsError, NotFoundError
 from agentops.mail import maildir
 from agentops.mail.message import Message, MessageError, addresses, decoded, message_ids
 from agentops.mail.names import MAX_NAME_BYTES, SUFFIX, BadName, Matcher
-from agentops.mail.store import Record, ids_known, record_dead, record_delivered
+from agentops.leases import lease_checks, open_for_writing
+from agentops.mail.store import Record, ids_known, orbit_db, record_dead, record_delivered
 
 BATCH_MESSAGES = 1000
 BATCH_BYTES = 64 * 1024 * 1024
@@ -84,7 +85,7 @@ def route_pending(ws, paths: Iterable[os.PathLike | str] | None = None, *, db=No
     `settle` seconds ago (default: the `mail.settle_seconds` setting) are left for the next pass."""
     started = time.monotonic()
     report = RouteReport()
-    with _route_lock(ws), _database(ws, db) as database:
+    with route_lock(ws), orbit_db(ws, db) as database:
         router = _Router(ws, database, report)
         router.run(router.spool_entries(), recovered=True)
         if paths is None:
@@ -102,7 +103,7 @@ def recover(ws, *, db=None) -> RouteReport:
     from agentops.mail.inbox import settle_all_claims
 
     report = route_pending(ws, [], db=db)
-    with _database(ws, db) as database:
+    with orbit_db(ws, db) as database:
         settle_all_claims(ws, database)
     return report
 
@@ -121,7 +122,8 @@ def dead_id_of(token: str) -> str:
 
 # internals ------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _route_lock(ws):
+def route_lock(ws):
+    """Hold the routing lock (`.agent/run/mail.lock`): one routing pass, or retry, at a time."""
     ws.check_layout()  # no pass reads or writes through a state folder linked outside the workspace
     ws.run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(ws.run_dir / "mail.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -130,18 +132,6 @@ def _route_lock(ws):
         yield
     finally:
         os.close(fd)  # closing drops the lock
-
-
-@contextlib.contextmanager
-def _database(ws, db):
-    if db is not None:
-        yield db
-        return
-    db = ws.db()
-    try:
-        yield db
-    finally:
-        db.conn.close()
 
 
 def new_token() -> str:
@@ -246,12 +236,12 @@ class _Router:
         spool.mkdir(parents=True, exist_ok=True)
         zone = self.ws.email_dir
         claimed = []
-        with _lease_checks() as can_check:
+        with lease_checks() as can_check:
             for name in names:  # claim them all first: the drop zone empties at once
-                if can_check and _still_open(zone / name):
+                if can_check and open_for_writing(zone / name):
                     self.report.skipped += 1  # a writer has it open: the next pass takes it
                     continue
-                entry = _spool_entry(spool, new_token(), name)
+                entry = spool_entry(spool, new_token(), name)
                 try:
                     os.rename(zone / name, entry.spool)
                 except FileNotFoundError:
@@ -604,52 +594,7 @@ def _make_durable(boxes: set[str]) -> None:
         maildir.fsync_dir(Path(d) / "new")
 
 
-@contextlib.contextmanager
-def _lease_checks():
-    """Whether `_still_open` may be used here: Linux, on the main thread (the CLI routing without a
-    daemon; the daemon itself routes on close events). A lease broken while held sends SIGIO, whose
-    default would end the process, so SIGIO is ignored for the duration."""
-    import signal
-    import threading
-
-    sigio = getattr(signal, "SIGIO", None)
-    if _F_SETLEASE is None or sigio is None or threading.current_thread() is not threading.main_thread():
-        yield False
-        return
-    old = signal.getsignal(sigio)
-    if old not in (signal.SIG_DFL, signal.SIG_IGN):
-        yield False  # someone handles SIGIO: leave it alone
-        return
-    signal.signal(sigio, signal.SIG_IGN)
-    try:
-        yield True
-    finally:
-        signal.signal(sigio, old)
-
-
-def _still_open(path: Path) -> bool:
-    """True when another open file descriptor holds `path` (a writer not done yet). Linux answers
-    through a write lease, which only succeeds when nobody else has the file open; when the lease
-    cannot be asked for (not our file, a network mount), the answer is False."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return False  # gone, a link, unreadable: the router decides what it is
-    try:
-        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_WRLCK)
-    except OSError as exc:
-        return exc.errno in (errno.EAGAIN, errno.EBUSY)
-    else:
-        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
-        return False
-    finally:
-        os.close(fd)
-
-
-_F_SETLEASE = getattr(fcntl, "F_SETLEASE", None)
-
-
-def _spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
+def spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
     room = 250 - len(token.encode())
     if len(name.encode("utf-8", "surrogateescape")) <= room:
         return _Entry(token, spool / f"{token}~{name}", name, recovered, original=name)

@@ -3,6 +3,7 @@ claimed (always with the `mail` event in the same transaction), and the queries 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
@@ -35,6 +36,19 @@ class Record:
     size: int
     targets: list[tuple[str, str]] = field(default_factory=list)  # (kind, box): inbox/agent, queue/role
     thread_id: str | None = None
+
+
+@contextlib.contextmanager
+def orbit_db(ws, db=None):
+    """`db` when the caller has Orbit open already, else Orbit opened for the block and closed after."""
+    if db is not None:
+        yield db
+        return
+    db = ws.db()
+    try:
+        yield db
+    finally:
+        db.conn.close()
 
 
 def record_delivered(conn: sqlite3.Connection, rec: Record, now: str, threads: dict[str, str]) -> None:
