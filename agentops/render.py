@@ -2,13 +2,11 @@
 `StrictUndefined` on purpose, our filters registered here, and a sandbox.
 
 Everything renders in `jinja2.sandbox.SandboxedEnvironment`: templates may come from a user's or an
-agent's `templates/` folder, and agent-written text (spec descriptions, mail bodies, handoff prompts)
-goes into them. Text passed as context is data, never re-parsed as a template; when agent text must
-itself be rendered as a template, `render_string` does it in the same sandbox, where `__class__`,
-`__mro__` and friends are refused.
+agent's `templates/` folder (template text an agent wrote lives there, and the sandbox refuses
+`__class__`, `__mro__` and friends in it), and agent-written text (spec descriptions, mail bodies,
+handoff prompts) goes into them as context: data, never parsed as a template.
 
-    render(ws, "design.md.j2", spec=spec)           -> str
-    render_string(ws, "Hello {{ name }}", name="x") -> str
+    render(ws, "design.md.j2", spec=spec) -> str
 """
 
 from __future__ import annotations
@@ -143,24 +141,6 @@ def render(ws, template_name: str, **context: Any) -> str:
                               hint="the template uses a variable the renderer does not provide") from None
     except TemplateError as exc:
         raise ValidationError(f"{template_name}: template error: {exc}") from None
-
-
-def render_string(ws, source: str, **context: Any) -> str:
-    """Render agent-written template text in the sandbox. Attribute tricks (`''.__class__...`),
-    unsafe calls and unknown variables are a ValidationError, never executed."""
-    from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
-
-    env = environment(ws)
-    try:
-        return env.from_string(source).render(**context)
-    except SecurityError as exc:
-        raise ValidationError(f"text refused by the template sandbox: {exc}") from None
-    except TemplateSyntaxError as exc:
-        raise ValidationError(f"line {exc.lineno}: template syntax error: {exc.message}") from None
-    except UndefinedError as exc:
-        raise ValidationError(f"template text: {exc.message}") from None
-    except TemplateError as exc:
-        raise ValidationError(f"template text: {exc}") from None
 
 
 def _line(exc: Exception, template) -> int | str:

@@ -16,7 +16,7 @@ from agentops.errors import NotFoundError, ValidationError
 from agentops.pipelines import find_spec
 from agentops.pipelines.documents import TEMPLATES, render_pipeline
 from agentops.pipelines.graph import plan
-from agentops.render import render, render_string
+from agentops.render import render
 from tests.pipeline_helpers import EXAMPLE_NAMES, add_examples, write_spec
 
 EVIL = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% for x in range(3) %}X{% endfor %}"
@@ -84,12 +84,17 @@ def test_template_injection_from_spec_text_is_inert(ws):
     assert not (ws.root / "PWNED").exists() and not Path("PWNED").exists()
 
 
-def test_render_string_sandbox(ws):
-    assert render_string(ws, "Hi {{ who }}", who=EVIL) == f"Hi {EVIL}"
-    for attack in ("{{ ''.__class__.__mro__ }}", "{{ cycler.__init__.__globals__ }}",
-                   "{{ self._TemplateReference__context }}", "{{ x.__class__ }}"):
-        with pytest.raises(ValidationError):
-            render_string(ws, attack, x=1)
+def test_agent_written_templates_render_in_the_sandbox(ws):
+    # template text an agent writes goes in templates/, rendered by render() in the sandbox
+    (ws.templates_dir / "hi.md.j2").write_text("Hi {{ who }}")
+    assert render(ws, "hi.md.j2", who=EVIL) == f"Hi {EVIL}"
+    for n, attack in enumerate(("{{ ''.__class__.__mro__ }}", "{{ cycler.__init__.__globals__ }}",
+                                "{{ self._TemplateReference__context }}", "{{ x.__class__ }}",
+                                "{{ ''.__class__.__mro__[1].__subclasses__() }}")):
+        (ws.templates_dir / f"attack{n}.md.j2").write_text(attack)
+        with pytest.raises(ValidationError, match=f"attack{n}.md.j2"):
+            render(ws, f"attack{n}.md.j2", x=1)
+    assert not (ws.root / "PWNED").exists()
 
 
 # --- the Airflow DAG -------------------------------------------------------------------------------
