@@ -47,6 +47,12 @@ BUSY_RECHECK = 0.05       # how soon to look again at a file a writer still has 
 ONCE_MAX_WAIT = 10.0      # --once: how long to wait for files still being written
 POLL_INTERVAL = 0.5       # --poll: seconds between directory snapshots
 
+def _lease_breaks_ignored() -> bool:
+    """Only ask the kernel about leases when a lease break (SIGIO) cannot end the process."""
+    sigio = getattr(signal, "SIGIO", None)
+    return sigio is None or signal.getsignal(sigio) == signal.SIG_IGN
+
+
 class Stats:
     """Counters for the heartbeat file (updated on the worker, read anywhere)."""
 
@@ -302,6 +308,11 @@ class Daemon:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, lambda s, f: self.stop(s))
+            sigio = getattr(signal, "SIGIO", None)
+            if sigio is not None and signal.getsignal(sigio) == signal.SIG_DFL:
+                # a writer opening a file while the worker holds its lease for an instant breaks
+                # the lease, and the kernel says so with SIGIO, whose default would end the daemon
+                previous[sigio] = signal.signal(sigio, signal.SIG_IGN)
         return previous
 
     def _finish(self) -> None:
@@ -456,13 +467,14 @@ class Daemon:
             return None            # let the task decide (it dead-letters what it cannot read)
         if not stat.S_ISREG(st.st_mode):
             return None            # symlinks, folders, fifos: the task dead-letters them
-        writing = open_for_writing(path)
+        writing = open_for_writing(path) if _lease_breaks_ignored() else None
         if writing:
             return BUSY_RECHECK
         if entry.closed and writing is False:
             return None
         quiet = self.settle if writing is False else max(self.settle, UNKNOWN_QUIET)
-        age = max(time.time() - st.st_mtime, now - entry.first)
+        # quiet since the last change, and seen for at least as long (an old file just found too)
+        age = min(time.time() - st.st_mtime, now - entry.first)
         return None if age >= quiet else quiet - age
 
     def _process(self) -> float:
