@@ -298,11 +298,12 @@ def build_server(ws) -> MCPServer:
     @tool(annotations=READ)
     async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:
         """An agent's (or a shared role queue's) mail, oldest first; only unread by default."""
-        from agentops.mail.inbox import inbox
+        from agentops.mail.inbox import count, inbox
 
-        ws = here()
-        rows = inbox(_routed(ws), agent, unread=unread)
-        return _result(Inbox(agent=agent, total=len(rows), messages=[MailSummary.of(r) for r in rows[:limit]]))
+        ws = _routed(here())
+        rows = inbox(ws, agent, unread=unread, limit=limit, newest=False)
+        total = count(ws, agent, unread=unread) if len(rows) == limit else len(rows)
+        return _result(Inbox(agent=agent, total=total, messages=[MailSummary.of(r) for r in rows]))
 
     @tool(annotations=WRITE)
     async def mail_read(id: MessageId, agent: Copy = None) -> Mail:

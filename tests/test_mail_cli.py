@@ -242,3 +242,18 @@ def test_drafts_list_and_send(ws, cli):
     assert [r["subject"] for r in json.loads(ok(cli("mail", "inbox", "devops", "--json")))] == ["Release notes"]
     r = cli("mail", "send", "--to", "devops", "--body", "x")
     assert r.exit_code == 4 and "--from" in r.output and "--subject" in r.output
+
+
+def test_inbox_shows_the_newest_by_default_and_all_on_request(ws, cli):
+    for i in range(60):
+        (ws.email_dir / f"to-devops-from-data-engineer-n{i:02}.email").write_text(f"Subject: note {i:02}\n\nbody\n")
+    out = ok(cli("mail", "inbox", "devops"))
+    lines = out.strip().splitlines()
+    assert lines[-1] == "(the newest 50 of 60; --limit 0 shows all)"
+    assert "note 10" in lines[1] and "note 59" in lines[-2]  # newest 50, oldest first
+    assert len(ok(cli("mail", "inbox", "devops", "--limit", "0")).strip().splitlines()) == 61
+    rows = json.loads(ok(cli("mail", "inbox", "devops", "--limit", "3", "--json")))
+    assert [r["subject"] for r in rows] == ["note 57", "note 58", "note 59"]
+    ok(cli("mail", "read", rows[0]["message_id"]))
+    unread = json.loads(ok(cli("mail", "inbox", "devops", "--unread", "--limit", "0", "--json")))
+    assert len(unread) == 59 and "note 57" not in [r["subject"] for r in unread]

@@ -138,12 +138,14 @@ def inbox(
     ctx: typer.Context,
     agent: str = typer.Argument(..., help="An agent (or a role with a shared queue)."),
     unread: bool = typer.Option(False, "--unread", help="Only unread messages."),
+    limit: int = typer.Option(50, "--limit", "-n", min=0, help="Show the newest N (0: all)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """List an agent's messages (or a role queue's), oldest first."""
-    from agentops.mail.inbox import inbox as list_inbox
+    """List an agent's messages (or a role queue's): the newest --limit, oldest first."""
+    from agentops.mail.inbox import count, inbox as list_inbox
 
-    rows = list_inbox(_ws(ctx), agent, unread=unread)
+    ws = _ws(ctx)
+    rows = list_inbox(ws, agent, unread=unread, limit=limit or None)
     if as_json:
         emit_json(rows)
         return
@@ -152,6 +154,10 @@ def inbox(
         return
     table(([_short(r["message_id"]), r["state"], r["priority"], r["sender"], _when(r["date"]), r["subject"][:60]]
            for r in rows), ["id", "state", "priority", "from", "date", "subject"])
+    if limit and len(rows) == limit:
+        total = count(ws, agent, unread=unread)
+        if total > limit:
+            typer.echo(f"(the newest {limit} of {total:,}; --limit 0 shows all)")
 
 
 def _show(msg: dict) -> None:

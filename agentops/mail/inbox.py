@@ -55,24 +55,36 @@ def _state(flags_at: tuple[str, str] | None) -> str:
     return "unread"
 
 
-def inbox(ws, address: str, *, unread: bool = False, db=None) -> list[dict[str, Any]]:
-    """The messages in an agent's inbox (or a role's queue), oldest first, with their state."""
+def inbox(ws, address: str, *, unread: bool = False, limit: int | None = None, newest: bool = True,
+          db=None) -> list[dict[str, Any]]:
+    """The messages in an agent's inbox (or a role's queue), oldest first, with their state.
+
+    With `limit`, only that many: the newest ones (`newest=True`, what a person looks at) or the
+    oldest ones (`newest=False`, the order an agent works through its mail)."""
     kind, box = box_of(ws, address)
+    files = maildir.listing(box_dir(ws, kind, box))
+    out: list[dict[str, Any]] = []
     with store.orbit_db(ws, db) as database:
         if kind == "queue":
             settle_claims(ws, database, box)
-        rows = store.box_messages(database.conn, kind, box)
+        for row in store.box_messages(database.conn, kind, box, newest_first=newest):
+            row["box"], row["kind"] = box, kind
+            row["state"] = _state(files.get(row["key"]))
+            if kind == "queue" and row.get("claimed_by"):
+                row["state"] = "claimed"
+            if row["state"] in ("missing",) or (unread and row["state"] != "unread"):
+                continue
+            out.append(row)
+            if limit and len(out) >= limit:
+                break
+    return out[::-1] if newest else out
+
+
+def count(ws, address: str, *, unread: bool = False) -> int:
+    """How many messages the box holds (unread ones only with `unread`), from the Maildir itself."""
+    kind, box = box_of(ws, address)
     files = maildir.listing(box_dir(ws, kind, box))
-    out = []
-    for row in rows:
-        row["box"], row["kind"] = box, kind
-        row["state"] = _state(files.get(row["key"]))
-        if kind == "queue" and row.get("claimed_by"):
-            row["state"] = "claimed"
-        if row["state"] in ("missing",) or (unread and row["state"] != "unread"):
-            continue
-        out.append(row)
-    return out
+    return sum(1 for state in map(_state, files.values()) if not unread or state == "unread")
 
 
 def _delivery(conn, message_id: str, agent: str | None) -> tuple[str, str] | None:

@@ -8,7 +8,7 @@ import functools
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from agentops.errors import ConflictError, NotFoundError, ValidationError
 from agentops.store import insert_event
@@ -170,11 +170,21 @@ def message(conn, message_id: str) -> dict[str, Any]:
     return out
 
 
-def box_messages(conn, kind: str, box: str) -> list[dict[str, Any]]:
-    return query(conn, f"SELECT {', '.join('m.' + c.strip() for c in _COLS.split(','))},"
+def box_messages(conn, kind: str, box: str, *, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+    """The box's messages in delivery order (or newest first), read lazily: a caller that wants
+    the last 50 of 25,000 stops after 50 rows."""
+    order = "DESC" if newest_first else "ASC"
+    cur = conn.execute(f"SELECT {', '.join('m.' + c.strip() for c in _COLS.split(','))},"
                        " d.read_at, d.acked_at, d.claimed_by, d.claimed_at"
                        " FROM deliveries d JOIN messages m ON m.message_id = d.message_id"
-                       " WHERE d.kind = ? AND d.box = ? ORDER BY m.seq", (kind, box))
+                       f" WHERE d.kind = ? AND d.box = ? ORDER BY d.delivered_at {order}, m.seq {order}",
+                       (kind, box))
+    names = [d[0] for d in cur.description]
+    while True:
+        chunk = cur.fetchmany(256)
+        if not chunk:
+            return
+        yield from _rows(names, chunk)
 
 
 def thread(conn, message_id: str) -> list[dict[str, Any]]:
