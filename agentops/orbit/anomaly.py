@@ -82,17 +82,24 @@ def _score(values: Sequence[float], value: float, s: Settings, method: str) -> F
 
 def detect(history: Sequence[tuple[float, int]], value: float, day: int, s: Settings) -> Finding | None:
     """Score `value` (on day ordinal `day`) against `history`: (value, day ordinal) pairs, oldest first."""
-    n = len(history)
+    return detect_series([v for v, _ in history], [d for _, d in history], value, day, s)
+
+
+def detect_series(values: list[float], days: list[int], value: float, day: int, s: Settings) -> Finding | None:
+    """`detect` over a history kept as two parallel lists (values, day ordinals), oldest first: the
+    ingest path keeps each series this way, so the window is a slice rather than a rebuilt list."""
+    n = len(values)
     if n < s.min_points:
         return None
-    if n >= s.min_points * 7 and day:
-        recent_days = [d for _, d in history[-7:]]
-        if recent_days[-1] < day and len(set(recent_days)) == len(recent_days) and recent_days[0]:
+    if n >= s.min_points * 7 and day and days[-1] < day:
+        recent_days = days[-7:]
+        if len(set(recent_days)) == len(recent_days) and recent_days[0]:
             weekday = day % 7
-            same = [v for v, d in history[-s.lookback:] if d % 7 == weekday][-s.window:]
+            lookback = s.lookback
+            same = [v for v, d in zip(values[-lookback:], days[-lookback:]) if d % 7 == weekday][-s.window:]
             if len(same) >= s.min_points:
                 return _score(same, value, s, "seasonal")
-    return _score([v for v, _ in history[-s.window:]], value, s, "rolling")
+    return _score(values[-s.window:], value, s, "rolling")
 
 
 def settings_for(orbit_settings, pipeline: str, dataset: str | None, name: str) -> Settings:

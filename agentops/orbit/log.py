@@ -96,7 +96,7 @@ class Orbit:
         # current state read by earlier batches of this connection; valid while no other
         # connection has committed (PRAGMA data_version unchanged), dropped on any rollback
         self._runs_cache: dict[tuple, dict | None] = {}
-        self._series_cache: dict[str, list] = {}
+        self._series_cache: dict[str, tuple[list, list]] = {}  # series -> (values, day ordinals)
         self._cache_version: int | None = None
 
     def _tx(self):
@@ -373,8 +373,9 @@ class _Batch:
         self.seq += 1
         if ev.ts is None:
             ev.ts = ts
+        # the serializer model_dump_json(exclude_none=True) calls, without its per-call wrapper
         self.events.append((self.seq, ev.id, ts, ev.kind, getattr(ev, "pipeline", None), getattr(ev, "run_id", None),
-                            ev.agent, ev.model_dump_json(exclude_none=True)))
+                            ev.agent, ev.__pydantic_serializer__.to_json(ev, exclude_none=True).decode()))
         return self.seq
 
     def add(self, ev: _Event) -> LogResult:
@@ -440,7 +441,8 @@ class _Batch:
         if ev.id:
             self.known_ids.add(ev.id)
         fresh = cur is None or attempt != cur["attempt"]
-        ev.attempt = attempt
+        if ev.attempt != attempt:
+            ev.attempt = attempt
         seq = self._append(ev, ts)
         state = ev.state
         failing = state in ("failed", "up_for_retry", "upstream_failed")
@@ -506,14 +508,19 @@ class _Batch:
             else:
                 rows = self.conn.execute("SELECT value, ts FROM metrics WHERE series = ? ORDER BY seq DESC LIMIT ?",
                                          (series, settings.lookback)).fetchall()
-            history = self.series[series] = [(v, day_of(t)) for v, t in reversed(rows)]
+            rows.reverse()
+            history = self.series[series] = ([v for v, _ in rows], [day_of(t) for _, t in rows])
         day = day_of(ts)
         if not job:
             self.points.append((seq, series, pipeline, dataset, name, value, ts))
-        found = _anomaly.detect(history, value, day, settings) if len(history) >= settings.min_points else None
-        history.append((value, day))
-        if len(history) > settings.lookback * 2:
-            del history[:-settings.lookback]
+        values, days = history
+        found = (_anomaly.detect_series(values, days, value, day, settings)
+                 if len(values) >= settings.min_points else None)
+        values.append(value)
+        days.append(day)
+        if len(values) > settings.lookback * 2:
+            del values[:-settings.lookback]
+            del days[:-settings.lookback]
         if found is None:
             return
         self.n_anomalies += 1
