@@ -8,6 +8,7 @@ all, so a reader never sees an event without its effect. Alert mail is sent afte
 from __future__ import annotations
 
 import json
+import operator
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from agentops.errors import AgentOpsError, ValidationError
 from agentops.orbit import anomaly as _anomaly
 from agentops.orbit import queries
 from agentops.orbit.events import USER_KINDS, AnomalyEvent, RunEvent, _Event, adapter, format_ts, own_kind, problems
-from agentops.orbit.states import TERMINAL, next_attempt
+from agentops.orbit.states import TERMINAL, TRANSITIONS, next_attempt
 from agentops.store import write_tx
 
 CHUNK = 5000
@@ -28,6 +29,7 @@ JOB_SERIES = ("rows_out", "bytes", "duration_s")
 RUN_COLUMNS = ("pipeline", "run_id", "task", "state", "attempt", "run_type", "logical_date", "error", "owner",
                "started_at", "ended_at", "updated_at", "seq")
 _RUN_SQL = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+_RUN_ROW = operator.itemgetter(*RUN_COLUMNS)  # a runs row dict -> the tuple _RUN_SQL takes
 _EVENT_SQL = "INSERT INTO events (seq, id, ts, kind, pipeline, run_id, agent, data) VALUES (?,?,?,?,?,?,?,?)"
 
 
@@ -174,7 +176,8 @@ class Orbit:
 
     def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int,
                      internal: bool = False) -> None:
-        validate_json, validate_python = adapter().validate_json, adapter().validate_python
+        # the core validator TypeAdapter.validate_json/validate_python call (same defaults), without the wrapper
+        validate_json, validate_python = adapter().validator.validate_json, adapter().validator.validate_python
         from pydantic import ValidationError as PydanticValidationError
 
         parsed: list[tuple[int, _Event]] = []
@@ -185,7 +188,7 @@ class Orbit:
                     if len(raw) > MAX_LINE:
                         report.rejected.append((n, f"line longer than {MAX_LINE} bytes"))
                         continue
-                    if not raw.strip():
+                    if not raw or raw.isspace():  # as `not raw.strip()`, without the copy
                         report.lines -= 1
                         continue
                     parsed.append((n, validate_json(raw)))
@@ -381,6 +384,7 @@ class _Batch:
         self.specs: dict[str, Any] = {}
         self.n_anomalies = 0
         self._days: dict[str, int] = {}
+        self._series_info: dict[tuple, tuple[str, _anomaly.Settings]] = {}  # (pipeline, dataset, name) -> (series, settings)
 
     def day_of(self, ts: str) -> int:
         d = self._days.get(ts[:10])
@@ -454,15 +458,20 @@ class _Batch:
     def _run(self, ev: RunEvent, ts: str) -> LogResult:
         task = ev.task or ""
         key = (ev.pipeline, ev.run_id, task)
-        cur = self._run_row(key)
-        label = f"run {ev.run_id} of {ev.pipeline}" + (f" task {task}" if task else "")
-        attempt = next_attempt(label, cur["state"] if cur else None, cur["attempt"] if cur else None,
-                               ev.state, ev.attempt)
+        cur = self.runs[key] if key in self.runs else self._run_row(key)
+        if cur is None:
+            attempt = ev.attempt or 1  # a run's first event may be any state
+        elif ev.attempt is None and (ev.state == cur["state"] or ev.state in TRANSITIONS[cur["state"]]):
+            attempt = cur["attempt"] or 1  # the common move within an attempt (as next_attempt decides it)
+        else:
+            label = f"run {ev.run_id} of {ev.pipeline}" + (f" task {task}" if task else "")
+            attempt = next_attempt(label, cur["state"], cur["attempt"], ev.state, ev.attempt)
         if ev.id:
             self.known_ids.add(ev.id)
         fresh = cur is None or attempt != cur["attempt"]
-        if ev.attempt != attempt:
-            ev.attempt = attempt
+        if ev.attempt != attempt:  # as `ev.attempt = attempt` (no validate_assignment), without pydantic's __setattr__
+            ev.__dict__["attempt"] = attempt
+            ev.__pydantic_fields_set__.add("attempt")
         seq = self._append(ev, ts)
         state = ev.state
         failing = state in ("failed", "up_for_retry", "upstream_failed")
@@ -516,8 +525,11 @@ class _Batch:
     def _point(self, pipeline: str, dataset: str | None, name: str, value: float, ts: str, seq: int,
                result: LogResult, job: bool = False) -> None:
         """One point of a series: metric events (table metrics) or job figures (read back from jobs)."""
-        series = f"{pipeline}\x1f{dataset or ''}\x1f{name}"
-        settings = self.orbit.series_settings(pipeline, dataset, name)
+        info = self._series_info.get((pipeline, dataset, name))
+        if info is None:
+            info = self._series_info[(pipeline, dataset, name)] = (
+                f"{pipeline}\x1f{dataset or ''}\x1f{name}", self.orbit.series_settings(pipeline, dataset, name))
+        series, settings = info
         history = self.series.get(series)
         day_of = self.day_of
         if history is None:
@@ -530,7 +542,9 @@ class _Batch:
                                          (series, settings.lookback)).fetchall()
             rows.reverse()
             history = self.series[series] = ([v for v, _ in rows], [day_of(t) for _, t in rows])
-        day = day_of(ts)
+        day = self._days.get(ts[:10])
+        if day is None:
+            day = day_of(ts)
         if not job:
             self.points.append((seq, series, pipeline, dataset, name, value, ts))
         values, days = history
@@ -582,7 +596,8 @@ class _Batch:
         if self.events:
             conn.executemany(_EVENT_SQL, self.events)
         if self.dirty_runs:
-            conn.executemany(_RUN_SQL, [tuple(self.runs[k][c] for c in RUN_COLUMNS) for k in self.dirty_runs])
+            runs, row_of = self.runs, _RUN_ROW
+            conn.executemany(_RUN_SQL, [row_of(runs[k]) for k in self.dirty_runs])
         if self.jobs:
             conn.executemany("INSERT INTO jobs (seq, ts, pipeline, run_id, task, rows_in, rows_out, bytes, "
                              "duration_s) VALUES (?,?,?,?,?,?,?,?,?)", self.jobs)
@@ -620,4 +635,6 @@ class _Batch:
 
 def _figure(value) -> str | None:
     """Observed/threshold figures are stored as JSON text (numbers stay numbers when read back)."""
+    if value.__class__ is int:
+        return int.__repr__(value)  # what json.dumps writes for an int, without the encoder
     return None if value is None else json.dumps(value)
