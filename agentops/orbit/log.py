@@ -21,9 +21,9 @@ from agentops.orbit.events import USER_KINDS, AnomalyEvent, RunEvent, _Event, ad
 from agentops.orbit.states import TERMINAL, TRANSITIONS, next_attempt
 from agentops.store import write_tx
 
-CHUNK = 5000
+CHUNK = 20000
 BULK_CACHE_KIB = -64 * 1024  # PRAGMA cache_size while log_many runs (negative: KiB)
-BULK_WAL_PAGES = 10_000      # PRAGMA wal_autocheckpoint while log_many runs
+BULK_WAL_PAGES = 25_000      # PRAGMA wal_autocheckpoint while log_many runs
 MAX_LINE = 1024 * 1024  # a JSONL line longer than this is rejected before parsing
 JOB_SERIES = ("rows_out", "bytes", "duration_s")
 RUN_COLUMNS = ("pipeline", "run_id", "task", "state", "attempt", "run_type", "logical_date", "error", "owner",
