@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 import yaml
 
 from agentops.exports import AGENTS_MD_BEGIN, claude_tools
-from agentops.workspace import Workspace
 
 
 def _frontmatter(text: str) -> dict:

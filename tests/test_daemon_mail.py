@@ -289,7 +289,7 @@ def test_a_roster_change_takes_effect_without_a_restart(ws, daemon):
     ws.config_path.write_text("[[agents]]\nname = 'dana'\nrole = 'Data Engineer'\n"
                               "[[agents]]\nname = 'ops'\nrole = 'DevOps'\n")
     wait_for(lambda: read_state(ws)["batches"] > batches)  # the spec-check task saw agentops.toml
-    drop(ws, f"to-dana-from-ops-welcome.email", "after dana joined\n")
+    drop(ws, "to-dana-from-ops-welcome.email", "after dana joined\n")
     wait_for(lambda: len(new_mail(ws, "dana")) == 1)
     dead = run_agentops("mail", "dead", "--json")
     dead_id = json.loads(dead.stdout)[0]["id"]

@@ -14,10 +14,10 @@ import pytest
 
 from agentops.errors import NotFoundError, ValidationError
 from agentops.pipelines import find_spec
-from agentops.pipelines.documents import TEMPLATES, render_pipeline
+from agentops.pipelines.documents import render_pipeline
 from agentops.pipelines.graph import plan
 from agentops.render import render
-from tests.pipeline_helpers import EXAMPLE_NAMES, add_examples, write_spec
+from tests.pipeline_helpers import EXAMPLE_NAMES, add_examples
 
 EVIL = "{{ ''.__class__.__mro__[1].__subclasses__() }}{% for x in range(3) %}X{% endfor %}"
 

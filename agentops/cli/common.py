@@ -36,3 +36,16 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     out = [fmt.format(*(h.upper() for h in headers)).rstrip()]
     out += [fmt.format(*r).rstrip() for r in rows]
     typer.echo("\n".join(out))
+
+
+def show_rows(rows: list, as_json: bool, headers: Sequence[str], cells, empty: str) -> bool:
+    """The common shape of a read command: JSON, or `empty` when there is nothing, or a table of
+    `cells(row)`. Returns False when there was nothing (for a caller that adds a footer)."""
+    if as_json:
+        emit_json(rows)
+        return bool(rows)
+    if not rows:
+        typer.echo(empty)
+        return False
+    table((cells(r) for r in rows), headers)
+    return True

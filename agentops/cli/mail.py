@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from agentops.cli.common import JSON_HELP, emit_json, table, workspace
+from agentops.cli.common import JSON_HELP, emit_json, show_rows, workspace
 
 mail_app = typer.Typer(help="Mail between agents: send, inbox, read, ack, claim, thread, search, dead letters.",
                        no_args_is_help=True)
@@ -123,14 +123,7 @@ def drafts(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     """List saved drafts (handoffs with `send: false`); send one with `mail send --draft ID`."""
     from agentops.mail.drafts import list_drafts
 
-    rows = list_drafts(workspace(ctx))
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        typer.echo("no drafts")
-        return
-    table(([r["id"], r["file"]] for r in rows), ["id", "file"])
+    show_rows(list_drafts(workspace(ctx)), as_json, ["id", "file"], lambda r: [r["id"], r["file"]], "no drafts")
 
 
 @mail_app.command("inbox")
@@ -146,15 +139,10 @@ def inbox(
 
     ws = _ws(ctx)
     rows = list_inbox(ws, agent, unread=unread, limit=limit or None)
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        typer.echo("no messages" if not unread else "no unread messages")
-        return
-    table(([_short(r["message_id"]), r["state"], r["priority"], r["sender"], _when(r["date"]), r["subject"][:60]]
-           for r in rows), ["id", "state", "priority", "from", "date", "subject"])
-    if limit and len(rows) == limit:
+    shown = show_rows(rows, as_json, ["id", "state", "priority", "from", "date", "subject"],
+                      lambda r: [_short(r["message_id"]), r["state"], r["priority"], r["sender"], _when(r["date"]),
+                                 r["subject"][:60]], "no unread messages" if unread else "no messages")
+    if shown and not as_json and limit and len(rows) == limit:
         total = count(ws, agent, unread=unread)
         if total > limit:
             typer.echo(f"(the newest {limit} of {total:,}; --limit 0 shows all)")
@@ -253,15 +241,9 @@ def search(
     """Full-text search over every delivered message (SQLite FTS5 on subject and body)."""
     from agentops.mail.inbox import search as search_mail
 
-    rows = search_mail(_ws(ctx), query, limit=limit)
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        typer.echo("no match")
-        return
-    table(([_short(r["message_id"]), r["sender"], ", ".join(r["recipients"]), _when(r["date"]), r["subject"][:50],
-            r["snippet"].replace("\n", " ")[:70]] for r in rows), ["id", "from", "to", "date", "subject", "match"])
+    show_rows(search_mail(_ws(ctx), query, limit=limit), as_json, ["id", "from", "to", "date", "subject", "match"],
+              lambda r: [_short(r["message_id"]), r["sender"], ", ".join(r["recipients"]), _when(r["date"]),
+                         r["subject"][:50], r["snippet"].replace("\n", " ")[:70]], "no match")
 
 
 @mail_app.command("dead")
@@ -270,14 +252,9 @@ def dead(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
     from agentops.mail.dead import list_dead
 
     rows = list_dead(_ws(ctx))
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        typer.echo("no dead letters")
-        return
-    table(([r["id"], r.get("cause"), _when(r.get("time")), r.get("name", "")[:50], r.get("reason", "")[:80]]
-           for r in rows), ["id", "cause", "time", "file", "reason"])
+    show_rows(rows, as_json, ["id", "cause", "time", "file", "reason"],
+              lambda r: [r["id"], r.get("cause"), _when(r.get("time")), r.get("name", "")[:50],
+                         r.get("reason", "")[:80]], "no dead letters")
 
 
 @mail_app.command("retry")

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from agentops.cli.common import JSON_HELP, emit_json, table, workspace
+from agentops.cli.common import JSON_HELP, emit_json, show_rows, workspace
 
 orbit_app = typer.Typer(help="The Orbit event log: pipeline runs, jobs, quality checks, metrics, anomalies.",
                         no_args_is_help=True)
@@ -130,12 +130,9 @@ def runs(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", "-
     """Runs and task runs at their latest state, newest first."""
     with _open(ctx) as orbit:
         rows = orbit.runs(pipeline=pipeline, state=state, since=since, tasks=None if tasks else False, limit=limit)
-    if as_json:
-        emit_json(rows)
-        return
-    table(([r["pipeline"], r["run_id"], r["task"], r["state"], r["attempt"], r["run_type"], r["logical_date"],
-            r["updated_at"][:19], (r["error"] or "")[:60]] for r in rows),
-          ["pipeline", "run", "task", "state", "try", "type", "date", "updated", "error"])
+    show_rows(rows, as_json, ["pipeline", "run", "task", "state", "try", "type", "date", "updated", "error"],
+              lambda r: [r["pipeline"], r["run_id"], r["task"], r["state"], r["attempt"], r["run_type"],
+                         r["logical_date"], r["updated_at"][:19], (r["error"] or "")[:60]], "no runs")
 
 
 @orbit_app.command("events")
@@ -183,12 +180,9 @@ def checks(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", 
     """Data-quality check results (latest per run, dataset and check)."""
     with _open(ctx) as orbit:
         rows = orbit.checks(pipeline=pipeline, failed=True if failed else None, since=since)
-    if as_json:
-        emit_json(rows)
-        return
-    table(([r["pipeline"], r["run_id"], r["dataset"], r["check"], "pass" if r["passed"] else "FAIL", r["severity"],
-            r["observed"], r["threshold"], r["ts"][:19]] for r in rows),
-          ["pipeline", "run", "dataset", "check", "result", "severity", "observed", "threshold", "ts"])
+    show_rows(rows, as_json, ["pipeline", "run", "dataset", "check", "result", "severity", "observed", "threshold", "ts"],
+              lambda r: [r["pipeline"], r["run_id"], r["dataset"], r["check"], "pass" if r["passed"] else "FAIL",
+                         r["severity"], r["observed"], r["threshold"], r["ts"][:19]], "no check results")
 
 
 @orbit_app.command("anomalies")
@@ -198,12 +192,9 @@ def anomalies(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline
     """Anomalies found in metric series and job figures."""
     with _open(ctx) as orbit:
         rows = orbit.anomalies(pipeline=pipeline, since=since)
-    if as_json:
-        emit_json(rows)
-        return
-    table(([r["pipeline"], r["dataset"], r["metric"], f"{r['value']:g}", f"{r['expected']:.4g}", r["zscore"],
-            r["direction"], r["method"], r["ts"][:19]] for r in rows),
-          ["pipeline", "dataset", "metric", "value", "expected", "z", "direction", "method", "ts"])
+    show_rows(rows, as_json, ["pipeline", "dataset", "metric", "value", "expected", "z", "direction", "method", "ts"],
+              lambda r: [r["pipeline"], r["dataset"], r["metric"], f"{r['value']:g}", f"{r['expected']:.4g}",
+                         r["zscore"], r["direction"], r["method"], r["ts"][:19]], "no anomalies")
 
 
 @orbit_app.command("export")

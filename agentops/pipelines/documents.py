@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from agentops.errors import NotFoundError, ValidationError
+from agentops.errors import ValidationError
 
 DEFAULT_START = date(2026, 1, 1)  # an Airflow start_date when the spec has none (catchup is off)
 
