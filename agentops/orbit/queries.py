@@ -50,26 +50,26 @@ def _limit(sql: str, params: list, limit: int | None) -> str:
     return sql
 
 
-def runs(conn, *, pipeline=None, state=None, since=None, tasks=None, run_type=None, limit=200) -> list[dict]:
+def _select(what: str, filters: list[tuple[str, Any]], order: str, limit: int | None = None) -> tuple[str, list]:
+    """`SELECT what WHERE ...` from (clause, value) filters, skipping those whose value is None or
+    empty; a clause without `?` is kept when its value is truthy (a flag)."""
     where, params = [], []
-    if pipeline:
-        where.append("pipeline = ?")
-        params.append(pipeline)
-    if state:
-        where.append("state = ?")
-        params.append(state)
-    if run_type:
-        where.append("run_type = ?")
-        params.append(run_type)
-    if since:
-        where.append("updated_at >= ?")
-        params.append(parse_since(since))
-    if tasks is False:
-        where.append("task = ''")
-    elif tasks is True:
-        where.append("task != ''")
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_at DESC"
-    return _rows(conn.execute(_limit(sql, params, limit), params))
+    for clause, value in filters:
+        if value is None or value == "" or value is False and "?" not in clause:
+            continue
+        where.append(clause)
+        if "?" in clause:
+            params.append(value)
+    sql = f"SELECT {what}" + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}"
+    return _limit(sql, params, limit), params
+
+
+def runs(conn, *, pipeline=None, state=None, since=None, tasks=None, run_type=None, limit=200) -> list[dict]:
+    sql, params = _select("* FROM runs", [
+        ("pipeline = ?", pipeline), ("state = ?", state), ("run_type = ?", run_type),
+        ("updated_at >= ?", parse_since(since)), ("task = ''", tasks is False), ("task != ''", tasks is True),
+    ], "updated_at DESC", limit)
+    return _rows(conn.execute(sql, params))
 
 
 def run(conn, pipeline: str, run_id: str, task: str | None = None) -> dict | None:
@@ -85,21 +85,10 @@ def _event(seq: int, data: str) -> dict:
 
 
 def events(conn, *, kind=None, since=None, limit=100, pipeline=None, run_id=None) -> list[dict]:
-    where, params = [], []
-    if kind:
-        where.append("kind = ?")
-        params.append(kind)
-    if pipeline:
-        where.append("pipeline = ?")
-        params.append(pipeline)
-    if run_id:
-        where.append("run_id = ?")
-        params.append(run_id)
-    if since:
-        where.append("ts >= ?")
-        params.append(parse_since(since))
-    sql = "SELECT seq, data FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC"
-    rows = conn.execute(_limit(sql, params, limit), params).fetchall()
+    sql, params = _select("seq, data FROM events", [
+        ("kind = ?", kind), ("pipeline = ?", pipeline), ("run_id = ?", run_id), ("ts >= ?", parse_since(since)),
+    ], "seq DESC", limit)
+    rows = conn.execute(sql, params).fetchall()
     return [_event(s, d) for s, d in reversed(rows)]
 
 
@@ -160,21 +149,11 @@ def search(conn, query: str, limit: int = 50) -> list[dict]:
 
 
 def checks(conn, *, pipeline=None, failed=None, severity=None, since=None, limit=200) -> list[dict]:
-    where, params = [], []
-    if pipeline:
-        where.append("pipeline = ?")
-        params.append(pipeline)
-    if failed is not None:
-        where.append("passed = ?")
-        params.append(0 if failed else 1)
-    if severity:
-        where.append("severity = ?")
-        params.append(severity)
-    if since:
-        where.append("ts >= ?")
-        params.append(parse_since(since))
-    sql = "SELECT * FROM checks" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts DESC"
-    out = _rows(conn.execute(_limit(sql, params, limit), params))
+    sql, params = _select("* FROM checks", [
+        ("pipeline = ?", pipeline), ("passed = ?", None if failed is None else int(not failed)),
+        ("severity = ?", severity), ("ts >= ?", parse_since(since)),
+    ], "ts DESC", limit)
+    out = _rows(conn.execute(sql, params))
     for r in out:
         r["passed"] = bool(r["passed"])
         r["run_id"] = r["run_id"] or None
@@ -193,30 +172,15 @@ def metrics(conn, pipeline: str, name: str, dataset: str | None, limit: int | No
 
 def simple(conn, table: str, *, pipeline=None, since=None, status=None, limit=200) -> list[dict]:
     assert table in ("anomalies", "alerts", "jobs")
-    where, params = [], []
-    if pipeline:
-        where.append("pipeline = ?")
-        params.append(pipeline)
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if since:
-        where.append("ts >= ?")
-        params.append(parse_since(since))
-    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY ts DESC"
-    return _rows(conn.execute(_limit(sql, params, limit), params))
+    sql, params = _select(f"* FROM {table}", [
+        ("pipeline = ?", pipeline), ("status = ?", status), ("ts >= ?", parse_since(since)),
+    ], "ts DESC", limit)
+    return _rows(conn.execute(sql, params))
 
 
 def perf(conn, *, status=None, pipeline=None) -> list[dict]:
-    where, params = [], []
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if pipeline:
-        where.append("pipeline = ?")
-        params.append(pipeline)
-    out = _rows(conn.execute("SELECT * FROM perf" + (" WHERE " + " AND ".join(where) if where else "")
-                             + " ORDER BY updated_at DESC", params))
+    sql, params = _select("* FROM perf", [("status = ?", status), ("pipeline = ?", pipeline)], "updated_at DESC")
+    out = _rows(conn.execute(sql, params))
     for r in out:
         r["task"] = r["task"] or None
         for k in ("before", "after"):
