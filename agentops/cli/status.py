@@ -33,6 +33,11 @@ def render_terminal(s: dict):
     from rich.text import Text
 
     class Table(_Table):
+        def __init__(self, title: str, *columns: str, right: tuple[str, ...] = ()):
+            super().__init__(title=title, title_justify="left")
+            for col in columns:
+                self.add_column(col, justify="right" if col in right else "left")
+
         def add_row(self, *cells, **kw):
             super().add_row(*(c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells), **kw)
 
@@ -48,9 +53,8 @@ def render_terminal(s: dict):
         line.stylize("red", len(line) - len(str(d["dead_letters"])))
     parts.append(line)
 
-    t = Table(title="Agents", title_justify="left", expand=False)
-    for col in ("agent", "role", "unread", "unacked", "oldest unread", "drafts", "last dispatch"):
-        t.add_column(col, justify="right" if col in ("unread", "unacked", "drafts") else "left")
+    t = Table("Agents", "agent", "role", "unread", "unacked", "oldest unread", "drafts", "last dispatch",
+              right=("unread", "unacked", "drafts"))
     for a in s["agents"]:
         disp = a["dispatch"]
         t.add_row(a["name"], a["role"] or "", str(a["unread"]), str(a["unacked"]), _age(a["oldest_unread_age_s"]),
@@ -61,9 +65,7 @@ def render_terminal(s: dict):
     parts.append(t)
 
     if s["pipelines"]:
-        t = Table(title="Pipelines", title_justify="left")
-        for col in ("pipeline", "owner", "latest run", "state", "date", "running", "backfill"):
-            t.add_column(col)
+        t = Table("Pipelines", "pipeline", "owner", "latest run", "state", "date", "running", "backfill")
         for p in s["pipelines"]:
             r = p["latest"] or {}
             state = r.get("state", "-")
@@ -77,9 +79,7 @@ def render_terminal(s: dict):
 
     q = s["quality"]
     if q["failed_checks"] or q["anomalies"]:
-        t = Table(title=f"Quality (since {s['since']})", title_justify="left")
-        for col in ("when", "pipeline", "what", "detail"):
-            t.add_column(col)
+        t = Table(f"Quality (since {s['since']})", "when", "pipeline", "what", "detail")
         for c in q["failed_checks"]:
             t.add_row(_short(c["ts"]), c["pipeline"], Text(f"{c['severity']} check {c['check']}",
                       style="red" if c["severity"] == "error" else "yellow"),
@@ -89,23 +89,17 @@ def render_terminal(s: dict):
                       f"{a['value']:g} vs ~{a['expected']:g} (z={a['zscore']:.1f}, {a['direction']})")
         parts.append(t)
     if s["perf_open"]:
-        t = Table(title="Open performance issues", title_justify="left")
-        for col in ("pipeline", "task", "bottleneck", "note"):
-            t.add_column(col)
+        t = Table("Open performance issues", "pipeline", "task", "bottleneck", "note")
         for p in s["perf_open"]:
             t.add_row(p["pipeline"], p["task"] or "-", p["bottleneck"], p["note"] or "")
         parts.append(t)
     if s["alerts"]:
-        t = Table(title="Alerts", title_justify="left")
-        for col in ("when", "to", "subject", "mail"):
-            t.add_column(col)
+        t = Table("Alerts", "when", "to", "subject", "mail")
         for a in s["alerts"]:
             t.add_row(_short(a["ts"]), a["owner"], a["subject"], a["status"])
         parts.append(t)
     if s["handoffs"]:
-        t = Table(title="Handoffs", title_justify="left")
-        for col in ("when", "from", "to", "label", "how"):
-            t.add_column(col)
+        t = Table("Handoffs", "when", "from", "to", "label", "how")
         for h in s["handoffs"]:
             t.add_row(_short(h.get("ts")), h.get("sender", ""), h.get("target", ""), h.get("label", ""),
                       "sent" if h.get("sent") else f"draft {h.get('draft')}")
