@@ -24,7 +24,7 @@ def test_log_runs_events_search(ws, cli):
     assert r.exit_code == 0
     r = cli("orbit", "log", "run", "--pipeline", "orders", "--run-id", "r1", "--state", "succeeded")
     assert r.exit_code == 4 and "failed -> succeeded" in r.output
-    r = cli("orbit", "log", "check", "--json", '{"pipeline": "orders", "dataset": "orders"}', "--check", "unique:id",
+    r = cli("orbit", "log", "check", "--event", '{"pipeline": "orders", "dataset": "orders"}', "--check", "unique:id",
             "--passed", "false", "--observed", "3", "--threshold", "0", "--run-id", "r1")
     assert r.exit_code == 0
     r = cli("orbit", "log", "run", "--pipeline", "orders", "--run-id", "r2", "--state", "nope")

@@ -59,8 +59,8 @@ def _fields(args: list[str]) -> dict:
 
 @orbit_app.command("log", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def log(ctx: typer.Context, kind: str = typer.Argument(..., help=KIND_HELP),
-        json_text: str = typer.Option(None, "--json", help="The whole event as a JSON object (fields override)."),
-        as_json: bool = typer.Option(False, "--print-json", help="Print the result as JSON.")):
+        json_text: str = typer.Option(None, "--event", help="The whole event as a JSON object (fields override)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")):
     """Log one event: `orbit log run --pipeline p --run-id r1 --state failed --error "..."`."""
     from agentops.errors import ValidationError
 
@@ -69,9 +69,9 @@ def log(ctx: typer.Context, kind: str = typer.Argument(..., help=KIND_HELP),
         try:
             event = json.loads(json_text)
         except ValueError as exc:
-            raise ValidationError(f"--json: not valid JSON: {exc}") from None
+            raise ValidationError(f"--event: not valid JSON: {exc}") from None
         if not isinstance(event, dict):
-            raise ValidationError("--json: must be a JSON object")
+            raise ValidationError("--event: must be a JSON object")
     event.update(_fields(ctx.args))
     event["kind"] = kind
     with _open(ctx) as orbit:
