@@ -484,12 +484,6 @@ class Dispatcher:
             self._cond.notify_all()
         return names
 
-    def idle(self) -> bool:
-        """Nothing running and nothing pending."""
-        with self._cond:
-            return not self._running and all(s.due is None and s.dirty_since is None
-                                             for s in self._agents.values())
-
     def wait_idle(self, timeout: float | None) -> bool:
         """Wait until nothing runs and nothing is pending (retries included); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout

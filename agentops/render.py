@@ -111,11 +111,6 @@ def template_names(ws) -> list[str]:
     return sorted(n for n in environment(ws).list_templates() if n.endswith(".j2"))
 
 
-def template_origin(ws, name: str) -> str:
-    """`workspace` when the workspace's templates/ overrides `name`, else `packaged`."""
-    return "workspace" if (ws.templates_dir / name).is_file() else "packaged"
-
-
 def render(ws, template_name: str, **context: Any) -> str:
     """Render a template by file name. Raise NotFoundError for an unknown template and
     ValidationError (naming the template and line) for a template error or a missing variable."""

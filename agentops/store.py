@@ -6,7 +6,6 @@ import contextlib
 import fcntl
 import json
 import sqlite3
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -111,7 +110,3 @@ def insert_event(conn: sqlite3.Connection, kind: str, data: dict[str, Any], *, i
          agent or data.get("agent"), json.dumps(body, separators=(",", ":"), default=str)),
     )
     return cur.lastrowid if cur.rowcount else None
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex

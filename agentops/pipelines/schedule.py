@@ -133,15 +133,6 @@ class Cron:
         days += matching_days(last - rest + 1, last)
         return days * len(self.hours) * len(self.minutes)
 
-    def interval_seconds(self) -> float | None:
-        """A rough period (used to say how often the pipeline runs); None when irregular."""
-        if len(self.minutes) > 1 or len(self.hours) > 1:
-            per_day = len(self.minutes) * len(self.hours)
-            return 86400 / per_day
-        if self.dom_star and self.dow_star and len(self.months) == 12:
-            return 86400
-        return None
-
 
 def partition_key(cron: Cron, t: datetime) -> str:
     return t.date().isoformat() if cron.daily_or_coarser else t.strftime("%Y-%m-%dT%H:%M")

@@ -383,9 +383,6 @@ class PipelineSpec(_Model):
                 out.setdefault(d, st.name)
         return out
 
-    def checks_for(self, dataset: str) -> list[QualityCheck]:
-        return [q for q in self.quality if q.dataset == dataset]
-
     def destination(self, dataset: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == dataset), None)
 
