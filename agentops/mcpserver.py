@@ -438,12 +438,6 @@ def build_server(ws) -> MCPServer:
 
 # --- adapting library values to the tool outputs ------------------------------------------------
 def _routed(ws):
-    """The workspace, after routing pending drop files when no daemon runs (as the mail CLI does),
-    so mail written as files is readable without the daemon."""
-    from agentops.pidlock import daemon_pid
+    from agentops.mail import route_if_no_daemon
 
-    if ws.email_dir.is_dir() and daemon_pid(ws) is None:
-        from agentops.mail import route_pending
-
-        route_pending(ws)
-    return ws
+    return route_if_no_daemon(ws)

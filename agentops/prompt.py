@@ -7,9 +7,6 @@ tools), its unread mail and its open work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.parser import BytesParser
-from email.policy import default as default_policy
-from pathlib import Path
 
 from agentops.errors import NotFoundError
 
@@ -27,33 +24,24 @@ class MailSummary:
     body: str
 
 
-def _is_unread(path: Path) -> bool:
-    if path.parent.name == "new":
-        return True
-    info = path.name.rpartition(":2,")[2] if ":2," in path.name else ""
-    return "S" not in info
-
-
 def unread_mail(ws, agent: str, limit: int = MAX_UNREAD_IN_PROMPT) -> list[MailSummary]:
-    """Unread messages in the agent's Maildir, oldest first (read straight from the files)."""
-    box = ws.inbox(agent)
-    files = []
-    for sub in ("new", "cur"):
-        d = box / sub
-        if d.is_dir():
-            files.extend(p for p in d.iterdir() if p.is_file() and not p.is_symlink() and _is_unread(p))
-    files.sort(key=lambda p: (p.stat().st_mtime, p.name))
+    """The agent's oldest unread messages (the order to work through them), from the mail library."""
+    from agentops.mail import route_if_no_daemon, store
+    from agentops.mail.inbox import box_dir, inbox
+    from agentops.mail.maildir import locate
+
+    rows = inbox(route_if_no_daemon(ws), agent, unread=True, limit=limit, newest=False)
+    if not rows:
+        return []
+    box = box_dir(ws, "inbox", agent)
+    with store.orbit_db(ws) as db:
+        bodies = {r["message_id"]: store.message(db.conn, r["message_id"])["body"] for r in rows}
     out = []
-    parser = BytesParser(policy=default_policy)
-    for path in files[:limit]:
-        with open(path, "rb") as fh:
-            msg = parser.parse(fh)
-        body = msg.get_body(preferencelist=("plain",))
-        text = body.get_content() if body is not None else ""
+    for r in rows:
+        path = locate(box, r["key"])
         out.append(MailSummary(
-            id=str(msg.get("Message-ID", path.name)).strip("<>"), sender=str(msg.get("From", "")),
-            subject=str(msg.get("Subject", "(no subject)")), date=str(msg.get("Date", "")),
-            priority=str(msg.get("Priority", "normal")), path=str(path.relative_to(ws.root)), body=text,
+            id=r["message_id"].strip("<>"), sender=r["sender"], subject=r["subject"], date=r["date"],
+            priority=r["priority"], path=str(path.relative_to(ws.root)) if path else "", body=bodies[r["message_id"]],
         ))
     return out
 

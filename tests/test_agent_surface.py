@@ -67,10 +67,9 @@ def test_export_uses_roster_addresses(ws, cli):
 
 
 def test_prompt_has_role_protocol_and_unread_mail(ws, cli):
-    inbox = ws.inbox("devops") / "new"
-    inbox.mkdir(parents=True)
-    (inbox / "1.host").write_bytes(b"From: data-engineer\nSubject: Need 8 cores\nMessage-ID: <abc@x>\n\n"
-                                   b"For the orders backfill.\n")
+    # dropped as a file the way an agent writes it; `prompt` routes it (no daemon runs here)
+    (ws.email_dir / "to-devops-from-data-engineer-capacity.email").write_bytes(
+        b"Subject: Need 8 cores\n\nFor the orders backfill.\n")
     r = cli("prompt", "devops")
     assert r.exit_code == 0, r.output
     assert r.output.startswith("# You are DevOps (`devops`)")

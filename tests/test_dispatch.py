@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import threading
@@ -86,13 +85,14 @@ def runs(out: Path) -> list[dict]:
 
 
 def drop_mail(ws: Workspace, agent: str, subject: str = "hello", body: str = "please look") -> Path:
-    """Put a message straight into the agent's Maildir (what routing does), without the mail library."""
-    new = ws.inbox(agent) / "new"
-    for sub in ("tmp", "new", "cur"):
-        (ws.inbox(agent) / sub).mkdir(parents=True, exist_ok=True)
-    path = new / f"{time.time_ns()}.{os.getpid()}.test"
-    path.write_text(f"From: user\nTo: {agent}\nSubject: {subject}\n\n{body}\n")
-    return path
+    """Send a message to the agent through the mail library; return the delivered Maildir file."""
+    from agentops.mail import send
+    from agentops.mail.inbox import inbox
+    from agentops.mail.maildir import locate
+
+    (mid,) = send(ws, sender="user", to=[agent], subject=subject, body=body)
+    (row,) = [r for r in inbox(ws, agent, limit=5) if r["message_id"] == mid]
+    return locate(ws.inbox(agent), row["key"])
 
 
 def events(ws: Workspace, kind="dispatch") -> list[dict]:

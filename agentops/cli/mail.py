@@ -25,17 +25,9 @@ def register(app: typer.Typer) -> None:
 
 def _ws(ctx: typer.Context):
     """The workspace, after routing pending drop files when no daemon is running."""
-    return _route(workspace(ctx))
+    from agentops.mail import route_if_no_daemon
 
-
-def _route(ws):
-    from agentops.pidlock import daemon_pid
-
-    if ws.email_dir.is_dir() and daemon_pid(ws) is None:
-        from agentops.mail.route import route_pending
-
-        route_pending(ws)
-    return ws
+    return route_if_no_daemon(workspace(ctx))
 
 
 def _short(message_id: str) -> str:
@@ -62,7 +54,7 @@ def send(
 ):
     """Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."""
     from agentops.errors import ValidationError
-    from agentops.mail import send as send_mail
+    from agentops.mail import route_if_no_daemon, send as send_mail
     from agentops.pidlock import daemon_pid
 
     if draft is not None:
@@ -93,7 +85,7 @@ def send(
         stdin = getattr(sys.stdin, "buffer", None)
         data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode("utf-8", "surrogateescape")
         body = _text(data, "the text on stdin", limit)
-    _route(ws)
+    route_if_no_daemon(ws)
     ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
                     reply_to=reply_to)
     queued = daemon_pid(ws) is not None

@@ -8,7 +8,7 @@ This package's import is light: the heavy parts load when called.
 
 from __future__ import annotations
 
-__all__ = ["send", "route_pending", "recover"]
+__all__ = ["send", "route_pending", "route_if_no_daemon", "recover"]
 
 
 def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> list[str]:
@@ -30,3 +30,13 @@ def recover(ws, *, db=None):
     from agentops.mail.route import recover as _recover
 
     return _recover(ws, db=db)
+
+
+def route_if_no_daemon(ws):
+    """Route pending drop files now unless a daemon is running (it would route them itself), so
+    mail written as files is readable without the daemon. Returns `ws` for chaining."""
+    from agentops.pidlock import daemon_pid
+
+    if ws.email_dir.is_dir() and daemon_pid(ws) is None:
+        route_pending(ws)
+    return ws
