@@ -9,16 +9,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
 
 from agentops import yamlio
+from agentops.addresses import slug
 from agentops.errors import NotFoundError, ValidationError, format_pydantic_errors
 
 ROLE_SUFFIX = ".agent.md"
-
-
-def slug(name: str) -> str:
-    """`Database Engineer` -> `database-engineer` (see agentops.addresses.slug)."""
-    from agentops.addresses import slug as _slug
-
-    return _slug(name)
 
 
 def _str_or_list(value):
