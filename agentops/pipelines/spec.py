@@ -383,6 +383,10 @@ class PipelineSpec(_Model):
                 out.setdefault(d, st.name)
         return out
 
+    def checks_for(self, dataset: str) -> list[QualityCheck]:
+        """The quality checks on `dataset` (the ETL workflow and runbook templates list them per stage)."""
+        return [q for q in self.quality if q.dataset == dataset]
+
     def destination(self, dataset: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == dataset), None)
 
