@@ -43,7 +43,6 @@ def _mentions(ws, text: str) -> tuple[list[dict], list[str]]:
     """Pipelines (by spec name) and run ids that the context text mentions."""
     if not text:
         return [], []
-    pipelines = []
     try:
         from agentops.pipelines import load_specs
 
@@ -51,21 +50,22 @@ def _mentions(ws, text: str) -> tuple[list[dict], list[str]]:
     except Exception:  # noqa: BLE001 - a broken spec must not stop a handoff
         specs = []
     words = set(re.findall(r"[A-Za-z0-9_.:-]+", text))
-    for spec in specs:
-        if spec.name in words:
-            pipelines.append({"name": spec.name, "owner": spec.owner,
-                              "path": f".agent/data/pipelines/{spec.name}.yaml", "latest": None})
+    pipelines = [{"name": spec.name, "owner": spec.owner, "path": f".agent/data/pipelines/{spec.name}.yaml",
+                  "latest": None} for spec in specs if spec.name in words]
     runs = []
-    if ws.db_path.exists():
+    if ws.db_path.exists():  # Orbit's derived `runs` table, not a scan of the event log
         db = ws.db()
         try:
-            candidates = [w for w in words if len(w) >= 4][:200]
+            for p in pipelines:
+                row = db.conn.execute("SELECT run_id, state FROM runs WHERE pipeline = ? AND task = '' "
+                                      "ORDER BY updated_at DESC LIMIT 1", (p["name"],)).fetchone()
+                p["latest"] = f"{row[0]} ({row[1]})" if row else None
+            candidates = sorted(words)[:500]
             if candidates:
                 marks = ",".join("?" * len(candidates))
-                rows = db.conn.execute(
-                    f"SELECT DISTINCT pipeline, run_id FROM events WHERE kind='run' AND run_id IN ({marks})",
-                    candidates).fetchall()
-                runs = [f"{p} run {r}" for p, r in rows]
+                rows = db.conn.execute(f"SELECT pipeline, run_id, state FROM runs WHERE task = '' "
+                                       f"AND run_id IN ({marks}) ORDER BY pipeline, run_id", candidates).fetchall()
+                runs = [f"{p} run {r} ({state})" for p, r, state in rows]
         finally:
             db.conn.close()
     return pipelines, runs

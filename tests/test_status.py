@@ -96,3 +96,13 @@ def test_handoff_draft_then_send(ws, cli):
     assert next(a for a in s["agents"] if a["name"] == "developer")["unread"] == 1
     r = cli("handoff", "--from", "data-engineer", "No Such Label")
     assert r.exit_code == 5 and "has no handoff 'No Such Label'" in r.output
+
+
+def test_handoff_links_the_pipelines_and_runs_its_context_mentions(ws, cli):
+    _seed(ws)
+    r = cli("handoff", "--from", "data-engineer", "Consult Database Engineer",
+            "--context", "orders_daily run r1 died in extract; is the index on orders(order_id) missing?")
+    assert r.exit_code == 0, r.output
+    p = cli("prompt", "database-engineer").output
+    assert "orders_daily (owner data-engineer): spec `.agent/data/pipelines/orders_daily.yaml`" in p
+    assert "latest run r1 (failed)" in p and "- orders_daily run r1 (failed)" in p
