@@ -7,10 +7,8 @@ A role slug addresses that role: one member gets it directly; several share a ro
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 
 from agentops.errors import NotFoundError
@@ -106,28 +104,16 @@ class AddressBook:
                             hint="check the name, or add the agent to agentops.toml")
 
 
-# The address book of a workspace, cached --------------------------------------------------------
-# Building it parses every role file (YAML + pydantic), which costs a short command like
-# `agentops mail send` more than its own work. The book is kept in .agent/run/addresses.json with the
-# (name, mtime_ns, size, inode) of every file it was built from; any change to them rebuilds it. As
-# git does with its index, a file changed in the last second is not trusted to that key (file-system
-# timestamps are coarse): while any source is that fresh, the book is built and not cached.
+# The address book of a workspace, cached under .agent/run/ (see agentops.cache) ----------------
 CACHE_FILE = "addresses.json"
-CACHE_VERSION = 1
-RACY_NS = 1_000_000_000
-
-
+CACHE_VERSION = 2
 ROLE_SUFFIX = ".agent.md"  # roles.ROLE_SUFFIX (importing agentops.roles would cost what the cache saves)
 
 
 def _sources(ws, roles_dir) -> list:
-    out = [str(roles_dir)]
-    for path in (ws.config_path, roles_dir):
-        try:
-            st = os.stat(path)
-            out.append([path.name, st.st_mtime_ns, st.st_size, st.st_ino])
-        except OSError:
-            out.append([path.name, None, None])
+    from agentops.cache import stat_key
+
+    out = [str(roles_dir), stat_key(ws.config_path), stat_key(roles_dir)]
     try:
         with os.scandir(roles_dir) as it:
             for e in sorted(it, key=lambda e: e.name):
@@ -157,29 +143,16 @@ def roster_problems(roles, roster) -> list[tuple[str, str]]:
 
 def workspace_book(ws, roles_dir, build) -> AddressBook:
     """`build()`'s AddressBook, from the cache when no source file changed since it was written."""
-    path = ws.run_dir / CACHE_FILE
-    key = _sources(ws, roles_dir)
-    try:
-        cached = json.loads(path.read_text(encoding="utf-8"))
-        if cached.get("version") == CACHE_VERSION and cached.get("sources") == key:
-            book = AddressBook(roles=dict(cached["roles"]))
-            for a in cached["agents"]:
-                book.agents[a[0]] = Agent(a[0], a[1], a[2], tuple(a[3]) if a[3] is not None else None)
-            return book
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        pass
-    book = build()
-    data = {"version": CACHE_VERSION, "sources": key, "roles": book.roles,
-            "agents": [[a.name, a.role, a.role_slug, list(a.on_mail) if a.on_mail else None]
-                       for a in book.agents.values()]}
-    newest = max((s[1] for s in key[1:] if s[1] is not None), default=0)
-    if time.time_ns() - newest < RACY_NS or _sources(ws, roles_dir) != key:
-        return book  # too fresh to trust its timestamp, or changed while we read it
-    try:
-        ws.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{CACHE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only workspace works, only without the cache
-    return book
+    from agentops.cache import cached
+
+    def encode(book: AddressBook) -> dict:
+        return {"roles": book.roles, "agents": [[a.name, a.role, a.role_slug, list(a.on_mail) if a.on_mail else None]
+                                                for a in book.agents.values()]}
+
+    def decode(data: dict) -> AddressBook:
+        book = AddressBook(roles=dict(data["roles"]))
+        for a in data["agents"]:
+            book.agents[a[0]] = Agent(a[0], a[1], a[2], tuple(a[3]) if a[3] is not None else None)
+        return book
+
+    return cached(ws, CACHE_FILE, CACHE_VERSION, lambda: _sources(ws, roles_dir), build, encode, decode)

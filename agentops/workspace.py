@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -154,9 +153,10 @@ class Workspace:
     # contents -----------------------------------------------------------------------------
     @cached_property
     def config(self):
-        from agentops.config import load_config
+        """The validated agentops.toml as `agentops.settings.Section`s (cached; see that module)."""
+        from agentops import settings
 
-        return load_config(self.config_path)
+        return settings.load(self)
 
     def refresh(self) -> None:
         """Forget the cached config, roles and addresses (agentops.toml or a role file changed)."""
@@ -269,6 +269,8 @@ class InitResult:
 
 
 def _mcp_command() -> tuple[str, list[str]]:
+    import shutil
+
     exe = shutil.which("agentops")
     return (exe or "agentops"), ["mcp"]
 

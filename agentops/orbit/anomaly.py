@@ -103,7 +103,8 @@ def detect_series(values: list[float], days: list[int], value: float, day: int, 
 
 
 def settings_for(orbit_settings, pipeline: str, dataset: str | None, name: str) -> Settings:
-    """Resolve the settings of one series from `ws.config.orbit` (defaults + overrides)."""
+    """Resolve the settings of one series from `ws.config.orbit` (defaults + overrides; see
+    `agentops.settings`: each override is a dict of the fields it sets)."""
     if orbit_settings is None:
         return Settings()
     base = orbit_settings.anomaly
@@ -113,7 +114,5 @@ def settings_for(orbit_settings, pipeline: str, dataset: str | None, name: str) 
     if dataset:
         keys.append(f"{pipeline}.{dataset}.{name}")
     for key in keys:
-        o = overrides.get(key)
-        if o is not None:
-            merged.update({k: getattr(o, k) for k in o.model_fields_set})
+        merged.update(overrides.get(key) or {})  # an override holds only the fields it sets
     return Settings(**merged)

@@ -1,0 +1,64 @@
+"""Derived state cached under `.agent/run/`, rebuilt whenever a file it was built from changes.
+
+Validating agentops.toml and parsing every role file (YAML + pydantic) cost a short command such
+as `agentops mail send` several times its own work. What they produce is kept as JSON in
+`.agent/run/<name>` together with the (name, mtime_ns, size, inode) of each source; any change to
+those rebuilds it. As git does with its index, a file changed in the last second is not trusted to
+that key (file-system timestamps are coarse): while a source is that fresh, the value is built and
+not cached. A workspace whose `.agent/run/` is unsafe or read-only works, only without the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+RACY_NS = 1_000_000_000
+
+
+def stat_key(path: Path) -> list:
+    """The part of a source's key that changes when the file does: [name, mtime_ns, size, inode]."""
+    try:
+        st = os.stat(path)
+        return [path.name, st.st_mtime_ns, st.st_size, st.st_ino]
+    except OSError:
+        return [path.name, None, None]
+
+
+def cached(ws, name: str, version: int, sources: Callable[[], list], build: Callable[[], T],
+           encode: Callable[[T], Any], decode: Callable[[Any], T]) -> T:
+    """`build()`, or `decode(...)` of what an earlier call cached while no source has changed.
+
+    `sources()` lists one entry per source file, each a list whose second item is its mtime_ns (or
+    None when the file is missing); other entries (strings) are part of the key as they are."""
+    from agentops.errors import WorkspaceError
+
+    path = ws.run_dir / name
+    key = sources()
+    try:
+        ws.check_layout()  # never read or write through a state folder linked outside the workspace
+    except WorkspaceError:
+        return build()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") == version and data.get("sources") == key:
+            return decode(data["value"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        pass
+    value = build()
+    newest = max((s[1] for s in key if isinstance(s, list) and isinstance(s[1], int)), default=0)
+    if time.time_ns() - newest < RACY_NS or sources() != key:
+        return value  # too fresh to trust its timestamp, or changed while we read it
+    try:
+        ws.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"version": version, "sources": key, "value": encode(value)},
+                                  ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only workspace works, only without the cache
+    return value
