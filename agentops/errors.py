@@ -62,6 +62,11 @@ class ConflictError(AgentOpsError):
     exit_code = 6
 
 
+def error_lines(exc: AgentOpsError) -> list[str]:
+    """What the CLI prints for `exc` (on stderr, before exiting with `exc.exit_code`)."""
+    return [f"Error: {exc}"] + [f"  {line}" for line in getattr(exc, "problems", [])[1:]]
+
+
 def format_pydantic_errors(exc, source: str = "") -> list[str]:
     """Turn a pydantic ValidationError into `source:loc: message` lines (llm's render_errors)."""
     lines = []

@@ -60,12 +60,18 @@ def __getattr__(name: str):
 
 
 def main() -> None:
-    if sys.argv[1:] in (["--help"], ["-h"]) and _wide_terminal():
-        sys.stdout.write(root_help())  # the text typer prints, without importing typer
-        return
-    from agentops.cli.root import app
-
     try:
+        if sys.argv[1:] in (["--help"], ["-h"]) and _wide_terminal():
+            sys.stdout.write(root_help())  # the text typer prints, without importing typer
+            return
+        if "send" in sys.argv[1:5]:  # `agentops [-w PATH] mail send ...`, parsed without typer
+            from agentops.cli.fast import run
+
+            code = run(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
+        from agentops.cli.root import app
+
         app()
     except KeyboardInterrupt:
         sys.exit(130)

@@ -11,13 +11,16 @@ import typer
 JSON_HELP = "Print JSON instead of text."
 
 
+def explicit_workspace(ctx: typer.Context) -> str | None:
+    """The root `--workspace` option's value, if it was given."""
+    return (ctx.find_root().obj or {}).get("workspace")
+
+
 def workspace(ctx: typer.Context):
     """The workspace named by --workspace / $AGENTOPS_WORKSPACE / the folders above cwd."""
     from agentops.workspace import find_workspace
 
-    root = ctx.find_root()
-    explicit = (root.obj or {}).get("workspace") if root.obj else None
-    ws = find_workspace(explicit)
+    ws = find_workspace(explicit_workspace(ctx))
     ws.config  # noqa: B018 - validate agentops.toml up front: a bad file is an error on every command
     return ws
 

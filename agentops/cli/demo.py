@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from agentops.cli.common import explicit_workspace
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
@@ -21,7 +23,7 @@ def demo(
     from agentops.workspace import find_workspace
 
     try:
-        source = find_workspace((ctx.find_root().obj or {}).get("workspace"))
+        source = find_workspace(explicit_workspace(ctx))
     except AgentOpsError:
         source = None
     root = run_demo(directory, say=typer.echo, source=source)

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from agentops.cli.common import JSON_HELP, emit_json, show_rows, workspace
+from agentops.cli.common import JSON_HELP, emit_json, explicit_workspace, show_rows, workspace
 
 mail_app = typer.Typer(help="Mail between agents: send, inbox, read, ack, claim, thread, search, dead letters.",
                        no_args_is_help=True)
@@ -53,61 +53,10 @@ def send(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."""
-    from agentops.errors import ValidationError
-    from agentops.mail import route_if_no_daemon, send as send_mail
-    from agentops.pidlock import daemon_pid
+    from agentops.cli.mail_send import run
 
-    if draft is not None:
-        from agentops.mail.drafts import send_draft
-
-        name = send_draft(_ws(ctx), draft)
-        if as_json:
-            emit_json({"draft": draft, "file": name})
-        else:
-            typer.echo(f"sent draft {draft} ({name})")
-        return
-    missing = [opt for opt, value in (("--from", sender), ("--to", to), ("--subject", subject)) if not value]
-    if missing:
-        raise ValidationError(f"missing {', '.join(missing)}", hint="see `agentops mail send --help`")
-    if body is not None and body_file is not None:
-        raise ValidationError("give --body or --body-file, not both")
-    ws = workspace(ctx)
-    limit = ws.config.mail.max_bytes
-    if body_file is not None and body_file != "-":
-        try:
-            with open(body_file, "rb") as f:
-                body = _text(f.read(limit + 1), f"--body-file {body_file}", limit)
-        except OSError as exc:
-            raise ValidationError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
-    elif body is None:
-        if sys.stdin is None or (body_file is None and sys.stdin.isatty()):
-            raise ValidationError("no message text", hint="pass --body TEXT, --body-file FILE, or pipe it in")
-        stdin = getattr(sys.stdin, "buffer", None)
-        data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode("utf-8", "surrogateescape")
-        body = _text(data, "the text on stdin", limit)
-    route_if_no_daemon(ws)
-    ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
-                    reply_to=reply_to)
-    queued = daemon_pid(ws) is not None
-    if as_json:
-        emit_json({"message_ids": ids, "routed_by": "daemon" if queued else "now"})
-        return
-    for mid in ids:
-        typer.echo(f"{mid} {'queued for the daemon' if queued else 'delivered'}")
-
-
-def _text(data: bytes, what: str, limit: int) -> str:
-    """`data` (read with at most `limit` + 1 bytes) as UTF-8 text, or a ValidationError saying why not."""
-    from agentops.errors import ValidationError
-
-    if len(data) > limit:
-        raise ValidationError(f"{what} is over the limit of {limit} bytes",
-                              hint="send a shorter message, or raise mail.max_bytes in agentops.toml")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
-                              hint="convert it to UTF-8 first, e.g. with iconv") from None
+    run(explicit_workspace(ctx), sender=sender, to=to, subject=subject, body=body, body_file=body_file, cc=cc,
+        priority=priority, reply_to=reply_to, draft=draft, as_json=as_json)
 
 
 @mail_app.command("drafts")

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from agentops.cli import COMMANDS, HELP
-from agentops.errors import AgentOpsError
+from agentops.errors import AgentOpsError, error_lines
 
 
 def build_command(name: str):
@@ -45,9 +45,8 @@ class AgentOpsGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AgentOpsError as exc:
-            typer.echo(f"Error: {exc}", err=True)
-            for line in getattr(exc, "problems", [])[1:]:
-                typer.echo(f"  {line}", err=True)
+            for line in error_lines(exc):
+                typer.echo(line, err=True)
             raise typer.Exit(exc.exit_code) from None
 
 
