@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from agentops.errors import NotFoundError
 
@@ -27,32 +27,35 @@ def slug(name: str) -> str:
     return re.sub(r"-{2,}", "-", s).strip("-.")
 
 
-@dataclass(frozen=True)
-class Agent:
-    name: str  # the address (a slug)
-    role: str  # the role's display name
-    role_slug: str
-    on_mail: tuple[str, ...] | None = None
+class Agent(namedtuple("Agent", "name role role_slug on_mail", defaults=(None,))):
+    """A roster member: `name` (the address, a slug), `role` (the role's display name), `role_slug`,
+    `on_mail` (an argv tuple, or None). Named tuples here, not dataclasses: see `agentops.workspace`."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(namedtuple("Resolution", "address kind agents queue", defaults=(None,))):
     """What an address means.
 
     kind: `agent`, `role` (one member: delivered to them; several: `queue` is the role slug),
     `all`, `user` or `postmaster`. `agents` are the agent inboxes that receive it directly.
     """
 
-    address: str
-    kind: str
-    agents: tuple[str, ...]
-    queue: str | None = None
+    __slots__ = ()
 
 
-@dataclass
 class AddressBook:
-    agents: dict[str, Agent] = field(default_factory=dict)  # by slug
-    roles: dict[str, str] = field(default_factory=dict)  # role slug -> role display name
+    """Who each address means: `agents` (Agent by slug) and `roles` (role slug -> display name)."""
+
+    def __init__(self, agents: dict[str, Agent] | None = None, roles: dict[str, str] | None = None):
+        self.agents = {} if agents is None else agents
+        self.roles = {} if roles is None else roles
+
+    def __repr__(self) -> str:
+        return f"AddressBook(agents={self.agents!r}, roles={self.roles!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, AddressBook) and (other.agents, other.roles) == (self.agents, self.roles)
 
     @classmethod
     def build(cls, roles, roster=()) -> "AddressBook":

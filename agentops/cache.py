@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
 RACY_NS = 1_000_000_000
 
 
@@ -29,8 +28,8 @@ def stat_key(path: Path) -> list:
         return [path.name, None, None]
 
 
-def cached(ws, name: str, version: int, sources: Callable[[], list], build: Callable[[], T],
-           encode: Callable[[T], Any], decode: Callable[[Any], T]) -> T:
+def cached(ws, name: str, version: int, sources: Callable[[], list], build: Callable[[], object],
+           encode: Callable[[object], object], decode: Callable[[object], object]):
     """`build()`, or `decode(...)` of what an earlier call cached while no source has changed.
 
     `sources()` lists one entry per source file, each a list whose second item is its mtime_ns (or

@@ -434,25 +434,32 @@ def case_startup(tmp: Path, scale: dict, repeat: int) -> list[Row]:
     env = clean_env(ws)
     reps = scale["startup"]
     base_cmd = [PY, "-c", "import sqlite3, email"]
-    cmds = [("agentops --help", AGENTOPS + ["--help"]),
-            ("agentops mail send", AGENTOPS + ["mail", "send", "--from", "devops", "--to", "data-engineer",
-                                               "--subject", "hello", "--body", "a short note"])]
-    samples = {label: [] for label, _ in cmds}
-    base = []
+    send = AGENTOPS + ["mail", "send", "--from", "devops", "--to", "data-engineer", "--subject", "hello",
+                       "--body", "a short note"]
     time.sleep(1.1)  # a workspace's agentops.toml and roles are cached once over a second old (git's racy rule)
-    for _, args in cmds:
-        wall(args, cwd=ws, env=env)  # builds .agent/run/config.json and addresses.json, as any first command does
-    wall(base_cmd, cwd=ws, env=env)
-    for _ in range(reps):   # interleaved, so noise hits all three alike
-        base.append(wall(base_cmd, cwd=ws, env=env))
-        for label, args in cmds:
-            samples[label].append(wall(args, cwd=ws, env=env))
-    b = med(base)
-    rows = []
-    for label, _ in cmds:
-        v = med(samples[label])
-        rows.append(Row("startup", f"{label} (whole process)", v, "s", "<= 2.5x baseline", v / b <= 2.5, b,
-                        "python -c 'import sqlite3, email' s", v / b, samples=samples[label]))
+
+    def interleaved(cmds: list[tuple[str, list[str]]]) -> list[Row]:
+        for _, args in cmds:
+            wall(args, cwd=ws, env=env)  # the first builds .agent/run/config.json and addresses.json
+        wall(base_cmd, cwd=ws, env=env)
+        samples = {label: [] for label, _ in cmds}
+        base = []
+        for _ in range(reps):  # interleaved, so noise hits the baseline and the commands alike
+            base.append(wall(base_cmd, cwd=ws, env=env))
+            for label, args in cmds:
+                samples[label].append(wall(args, cwd=ws, env=env))
+        b = med(base)
+        return [Row("startup", f"{label} (whole process)", med(xs), "s", "<= 2.5x baseline", med(xs) / b <= 2.5, b,
+                    "python -c 'import sqlite3, email' s", med(xs) / b, samples=xs) for label, xs in samples.items()]
+
+    rows = interleaved([("agentops --help", AGENTOPS + ["--help"]),
+                        ("agentops mail send, no daemon (routes the message itself)", send)])
+    daemon = LiveDaemon(ws)
+    try:
+        daemon.wait_ready()
+        rows += interleaved([("agentops mail send, daemon running (writes the drop file)", send)])
+    finally:
+        daemon.stop()
     heavy = sh([PY, "-c", "import sys, agentops.cli; "
                 "print(','.join(m for m in ('networkx','jinja2','watchdog','mcp','rich') if m in sys.modules))"],
                cwd=ws, env=env).stdout.decode().strip()

@@ -9,7 +9,7 @@ with spaces and `_` read as `-` (SPEC §3). The parser raises only `BadName`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from agentops.errors import ValidationError
 
@@ -33,11 +33,10 @@ class BadName(ValidationError):
         self.sender = sender
 
 
-@dataclass(frozen=True)
-class Envelope:
-    recipients: tuple[str, ...]
-    sender: str
-    topic: str | None = None
+class Envelope(namedtuple("Envelope", "recipients sender topic", defaults=(None,))):
+    """What a drop file's name says: `recipients` (a tuple of addresses), `sender`, `topic` (or None)."""
+
+    __slots__ = ()
 
 
 def _norm(text: str) -> str:

@@ -5,7 +5,7 @@ routes it). Addresses are checked first, so a typo is an error here, not a dead 
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from agentops.addresses import slug
 from agentops.errors import DeliveryError, ValidationError
