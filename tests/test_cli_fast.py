@@ -24,6 +24,17 @@ def _options(command) -> dict:
     return out
 
 
+def _age_sources(ws):
+    """Make agentops.toml and the roles a few seconds old: only then are they trusted to the caches
+    in .agent/run/ (git's racy-second rule), as they are in any workspace not edited this second."""
+    import os
+    import time
+
+    old = time.time() - 5
+    for path in (ws.config_path, ws.roles_dir, *ws.roles_dir.iterdir()):
+        os.utime(path, (old, old))
+
+
 def test_the_tables_match_the_typer_commands():
     from agentops.cli.root import app, build_command
     import typer
@@ -104,14 +115,26 @@ def test_mail_send_imports_neither_typer_nor_pydantic(ws):
             "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
             "heavy = ('typer', 'click', 'pydantic', 'yaml', 'sqlite_utils', 'jinja2', 'networkx', 'watchdog', 'mcp')\n"
             "print(sorted(m for m in heavy if m in sys.modules))\n")
-    import os
-    import time
-
-    old = time.time() - 5  # sources older than a second are trusted to the caches in .agent/run/
-    for path in (ws.config_path, ws.roles_dir, *ws.roles_dir.iterdir()):
-        os.utime(path, (old, old))
+    _age_sources(ws)
     # a second run: the first validates agentops.toml and the roles (pydantic, YAML) and caches them
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ws.root)
         assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "[]"
+
+
+def test_writing_a_drop_file_imports_no_parser(ws):
+    """With a daemon running, `mail send` only composes and writes the drop file: no email parser,
+    no dataclasses (inspect), no SQLite, no routing."""
+    _age_sources(ws)
+    code = ("import sys\nfrom agentops.workspace import Workspace\nfrom agentops.mail.outbox import compose, drop\n"
+            f"ws = Workspace({str(ws.root)!r})\n"
+            "mid, msg, name = compose(ws, sender='user', to=['devops'], subject='s', body='b')\n"
+            "drop(ws, msg, name)\n"
+            "heavy = ('email.parser', 'email.utils', 'dataclasses', 'inspect', 'typing', 'sqlite3', 'agentops.mail.route')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    for _ in range(2):  # the first run fills the caches (validating with pydantic, parsing YAML)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert len(list(ws.email_dir.glob("to-devops-from-user-*.email"))) == 2
