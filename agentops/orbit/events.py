@@ -36,22 +36,29 @@ Count = Annotated[int, Field(ge=0)]
 Figure = Union[int, float, str, bool, None]
 
 
-def _ts(value: Any) -> Any:
+def _ts(value: Any, _utc=timezone.utc, _parse=datetime.fromisoformat) -> Any:
     """Normalize `ts` on the way in (see format_ts); None stays None (filled with now on write)."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return format_ts(value)
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 time: {value[:40]!r}") from None
-        if (len(value) >= 19 and value[13] == ":" and value[16] == ":"
-                and (dt.tzinfo is None or not dt.utcoffset())):  # UTC already: no conversion needed
-            return f"{value[:10]}T{value[11:19]}.{dt.microsecond:06d}+00:00"
-        return format_ts(dt)
-    raise ValueError("must be an ISO 8601 time string")
+    if value.__class__ is not str:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return format_ts(value)
+        if not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 time string")
+    try:
+        dt = _parse(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {value[:40]!r}") from None
+    tz = dt.tzinfo
+    if (len(value) >= 19 and value[13] == ":" and value[16] == ":"
+            and (tz is _utc or tz is None or not dt.utcoffset())):  # UTC already: no conversion needed
+        if value[10] == "T":  # the two common shapes, kept without formatting anything
+            if len(value) == 32 and value[19] == "." and value[26:] == "+00:00":
+                return value  # as stored: microseconds, +00:00
+            if len(value) == 25 and value[19:] == "+00:00":
+                return value[:19] + ".000000+00:00"
+        return f"{value[:10]}T{value[11:19]}.{dt.microsecond:06d}+00:00"
+    return format_ts(dt)
 
 
 Timestamp = Annotated[str | None, BeforeValidator(_ts)]
