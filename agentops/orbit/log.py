@@ -32,7 +32,8 @@ RUN_COLUMNS = ("pipeline", "run_id", "task", "state", "attempt", "run_type", "lo
                "started_at", "ended_at", "updated_at", "seq")
 _RUN_SQL = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _RUN_ROW = operator.itemgetter(*RUN_COLUMNS)  # a runs row dict -> the tuple _RUN_SQL takes
-_SEQ_OF = operator.itemgetter(-1)
+_RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE pipeline = ? AND run_id = ? AND task = ?"
+_SEQ_OF = operator.itemgetter(-1)  # a runs row tuple -> its seq
 _EVENT_SQL = "INSERT INTO events (seq, id, ts, kind, pipeline, run_id, agent, data) VALUES (?,?,?,?,?,?,?,?)"
 
 
@@ -479,8 +480,7 @@ class _Batch:
     def _run_row(self, key: tuple) -> dict | None:
         if key in self.runs:
             return self.runs[key]
-        cur = self.conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE pipeline = ? AND run_id = ? "
-                                "AND task = ?", key).fetchone()
+        cur = self.conn.execute(_RUN_SELECT, key).fetchone()
         row = dict(zip(RUN_COLUMNS, cur)) if cur else None
         self.runs[key] = row
         return row
