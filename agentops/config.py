@@ -50,6 +50,7 @@ class DispatchSettings(_Section):
     retries: int = Field(3, ge=0, description="retries after a failed run before giving up")
     backoff_seconds: float = Field(10.0, ge=0, description="first retry delay; doubles each time, with jitter")
     coalesce_seconds: float = Field(2.0, ge=0, description="mail arriving within this window wakes the agent once")
+    keep_runs: int = Field(50, ge=1, description="prompt files and logs kept per agent; older ones are deleted")
 
 
 class AgentEntry(_Section):

@@ -169,6 +169,28 @@ def _unique(path: Path) -> Path:
     return candidate
 
 
+_RUN_FILE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{6}\.\d{6}Z(?:-\d+)?\.(?:md|log)")
+
+
+def prune_runs(ws, agent: str, keep: int) -> int:
+    """Delete all but the newest `keep` prompt files and logs of `agent` (their names sort by time).
+    Returns how many files went."""
+    gone = 0
+    for folder, prefix in ((ws.run_dir / "prompts", f"{agent}-"), (ws.logs_dir / agent, "")):
+        try:
+            names = sorted(n for n in os.listdir(folder)
+                           if n.startswith(prefix) and _RUN_FILE.fullmatch(n[len(prefix):]))
+        except FileNotFoundError:
+            continue
+        for name in names[:max(0, len(names) - keep)]:
+            try:
+                os.unlink(folder / name)
+                gone += 1
+            except FileNotFoundError:
+                pass
+    return gone
+
+
 def plan(ws, name: str) -> Plan:
     """Render the prompt and build the argv for one run of `name` (nothing is written)."""
     from agentops.prompt import build_prompt
@@ -246,6 +268,7 @@ def _run(ws, name, attempt, timeout, cancel, on_start) -> RunResult:
     settings = ws.config.dispatch
     timeout = settings.timeout_seconds if timeout is None else timeout
     p = plan(ws, name)
+    prune_runs(ws, p.agent, settings.keep_runs - 1)  # with this run's files: keep_runs of each
     p.prompt_file.parent.mkdir(parents=True, exist_ok=True)
     p.prompt_file.write_text(p.prompt, encoding="utf-8")
     p.log.parent.mkdir(parents=True, exist_ok=True)

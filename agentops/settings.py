@@ -55,12 +55,16 @@ def view(config) -> Section:
 
 def load(ws) -> Section:
     """The workspace's validated settings (the defaults without an agentops.toml)."""
+    from pathlib import Path
+
     from agentops.cache import cached, stat_key
+
+    schema = Path(__file__).with_name("config.py")  # a changed schema (an upgrade) validates again
 
     def build() -> dict:
         from agentops.config import load_config
 
         return to_data(load_config(ws.config_path))
 
-    return from_data(cached(ws, CACHE_FILE, CACHE_VERSION, lambda: [stat_key(ws.config_path)], build,
+    return from_data(cached(ws, CACHE_FILE, CACHE_VERSION, lambda: [stat_key(ws.config_path), stat_key(schema)], build,
                             lambda data: data, lambda data: data))

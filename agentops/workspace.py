@@ -59,6 +59,7 @@ DEFAULT_CONFIG = """\
 # retries = 3
 # backoff_seconds = 10
 # coalesce_seconds = 2
+# keep_runs = 50              # prompt files and logs kept per agent
 """
 
 

@@ -364,3 +364,21 @@ def test_one_run_per_agent_across_processes(ws, cli, fake, tmp_path):
         assert result.exit_code == 6 and "already being run" in result.output
         assert not out.exists()
     assert cli("dispatch", "dana").exit_code == 0 and len(runs(out)) == 1
+
+
+def test_old_prompt_files_and_logs_are_pruned_per_agent(ws, fake, tmp_path):
+    out = tmp_path / "out.jsonl"
+    ws = configure(ws.root, {"dana": argv_for(fake, "ok", out), "dan": argv_for(fake, "ok", out)}, keep_runs=3)
+    for _ in range(5):
+        assert dispatch.run_once(ws, "dana").ok
+    assert dispatch.run_once(ws, "dan").ok
+    prompts = sorted(p.name for p in (ws.run_dir / "prompts").iterdir())
+    assert len([p for p in prompts if p.startswith("dana-")]) == 3
+    assert len([p for p in prompts if p.startswith("dan-")]) == 1  # another agent's files are its own
+    logs = sorted((ws.logs_dir / "dana").iterdir())
+    assert len(logs) == 3
+    last = [e for e in events(ws) if e["action"] == "succeeded" and e["agent"] == "dana"][-1]
+    assert (ws.root / last["log"]).exists()  # the newest run's log is kept
+    (ws.logs_dir / "dana" / "notes.txt").write_text("mine")  # not a run file: never touched
+    assert dispatch.prune_runs(ws, "dana", 1) == 4
+    assert sorted(p.name for p in (ws.logs_dir / "dana").iterdir())[-1] == "notes.txt"
