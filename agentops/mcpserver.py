@@ -284,6 +284,7 @@ def build_server(ws) -> MCPServer:
         subject: Annotated[str, Field(min_length=1, max_length=998)],
         body: Annotated[str, Field(max_length=10 * 1024 * 1024)],
         cc: list[Agent] = [],
+        bcc: Annotated[list[Agent], Field(description="blind copies: delivered, named in no copy")] = [],
         priority: Literal["low", "normal", "high", "urgent"] = "normal",
         reply_to: Annotated[str | None, Field(description="message id this replies to")] = None,
     ) -> MailSent:
@@ -292,7 +293,7 @@ def build_server(ws) -> MCPServer:
 
         ws = here()
         ids = mail.send(ws, sender=sender, to=list(to), subject=subject, body=body, cc=list(cc),
-                        priority=priority, reply_to=reply_to)
+                        bcc=list(bcc), priority=priority, reply_to=reply_to)
         return _result(MailSent(ids=list(ids)))
 
     @tool(annotations=READ)

@@ -60,7 +60,7 @@ def test_parse_send_reads_what_click_reads(argv, expected):
 
 @pytest.mark.parametrize("argv", [
     ["mail", "send", "--help"], ["mail", "send", "-h"], ["mail", "send", "-shi"], ["mail", "send", "--subject"],
-    ["mail", "send", "--", "x"], ["mail", "send", "stray"], ["mail", "send", "--json=yes"], ["mail", "send", "--bcc", "x"],
+    ["mail", "send", "--", "x"], ["mail", "send", "stray"], ["mail", "send", "--json=yes"], ["mail", "send", "--bogus", "x"],
     ["mail", "inbox", "devops"], ["--version", "mail", "send"], ["mail"], ["send"], ["-w"],
 ])
 def test_anything_else_is_left_to_typer(argv):

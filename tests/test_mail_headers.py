@@ -65,3 +65,18 @@ def test_an_encoded_subject_cannot_smuggle_a_line_break_into_the_display(ws):
     [mid] = route_pending(ws, [path]).message_ids
     r = run_agentops("mail", "read", mid, cwd=ws.root)
     assert "Subject: a From: ceo" in r.stdout and "\nFrom: ceo" not in r.stdout
+
+
+def test_send_with_bcc_from_the_cli(ws):
+    r = run_agentops("mail", "send", "--from", "devops", "--to", "developer", "--bcc", "database-engineer",
+                     "-s", "quiet", "--body", "between us")
+    assert r.returncode == 0, r.stderr
+    for agent in ("developer", "database-engineer"):
+        copy = next(iter(mailbox.Maildir(ws.inbox(agent), create=False)))
+        assert copy["Subject"] == "quiet" and copy["Bcc"] is None and copy["To"] == "developer"
+    db = ws.db()
+    row = db.conn.execute("SELECT recipients, cc FROM messages WHERE subject = 'quiet'").fetchone()
+    db.conn.close()
+    assert "database-engineer" not in row[0] + row[1]
+    r = run_agentops("mail", "send", "--from", "devops", "--to", "developer", "--bcc", "nobody", "-s", "x", "--body", "y")
+    assert r.returncode == 5 and "unknown address 'nobody'" in r.stderr

@@ -5,6 +5,7 @@ starts it, and the CLI not paying for the SDK at import."""
 from __future__ import annotations
 
 import json
+import mailbox
 import os
 import shutil
 import subprocess
@@ -422,3 +423,15 @@ def test_mail_send_that_is_not_delivered_is_a_tool_error(ws, tmp_path):
     text = error(dead)
     assert "was not delivered: dead letter" in text and "unsafe_mailbox" in text and "mail retry" in text
     assert list(outside.iterdir()) == []
+
+
+def test_mail_send_with_a_blind_copy(ws):
+    async def script(call):
+        return await call("mail_send", {"sender": "data-engineer", "to": ["devops"], "bcc": ["developer"],
+                                        "subject": "quiet", "body": "b"})
+
+    sent = session(ws, script)
+    ok(sent)
+    copies = [next(iter(mailbox.Maildir(ws.inbox(a), create=False))) for a in ("devops", "developer")]
+    assert [c["Subject"] for c in copies] == ["quiet", "quiet"]
+    assert all(c["Bcc"] is None and "developer" not in c["To"] for c in copies)

@@ -24,12 +24,13 @@ SEND_OPTIONS = {
     "--body": ("body", True, False), "-b": ("body", True, False),
     "--body-file": ("body_file", True, False),
     "--cc": ("cc", True, True),
+    "--bcc": ("bcc", True, True),
     "--priority": ("priority", True, False), "-p": ("priority", True, False),
     "--reply-to": ("reply_to", True, False),
     "--draft": ("draft", True, False),
     "--json": ("as_json", False, False),
 }
-SEND_DEFAULTS = {"sender": None, "to": [], "subject": None, "body": None, "body_file": None, "cc": [],
+SEND_DEFAULTS = {"sender": None, "to": [], "subject": None, "body": None, "body_file": None, "cc": [], "bcc": [],
                  "priority": "normal", "reply_to": None, "draft": None, "as_json": False}
 
 

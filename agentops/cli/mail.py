@@ -47,6 +47,7 @@ def send(
     body: Optional[str] = typer.Option(None, "--body", "-b", help="The message text."),
     body_file: Optional[str] = typer.Option(None, "--body-file", help="Read the text from this file ('-': stdin)."),
     cc: List[str] = typer.Option([], "--cc", help="A copy to (repeat for more)."),
+    bcc: List[str] = typer.Option([], "--bcc", help="A blind copy to (repeat for more): named in no delivered copy."),
     priority: str = typer.Option("normal", "--priority", "-p", help="low | normal | high | urgent."),
     reply_to: Optional[str] = typer.Option(None, "--reply-to", help="The id of the message this answers."),
     draft: Optional[str] = typer.Option(None, "--draft", help="Send this saved draft (see `mail drafts`) instead."),
@@ -55,7 +56,7 @@ def send(
     """Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."""
     from agentops.cli.mail_send import run
 
-    run(explicit_workspace(ctx), sender=sender, to=to, subject=subject, body=body, body_file=body_file, cc=cc,
+    run(explicit_workspace(ctx), sender=sender, to=to, subject=subject, body=body, body_file=body_file, cc=cc, bcc=bcc,
         priority=priority, reply_to=reply_to, draft=draft, as_json=as_json)
 
 

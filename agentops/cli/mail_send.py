@@ -10,7 +10,7 @@ from agentops.errors import ValidationError
 
 
 def run(explicit_workspace: str | None, *, sender: str | None, to: list[str], subject: str | None,
-        body: str | None, body_file: str | None, cc: list[str], priority: str, reply_to: str | None,
+        body: str | None, body_file: str | None, cc: list[str], bcc: list[str], priority: str, reply_to: str | None,
         draft: str | None, as_json: bool) -> None:
     """Send a message (text from `body`, `body_file` or stdin), or the saved draft `draft`."""
     from agentops.mail import route_if_no_daemon, send as send_mail
@@ -44,7 +44,7 @@ def run(explicit_workspace: str | None, *, sender: str | None, to: list[str], su
         data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode("utf-8", "surrogateescape")
         body = text(data, "the text on stdin", limit)
     route_if_no_daemon(ws)
-    ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
+    ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, bcc=bcc, priority=priority,
                     reply_to=reply_to)
     queued = daemon_pid(ws) is not None
     if as_json:

@@ -11,11 +11,12 @@ from __future__ import annotations
 __all__ = ["send", "route_pending", "route_if_no_daemon", "recover"]
 
 
-def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> list[str]:
+def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None
+         ) -> list[str]:
     """Send a message (see `agentops.mail.outbox.send`). Returns its Message-ID in a list."""
     from agentops.mail.outbox import send as _send
 
-    return _send(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, priority=priority,
+    return _send(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, bcc=bcc, priority=priority,
                  reply_to=reply_to, headers=headers)
 
 

@@ -12,7 +12,7 @@ from agentops.errors import DeliveryError, ValidationError
 from agentops.mail.message import PRIORITIES, Message, MessageError, check_name
 from agentops.mail.names import MAX_NAME_BYTES, topic_name
 
-_RESERVED = {"from", "to", "cc", "subject", "message-id", "priority", "in-reply-to", "references", "date"}
+_RESERVED = {"from", "to", "cc", "bcc", "subject", "message-id", "priority", "in-reply-to", "references", "date"}
 
 
 def _addresses(value: str | Iterable[str], what: str) -> list[str]:
@@ -27,17 +27,18 @@ def _addresses(value: str | Iterable[str], what: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def compose(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None
+def compose(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None
             ) -> tuple[str, Message, str]:
-    """Build the message and its drop-file name. Returns (message id, message, file name)."""
+    """Build the message and its drop-file name. Returns (message id, message, file name).
+    `bcc` recipients get the message; routing removes the Bcc header from every delivered copy."""
     book = ws.addresses
     sender = slug(sender or "")
     known = book.known()
     if not sender or sender not in known or sender == "all":
         raise ValidationError(f"unknown sender '{sender}' (known: {', '.join(sorted(known - {'all'}))})",
                               hint="send from your own address")
-    to_list, cc_list = _addresses(to, "to"), _addresses(cc, "cc")
-    for addr in to_list + cc_list:
+    to_list, cc_list, bcc_list = _addresses(to, "to"), _addresses(cc, "cc"), _addresses(bcc, "bcc")
+    for addr in to_list + cc_list + bcc_list:
         book.resolve(addr, sender=sender)  # NotFoundError names the unknown address
     priority = (priority or "normal").strip().lower()
     if priority not in PRIORITIES:
@@ -50,6 +51,8 @@ def compose(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to
     msg = Message([("From", sender), ("To", ", ".join(to_list))], body or "")
     if cc_list:
         msg.set("Cc", ", ".join(cc_list))
+    if bcc_list:
+        msg.set("Bcc", ", ".join(bcc_list))
     msg.set("Subject", subject or "(no subject)")
     msg.set("Message-ID", message_id)
     msg.set("Priority", priority)
@@ -110,12 +113,13 @@ def drop(ws, msg: Message, name: str) -> str:
     return str(zone / name)
 
 
-def send(ws, *, sender, to, subject, body, cc=(), priority="normal", reply_to=None, headers=None) -> list[str]:
+def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None
+         ) -> list[str]:
     """Send one message; returns [its Message-ID]. Routed now when no daemon runs, and then a
     message that was dead-lettered instead of delivered raises DeliveryError (with the dead id)."""
     from agentops.pidlock import daemon_pid
 
-    message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc,
+    message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, bcc=bcc,
                                     priority=priority, reply_to=reply_to, headers=headers)
     path = drop(ws, msg, name)
     if daemon_pid(ws) is None:
