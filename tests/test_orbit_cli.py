@@ -243,13 +243,16 @@ def test_drop_zone_sets_aside_links_folders_and_fifos_unread(ws, tmp_path):
     (ws.orbit_dir / "d.jsonl").mkdir()
     (ws.orbit_dir / "d.jsonl" / "inner.jsonl").write_text(json.dumps({"kind": "note", "text": "inner"}) + "\n")
     os.mkfifo(ws.orbit_dir / "f.jsonl")
+    os.link(secret, ws.orbit_dir / "g.jsonl")
     report = ingest_pending(ws)
     assert report.accepted == 1 and report.rejected == []
     assert report.set_aside == [("c.jsonl", "a symbolic link (never followed)"),
                                 ("d.jsonl", "not a regular file (a directory)"),
                                 ("e.jsonl", "a symbolic link (never followed)"),
-                                ("f.jsonl", "not a regular file (a FIFO)")]
-    assert "4 file(s) set aside" in str(report) and report.as_dict()["set_aside"][0]["file"] == "c.jsonl"
+                                ("f.jsonl", "not a regular file (a FIFO)"),
+                                ("g.jsonl", "a hard link to another file (never read)")]
+    assert secret.read_text().endswith("never read through a link\"}\n")
+    assert "5 file(s) set aside" in str(report) and report.as_dict()["set_aside"][0]["file"] == "c.jsonl"
     rejected = ws.orbit_dir / "rejected"
     assert sorted(p.name for p in ws.orbit_dir.iterdir()) == ["processed", "rejected"]
     assert os.readlink(rejected / "c.jsonl") == str(secret) and secret.exists()   # the link moved, not its target

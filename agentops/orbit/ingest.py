@@ -5,9 +5,10 @@ file are done (meta `orbit.ingest:<name>:<size>:<mtime>`), so a crash mid-file r
 stopped instead of logging lines twice. Then the file moves to `.agent/orbit/processed/` and its
 rejected lines, each with its line number and reason, go to `.agent/orbit/rejected/<name>.rejected.jsonl`.
 
-A drop-zone entry that is not a regular file (a symlink, a directory, a FIFO...) is never read: the
-entry itself (the link, never its target; a directory as a whole) moves to `.agent/orbit/rejected/`
-with `<name>.reason` (JSON: file, reason, time) beside it, and the report lists it in `set_aside`.
+A drop-zone entry that is not a regular file (a symlink, a directory, a FIFO...) or is a hard link to
+another file (which may live outside the workspace) is never read: the entry itself (the link, never
+its target; a directory as a whole) moves to `.agent/orbit/rejected/` with `<name>.reason` (JSON:
+file, reason, time) beside it, and the report lists it in `set_aside`. (As mail does with drop files.)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from agentops.orbit.log import IngestReport, Orbit
 from agentops.store import utcnow
 
 HINT = "give the path of a .jsonl file"
+HARD_LINK = "a hard link to another file (never read)"
 
 
 def not_regular(mode: int) -> str | None:
@@ -42,8 +44,9 @@ def not_regular(mode: int) -> str | None:
 def open_jsonl(path: Path, *, follow_symlinks: bool = True) -> tuple[BinaryIO, os.stat_result]:
     """Open a regular file for reading, checked on the open descriptor (no race with a swap).
 
-    `follow_symlinks=False` (the drop zone) refuses a link; a link the user names on the command
-    line is followed (their choice), and what is wrong is said of its target. Never blocks on a FIFO.
+    `follow_symlinks=False` (the drop zone) refuses a link, symbolic or hard; a link the user names on
+    the command line is followed (their choice), and what is wrong is said of its target. Never blocks
+    on a FIFO.
     """
     path = Path(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
@@ -60,7 +63,7 @@ def open_jsonl(path: Path, *, follow_symlinks: bool = True) -> tuple[BinaryIO, o
         raise AgentOpsError(f"{path}{link}: cannot read: {exc.strerror}", hint=HINT) from None
     try:
         st = os.fstat(fd)
-        why = not_regular(st.st_mode)
+        why = not_regular(st.st_mode) or (HARD_LINK if not follow_symlinks and st.st_nlink > 1 else None)
         if why:
             raise ValidationError(f"{path}{link}: {why}", hint=HINT)
         os.set_blocking(fd, True)
@@ -135,9 +138,10 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
         if p.name.startswith(".") or not p.name.endswith(".jsonl") or os.path.realpath(p.parent) != drop:
             continue
         try:
-            why = not_regular(os.lstat(p).st_mode)
+            st = os.lstat(p)
         except FileNotFoundError:
             continue
+        why = not_regular(st.st_mode) or (HARD_LINK if st.st_nlink > 1 else None)
         if why:
             set_aside(ws, p, why)
             total.set_aside.append((p.name, why))
