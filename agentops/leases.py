@@ -1,7 +1,9 @@
 """Is a file still being written? Linux answers through a file lease: a read lease is refused
 while any other open file description has the file open for writing. Used by the daemon (to
 know a drop file has settled) and by routing without a daemon (to leave a file a writer still
-holds for the next pass). Elsewhere, and where the kernel cannot say, the answer is None."""
+holds for the next pass). Elsewhere, and where the kernel cannot say, the answer is None.
+A write lease answers "is it open anywhere else at all?" (`sole_opener`): routing asks before
+it reuses a finished spool file for a new delivery."""
 
 from __future__ import annotations
 
@@ -37,18 +39,36 @@ def open_for_writing(path: Path) -> bool | None:
         os.close(fd)
 
 
+def sole_opener(fd: int) -> bool | None:
+    """True when `fd` is the only open file description of its file (nobody else has it open,
+    for reading or writing: a write lease is granted), False when another one has it open, None
+    when the kernel cannot tell us. `fd` must be ours (a write lease needs the file's owner)."""
+    if _F_SETLEASE is None:
+        return None
+    try:
+        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_WRLCK)
+    except OSError as exc:
+        return False if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
+    fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
+    return True
+
+
 @contextlib.contextmanager
 def lease_checks():
-    """Whether `open_for_writing` may be asked here: Linux, on the main thread. A writer opening
-    the file in the instant the lease is held breaks it, and the kernel tells us with SIGIO, whose
-    default would end the process; so SIGIO is ignored for the duration (only the main thread may
-    change it, and only when nobody else handles it)."""
+    """Whether `open_for_writing` and `sole_opener` may be asked here: Linux, with SIGIO ignored.
+    Someone opening the file in the instant the lease is held breaks it, and the kernel tells us
+    with SIGIO, whose default would end the process; so SIGIO is ignored for the duration (only
+    the main thread may change it, and only when nobody else handles it). On another thread the
+    answer is yes only when SIGIO is ignored already (the daemon ignores it for its lifetime)."""
     import signal
     import threading
 
     sigio = getattr(signal, "SIGIO", None)
-    if _F_SETLEASE is None or sigio is None or threading.current_thread() is not threading.main_thread():
+    if _F_SETLEASE is None or sigio is None:
         yield False
+        return
+    if threading.current_thread() is not threading.main_thread():
+        yield signal.getsignal(sigio) == signal.SIG_IGN
         return
     old = signal.getsignal(sigio)
     if old not in (signal.SIG_DFL, signal.SIG_IGN):

@@ -279,6 +279,57 @@ def test_replay_after_a_crash_is_exactly_once(ws, monkeypatch, point):
     assert not any(ws.spool_dir.iterdir())
 
 
+# spares: finished spool files written over by later deliveries --------------------------------
+def spares(ws, agent) -> list[Path]:
+    return sorted((ws.inbox(agent) / "tmp").glob(".spare-*"))
+
+
+def test_finished_spool_files_become_spares_and_later_deliveries_write_over_them(ws):
+    long_body = "a long first message that the next one is much shorter than\n" * 20
+    for i in range(12):
+        drop(ws, f"to-developer-from-devops-first{i}.email", f"Subject: first {i}\n\n{long_body}")
+    assert route_pending(ws).delivered == 12
+    kept = spares(ws, "developer")
+    assert len(kept) == 12
+    inodes = {p.stat().st_ino for p in kept}
+    for i in range(12):
+        drop(ws, f"to-developer-from-devops-second{i}.email", f"short {i}\n")
+    assert route_pending(ws).delivered == 12
+    second = [p for p in inbox_files(ws, "developer") if "second" in p.read_text()]
+    assert len(second) == 12 and {p.stat().st_ino for p in second} <= inodes  # no new inodes
+    mode = 0o644 & ~_umask()
+    for p in second:
+        st = p.stat()
+        assert st.st_nlink == 1 and (st.st_mode & 0o7777) == mode
+        head, body = p.read_bytes().split(b"\n\n", 1)  # nothing left over from the longer spare
+        assert body in {f"short {i}\n".encode() for i in range(12)} and b"long" not in head
+    assert bodies(ws, "developer") == sorted([f"{long_body}"] * 12 + [f"short {i}\n" for i in range(12)])
+    assert len(spares(ws, "developer")) == 12  # the second round's files wait for the third
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_spare_someone_holds_open_or_linked_is_never_written_over(ws, tmp_path):
+    for i in range(2):
+        drop(ws, f"to-developer-from-devops-first{i}.email", f"first {i}\n")
+    route_pending(ws)
+    held, linked = spares(ws, "developer")
+    before = {held: held.read_bytes(), linked: linked.read_bytes()}
+    outside = tmp_path / "link"
+    os.link(linked, outside)
+    with open(held, "rb") as reader:
+        for i in range(2):
+            drop(ws, f"to-developer-from-devops-second{i}.email", f"second {i}\n")
+        assert route_pending(ws).delivered == 2
+        assert os.pread(reader.fileno(), 100, 0) == before[held]
+    assert outside.read_bytes() == before[linked]
+    assert bodies(ws, "developer") == ["first 0\n", "first 1\n", "second 0\n", "second 1\n"]
+
+
 KILLER = r"""
 import sys
 from agentops.workspace import Workspace

@@ -15,6 +15,9 @@ The steps, and why a crash at any instant is safe:
    id makes it idempotent. Dead letters and their bounces are recorded in the same transaction.
 4. Finish: the spool entry is removed (dead letters: `.reason` written, then moved to `dead/`).
    A replay of an entry Orbit already recorded (crash between 3 and 4) only does step 4.
+   A small delivered entry is not unlinked but moved to a Maildir's `tmp/` as a spare, which a
+   later delivery writes over instead of making a new file (`maildir.py`, "Spares"): making and
+   freeing inodes is what costs most here. A spare is garbage to everyone: removing it loses nothing.
 
 Every routing pass holds an exclusive lock (`.agent/run/mail.lock`), so the spool entries a pass
 sees are its own or left by a crashed pass, never another live router's.
@@ -22,6 +25,7 @@ sees are its own or left by a crashed pass, never another live router's.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import email.utils
 import errno
@@ -47,6 +51,7 @@ from agentops.mail.store import Record, ids_known, orbit_db, record_dead, record
 
 BATCH_MESSAGES = 1000
 BATCH_BYTES = 64 * 1024 * 1024
+SPARE_MAX = BATCH_MESSAGES  # spare files kept for the next deliveries (see step 4)
 HOST = "agentops"  # the Maildir "host" part of every key
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _counter = itertools.count(1)
@@ -85,14 +90,17 @@ def route_pending(ws, paths: Iterable[os.PathLike | str] | None = None, *, db=No
     `settle` seconds ago (default: the `mail.settle_seconds` setting) are left for the next pass."""
     started = time.monotonic()
     report = RouteReport()
-    with route_lock(ws), orbit_db(ws, db) as database:
-        router = _Router(ws, database, report)
-        router.run(router.spool_entries(), recovered=True)
-        if paths is None:
-            names = _scan(ws, ws.config.mail.settle_seconds if settle is None else settle, report)
-        else:
-            names = _given(ws, paths)
-        router.run(router.claim(names), recovered=False)
+    with route_lock(ws), orbit_db(ws, db) as database, lease_checks() as can_lease:
+        router = _Router(ws, database, report, can_lease)
+        try:
+            router.run(router.spool_entries(), recovered=True)
+            if paths is None:
+                names = _scan(ws, ws.config.mail.settle_seconds if settle is None else settle, report)
+            else:
+                names = _given(ws, paths)
+            router.run(router.claim(names), recovered=False)
+        finally:
+            router.close()
     report.seconds = time.monotonic() - started
     return report
 
@@ -191,6 +199,7 @@ class _Entry:
     name: str
     recovered: bool
     truncated: bool = False
+    spare: bool = False  # when finished, it may become a spare (small, ours; checked again before use)
     original: str = ""  # the drop file's whole name (known unless a cut name was replayed)
     key: str = ""
     dead_id: str = ""
@@ -206,8 +215,9 @@ class _Entry:
 
 
 class _Router:
-    def __init__(self, ws, db, report: RouteReport):
+    def __init__(self, ws, db, report: RouteReport, can_lease: bool = False):
         self.ws = ws
+        self.can_lease = can_lease  # open_for_writing / sole_opener may be asked
         self.db = db
         self.report = report
         book = ws.addresses
@@ -218,6 +228,15 @@ class _Router:
         self.fsync_each = FSYNC == "file" or (FSYNC == "batch" and _syncfs() is None)
         self.batch_ids: set[str] = set()
         self.threads: dict[str, str] = {}
+        self.spares: collections.deque[str] = collections.deque()  # ready to write over
+        self.keep_spares = can_lease and maildir.new_file_mode() is not None
+        self.spare_boxes: set[str] = set()  # Maildirs whose tmp/ may hold a spare being written
+        self.euid = os.geteuid()
+
+    def close(self) -> None:
+        """Keep at most SPARE_MAX spares for the next pass."""
+        while len(self.spares) > SPARE_MAX:
+            maildir.discard(self.spares.popleft())
 
     # spool --------------------------------------------------------------------------------
     def spool_entries(self):
@@ -236,17 +255,16 @@ class _Router:
         spool.mkdir(parents=True, exist_ok=True)
         zone = self.ws.email_dir
         claimed = []
-        with lease_checks() as can_check:
-            for name in names:  # claim them all first: the drop zone empties at once
-                if can_check and open_for_writing(zone / name):
-                    self.report.skipped += 1  # a writer has it open: the next pass takes it
-                    continue
-                entry = spool_entry(spool, new_token(), name)
-                try:
-                    os.rename(zone / name, entry.spool)
-                except FileNotFoundError:
-                    continue  # gone meanwhile (the writer took it back)
-                claimed.append(entry)
+        for name in names:  # claim them all first: the drop zone empties at once
+            if self.can_lease and open_for_writing(zone / name):
+                self.report.skipped += 1  # a writer has it open: the next pass takes it
+                continue
+            entry = spool_entry(spool, new_token(), name)
+            try:
+                os.rename(zone / name, entry.spool)
+            except FileNotFoundError:
+                continue  # gone meanwhile (the writer took it back)
+            claimed.append(entry)
         return claimed
 
     # batches ------------------------------------------------------------------------------
@@ -357,6 +375,7 @@ class _Router:
             raise MessageError(f"the file is {st.st_size} bytes, over the limit of {self.max_bytes}",
                                cause="too_large", hint="send a shorter message, or raise mail.max_bytes")
         raw = self._read(e.path, st)
+        e.spare = st.st_uid == self.euid and st.st_size <= maildir.SPARE_MAX_BYTES
         msg = Message.from_bytes(raw)
         msg.validate()
         return self.build(e, envelope, msg)
@@ -508,6 +527,10 @@ class _Router:
                                    hint="replace the link with a real folder")
             maildir.ensure(path)
             d = self.dirs[target] = os.fspath(path)
+            # a spare takes the group of the folder it came from: none for a set-group-id tmp/
+            if self.keep_spares and not os.stat(f"{d}/tmp").st_mode & stat.S_ISGID:
+                self.spare_boxes.add(d)
+                self.spares.extend(maildir.spares(d))
         return d
 
     def write(self, rec: Record, data: bytes, replay: bool, touched: set[str]) -> None:
@@ -515,8 +538,32 @@ class _Router:
             d = self.box_dir(target)
             if replay and maildir.in_cur(Path(d), rec.key):
                 continue  # delivered before the crash and already read: never twice
-            maildir.write_new(d, rec.key, data, fsync=self.fsync_each)
+            maildir.write_new(d, rec.key, data, fsync=self.fsync_each, spare=self._spare(d))
             touched.add(d)
+
+    def _spare(self, d: str) -> str | None:
+        if d in self.spare_boxes:
+            try:
+                return self.spares.pop()
+            except IndexError:
+                pass
+        return None
+
+    def _release(self, e: _Entry) -> None:
+        """Step 4 for a delivered entry: unlink the spool file, or keep it as a spare."""
+        box = self.dirs[e.plan.targets[0]] if e.spare and e.plan is not None else None
+        if box in self.spare_boxes and len(self.spares) < SPARE_MAX:
+            dest = f"{box}/tmp/{maildir.SPARE_PREFIX}{e.token}"
+            try:
+                os.rename(e.path, dest)
+            except FileNotFoundError:
+                return
+            except OSError:
+                pass
+            else:
+                self.spares.append(dest)
+                return
+        _unlink(e.path)
 
     def finish(self, e: _Entry, now: str) -> None:
         if e.dead is None:
@@ -527,10 +574,7 @@ class _Router:
             elif e.done:
                 self.report.delivered += 1
                 self.report.message_ids.append(e.done)
-            try:
-                os.unlink(e.path)  # a regular file: anything else was dead-lettered
-            except FileNotFoundError:
-                pass
+            self._release(e)
             return
         dead = self.ws.dead_dir
         dead.mkdir(parents=True, exist_ok=True)
@@ -592,6 +636,13 @@ def _make_durable(boxes: set[str]) -> None:
             os.close(fd)
     for d in boxes:  # the files were fsynced one by one (or syncfs failed); now their renames
         maildir.fsync_dir(Path(d) / "new")
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)  # a regular file: anything else was dead-lettered
+    except FileNotFoundError:
+        pass
 
 
 def spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
