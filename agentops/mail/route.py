@@ -297,16 +297,14 @@ class _Router:
         now = utcnow()
         if todo:
             with write_tx(self.db) as conn:
+                # messages and bounces in batch order, then the dead letters (each names its bounce)
+                record_delivered(conn, [e.plan if e.plan is not None else e.bounce[0] for e in todo
+                                        if e.plan is not None or e.bounce is not None], now, self.threads)
                 for e in todo:
-                    if e.plan is not None:
-                        record_delivered(conn, e.plan, now, self.threads)
                     if e.dead is not None:
-                        bounce = e.bounce[0] if e.bounce else None
-                        if bounce is not None:
-                            record_delivered(conn, bounce, now, self.threads)
                         record_dead(conn, dead_id=e.dead_id, cause=e.dead["cause"], reason=e.dead["reason"],
                                     name=e.original, sender=e.dead["sender"],
-                                    bounce_id=bounce.message_id if bounce else None, now=now)
+                                    bounce_id=e.bounce[0].message_id if e.bounce else None, now=now)
         for e in batch:
             self.finish(e, now)
         self.batch_ids.clear()

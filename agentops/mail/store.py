@@ -51,31 +51,58 @@ def orbit_db(ws, db=None):
         db.conn.close()
 
 
-def record_delivered(conn: sqlite3.Connection, rec: Record, now: str, threads: dict[str, str]) -> None:
-    """Insert the message, its deliveries, its FTS row and the `delivered` event."""
-    if rec.thread_id is None:
-        rec.thread_id = _thread_of(conn, rec, threads)
-    threads[rec.message_id] = rec.thread_id
-    cur = conn.execute(
+def record_delivered(conn: sqlite3.Connection, recs: list[Record], now: str, threads: dict[str, str]) -> None:
+    """Insert the messages, their deliveries, their FTS rows and their `delivered` events: one
+    statement of each kind for the whole batch. A message Orbit has already (same Message-ID or
+    Maildir key) is left as it is, with no second event."""
+    ids, keys = _known(conn, recs)
+    new = []
+    for rec in recs:
+        if rec.thread_id is None:
+            rec.thread_id = _thread_of(conn, rec, threads)
+        threads[rec.message_id] = rec.thread_id
+        if rec.message_id in ids or rec.key in keys:
+            continue
+        ids.add(rec.message_id)
+        keys.add(rec.key)
+        new.append(rec)
+    if not new:
+        return
+    (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()
+    conn.executemany(
         "INSERT INTO messages (message_id, key, sender, recipients, cc, subject, body, priority, date,"
         " in_reply_to, refs, thread_id, topic, drop_name, size, delivered_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-        (rec.message_id, rec.key, rec.sender, json.dumps(rec.recipients, **_J), json.dumps(rec.cc, **_J),
-         rec.subject, rec.body, rec.priority, rec.date, rec.in_reply_to, json.dumps(rec.refs, **_J),
-         rec.thread_id, rec.topic, rec.drop_name, rec.size, now))
-    if not cur.rowcount:
-        return
-    conn.execute("INSERT INTO messages_fts (rowid, subject, body) VALUES (?,?,?)",
-                 (cur.lastrowid, rec.subject, rec.body))
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        [(rec.message_id, rec.key, rec.sender, json.dumps(rec.recipients, **_J), json.dumps(rec.cc, **_J),
+          rec.subject, rec.body, rec.priority, rec.date, rec.in_reply_to, json.dumps(rec.refs, **_J),
+          rec.thread_id, rec.topic, rec.drop_name, rec.size, now) for rec in new])
+    # the new rows are the ones after `last` (seq is the rowid; the write lock is ours)
+    conn.execute("INSERT INTO messages_fts (rowid, subject, body) SELECT seq, subject, body FROM messages"
+                 " WHERE seq > ?", (last,))
     conn.executemany(
         "INSERT INTO deliveries (message_id, kind, box, key, delivered_at) VALUES (?,?,?,?,?)"
-        " ON CONFLICT DO NOTHING", [(rec.message_id, kind, box, rec.key, now) for kind, box in rec.targets])
-    insert_event(conn, "mail", {
-        "action": "delivered", "message_id": rec.message_id, "sender": rec.sender,
-        "recipients": rec.recipients + [c for c in rec.cc if c not in rec.recipients], "subject": rec.subject,
-        "inboxes": [box for kind, box in rec.targets if kind == "inbox"],
-        "queues": [box for kind, box in rec.targets if kind == "queue"],
-    }, id=f"mail:delivered:{rec.message_id}", ts=now, agent=rec.sender)
+        " ON CONFLICT DO NOTHING",
+        [(rec.message_id, kind, box, rec.key, now) for rec in new for kind, box in rec.targets])
+    for rec in new:
+        insert_event(conn, "mail", {
+            "action": "delivered", "message_id": rec.message_id, "sender": rec.sender,
+            "recipients": rec.recipients + [c for c in rec.cc if c not in rec.recipients], "subject": rec.subject,
+            "inboxes": [box for kind, box in rec.targets if kind == "inbox"],
+            "queues": [box for kind, box in rec.targets if kind == "queue"],
+        }, id=f"mail:delivered:{rec.message_id}", ts=now, agent=rec.sender)
+
+
+def _known(conn, recs: list[Record]) -> tuple[set[str], set[str]]:
+    """The Message-IDs and the keys of `recs` that Orbit has already."""
+    ids, keys = set(), set()
+    if recs:
+        for mid, key in conn.execute(
+                "SELECT message_id, key FROM messages WHERE message_id IN (SELECT value FROM json_each(?))"
+                " OR key IN (SELECT value FROM json_each(?))",
+                (json.dumps([r.message_id for r in recs]), json.dumps([r.key for r in recs]))):
+            ids.add(mid)
+            keys.add(key)
+    return ids, keys
 
 
 def _thread_of(conn, rec: Record, threads: dict[str, str]) -> str:
