@@ -82,6 +82,23 @@ def test_round_trip(headers, body):
     assert back.body == m.body
 
 
+_pad = st.sampled_from(["", " ", "\t", " \t "])
+_raw_value = st.tuples(_pad, st.text(st.one_of(st.sampled_from("\x0b\x0c\x1c\x85\u2028 :é"), st.characters(
+    blacklist_categories=("Cs",), blacklist_characters="\r\n\x00")), max_size=30), _pad).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(_name, _raw_value, st.sampled_from(["\n", "\r\n"]),
+                          st.sampled_from(["", "\n ", "\r\n\t"])), min_size=1, max_size=6))
+def test_header_split_is_the_email_packages(lines):
+    """The header block split without the email package (no folded line) gives what it gives."""
+    from agentops.mail.message import _parser, _raw_headers
+
+    head = "".join(f"{name}:{value}{fold}{end}" for name, value, end, fold in lines)
+    expected = list(_parser().parsestr(head + "\n", headersonly=True).raw_items())
+    assert list(_raw_headers(head)) == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=400))
 def test_parser_never_raises_anything_else(data):

@@ -444,7 +444,8 @@ class _Router:
             subject = envelope.topic or _first_line(msg.body) or "(no subject)"
             msg.set("Subject", subject)
         subject = decoded(subject)  # Orbit (inbox, thread, search, FTS) keeps the text, not =?utf-8?q?...?=
-        if not msg.get("Date"):
+        given_date = msg.get("Date")
+        if not given_date:
             msg.set("Date", email.utils.format_datetime(when))
         message_id = self._message_id(msg.get("Message-ID"), e.token, "")
         msg.set("Message-ID", message_id)
@@ -454,7 +455,7 @@ class _Router:
         in_reply = message_ids(msg.get("In-Reply-To"))
         rec = Record(
             message_id=message_id, key=e.key, sender=sender, recipients=to, cc=cc, subject=subject,
-            body=msg.body, priority=priority, date=_iso(msg.get("Date"), when),
+            body=msg.body, priority=priority, date=_iso(given_date, when) if given_date else _whole_seconds(when),
             in_reply_to=in_reply[0] if in_reply else None, refs=message_ids(msg.get("References")),
             topic=envelope.topic, drop_name=e.name, size=0, targets=targets)
         data = msg.to_bytes()
@@ -668,6 +669,11 @@ def _first_line(body: str, limit: int = 120) -> str:
         if line:
             return line[:limit]
     return ""
+
+
+def _whole_seconds(when: datetime) -> str:
+    """`_iso` of the Date header written for `when` (RFC 5322 dates have whole seconds)."""
+    return when.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
 def _iso(date: str | None, fallback: datetime) -> str:
