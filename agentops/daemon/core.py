@@ -438,9 +438,10 @@ class Daemon:
                 continue
             now = time.monotonic()
             for path in paths:
-                path = Path(path)
+                path = path if isinstance(path, Path) else Path(path)
                 if path not in self._pending:
-                    self._pending[path] = _Pending(task, now, False, now)
+                    # first look once it has been seen for the settle time: `_settled` cannot say yes before
+                    self._pending[path] = _Pending(task, now + self.settle, False, now)
                     found += 1
         if found or reason != "periodic":
             log(self.logger, logging.INFO, "scan", reason=reason, found=found)

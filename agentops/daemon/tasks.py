@@ -86,9 +86,10 @@ class Task:
     def listdir(folder: Path, match: Callable[[Path], bool]) -> list[Path]:
         try:
             with os.scandir(folder) as entries:
-                return sorted(p for p in (Path(e.path) for e in entries) if match(p))
+                names = sorted(e.name for e in entries)  # sorting strings, not paths: 5,000 files cost
         except (FileNotFoundError, NotADirectoryError):
             return []
+        return [p for p in (folder / name for name in names) if match(p)]
 
 
 def optional_import(module: str, attr: str):

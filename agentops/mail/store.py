@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from agentops.errors import ConflictError, NotFoundError, ValidationError
 from agentops.store import insert_event
 
-_J = dict(separators=(",", ":"), ensure_ascii=False)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # made once: json.dumps with options makes one per call
 
 
 @dataclass
@@ -73,8 +73,8 @@ def record_delivered(conn: sqlite3.Connection, recs: list[Record], now: str, thr
         "INSERT INTO messages (message_id, key, sender, recipients, cc, subject, body, priority, date,"
         " in_reply_to, refs, thread_id, topic, drop_name, size, delivered_at)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [(rec.message_id, rec.key, rec.sender, json.dumps(rec.recipients, **_J), json.dumps(rec.cc, **_J),
-          rec.subject, rec.body, rec.priority, rec.date, rec.in_reply_to, json.dumps(rec.refs, **_J),
+        [(rec.message_id, rec.key, rec.sender, _JSON(rec.recipients), _JSON(rec.cc),
+          rec.subject, rec.body, rec.priority, rec.date, rec.in_reply_to, _JSON(rec.refs),
           rec.thread_id, rec.topic, rec.drop_name, rec.size, now) for rec in new])
     # the new rows are the ones after `last` (seq is the rowid; the write lock is ours)
     conn.execute("INSERT INTO messages_fts (rowid, subject, body) SELECT seq, subject, body FROM messages"
