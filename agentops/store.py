@@ -7,8 +7,8 @@ import fcntl
 import json
 import sqlite3
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
 
 BUSY_TIMEOUT_MS = 60_000
 SCHEMA_VERSION = 5  # how many migrations agentops/migrations.py holds (checked when migrating)
@@ -96,7 +96,7 @@ def write_tx(db: Store) -> Iterator[sqlite3.Connection]:
         conn.commit()
 
 
-def insert_event(conn: sqlite3.Connection, kind: str, data: dict[str, Any], *, id: str | None = None,
+def insert_event(conn: sqlite3.Connection, kind: str, data: dict[str, object], *, id: str | None = None,
                  ts: str | None = None, pipeline: str | None = None, run_id: str | None = None,
                  agent: str | None = None) -> int | None:
     """Append one event row (no validation: typed writers validate first). Returns its seq, or

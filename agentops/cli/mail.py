@@ -6,7 +6,6 @@ runs, so mail works without the daemon. Imports are lazy: start-up time matters 
 
 from __future__ import annotations
 
-import sys
 from typing import List, Optional
 
 import typer

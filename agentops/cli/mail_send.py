@@ -43,7 +43,6 @@ def run(explicit_workspace: str | None, *, sender: str | None, to: list[str], su
         stdin = getattr(sys.stdin, "buffer", None)
         data = stdin.read(limit + 1) if stdin is not None else sys.stdin.read(limit + 1).encode("utf-8", "surrogateescape")
         body = text(data, "the text on stdin", limit)
-    route_if_no_daemon(ws)
     ids = send_mail(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, bcc=bcc, priority=priority,
                     reply_to=reply_to)
     queued = daemon_pid(ws) is not None

@@ -98,8 +98,10 @@ def _parent(ws, reply_to: str) -> tuple[str, list[str]]:
     return parent_id, json.loads(row[0]) if row else []
 
 
-def drop(ws, msg: Message, name: str) -> str:
-    """Write `msg` into the drop zone as `name`, atomically (a hidden temp file, then rename)."""
+def drop(ws, msg: Message, name: str, *, durable: bool = True) -> str:
+    """Write `msg` into the drop zone as `name`, atomically (a hidden temp file, then rename).
+    `durable=False` skips the fsync: for a file routed at once by the caller, whose delivered copies
+    are made durable before anyone is told the message was delivered."""
     ws.check_layout()
     zone = ws.email_dir
     zone.mkdir(parents=True, exist_ok=True)
@@ -107,25 +109,28 @@ def drop(ws, msg: Message, name: str) -> str:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     with os.fdopen(fd, "wb") as f:
         f.write(msg.to_bytes())
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, zone / name)
     return str(zone / name)
 
 
 def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None
          ) -> list[str]:
-    """Send one message; returns [its Message-ID]. Routed now when no daemon runs, and then a
-    message that was dead-lettered instead of delivered raises DeliveryError (with the dead id)."""
+    """Send one message; returns [its Message-ID]. Routed now when no daemon runs (with any other
+    pending drop files, in one pass), and then a message that was dead-lettered instead of
+    delivered raises DeliveryError (with the dead id)."""
     from agentops.pidlock import daemon_pid
 
     message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, bcc=bcc,
                                     priority=priority, reply_to=reply_to, headers=headers)
-    path = drop(ws, msg, name)
-    if daemon_pid(ws) is None:
+    route_now = daemon_pid(ws) is None
+    path = drop(ws, msg, name, durable=not route_now)  # for the daemon: durable before we say "queued"
+    if route_now:
         from agentops.mail.route import route_pending
 
-        check_delivered(route_pending(ws, [path]), name, f"message {message_id}")
+        check_delivered(route_pending(ws, [path], and_pending=True), name, f"message {message_id}")
     return [message_id]
 
 

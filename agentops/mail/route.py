@@ -27,20 +27,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import email.utils
 import errno
 import fcntl
-import hashlib
+import functools
 import itertools
 import json
 import os
 import stat
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.mail import maildir
@@ -57,20 +55,23 @@ _OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOC
 _counter = itertools.count(1)
 
 
-@dataclass
 class RouteReport:
-    """What one routing pass did. `inboxes`: the agents whose inbox received new mail."""
+    """What one routing pass did. `inboxes`: the agents whose inbox received new mail.
 
-    delivered: int = 0
-    dead: int = 0
-    bounces: int = 0
-    recovered: int = 0
-    skipped: int = 0
-    message_ids: list[str] = field(default_factory=list)
-    dead_letters: list[dict] = field(default_factory=list)
-    inboxes: set[str] = field(default_factory=set)
-    queues: set[str] = field(default_factory=set)
-    seconds: float = 0.0
+    (Plain classes in this module and in `agentops.mail.store`, not dataclasses: `agentops mail
+    send` routes its message itself when no daemon runs, and importing `dataclasses` would add
+    about a fifth to that command.)"""
+
+    def __init__(self):
+        self.delivered = self.dead = self.bounces = self.recovered = self.skipped = 0
+        self.message_ids: list[str] = []
+        self.dead_letters: list[dict] = []
+        self.inboxes: set[str] = set()
+        self.queues: set[str] = set()
+        self.seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"RouteReport({self.as_dict()})"
 
     def __bool__(self) -> bool:
         return bool(self.delivered or self.dead or self.recovered)
@@ -84,20 +85,23 @@ class RouteReport:
 
 # public ---------------------------------------------------------------------------------------
 def route_pending(ws, paths: Iterable[os.PathLike | str] | None = None, *, db=None,
-                  settle: float | None = None) -> RouteReport:
-    """Route `paths` (drop files), or every `*.email` in the drop zone when None, after first
-    finishing whatever a crashed pass left in the spool. When scanning, files changed less than
-    `settle` seconds ago (default: the `mail.settle_seconds` setting) are left for the next pass."""
+                  settle: float | None = None, and_pending: bool = False) -> RouteReport:
+    """Route `paths` (drop files), or every `*.email` in the drop zone when None (or as well, with
+    `and_pending`), after first finishing whatever a crashed pass left in the spool. When scanning,
+    files changed less than `settle` seconds ago (default: the `mail.settle_seconds` setting) are
+    left for the next pass."""
     started = time.monotonic()
     report = RouteReport()
     with route_lock(ws), orbit_db(ws, db) as database, lease_checks() as can_lease:
         router = _Router(ws, database, report, can_lease)
         try:
             router.run(router.spool_entries(), recovered=True)
-            if paths is None:
-                names = _scan(ws, ws.config.mail.settle_seconds if settle is None else settle, report)
-            else:
-                names = _given(ws, paths)
+            given = [] if paths is None else _given(ws, paths)
+            names = []
+            if paths is None or and_pending:
+                settle = ws.config.mail.settle_seconds if settle is None else settle
+                names = _scan(ws, settle, report, given=set(given))
+            names += given
             router.run(router.claim(names), recovered=False)
         finally:
             router.close()
@@ -121,6 +125,8 @@ def token_key(token: str) -> str:
 
 
 def derived_id(token: str, what: str = "") -> str:
+    import hashlib  # here: a message with its own Message-ID (all that agentops sends) needs none
+
     return hashlib.sha1(f"{token}{what}".encode()).hexdigest()[:20]
 
 
@@ -160,13 +166,14 @@ def _is_drop_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(SUFFIX)
 
 
-def _scan(ws, settle: float, report: RouteReport) -> list[str]:
+def _scan(ws, settle: float, report: RouteReport, given: set[str] = frozenset()) -> list[str]:
+    """The drop files to route (the `given` names are routed anyway: they are left out here)."""
     names = []
     now = time.time()
     try:
         with os.scandir(ws.email_dir) as it:
             for entry in it:
-                if not _is_drop_name(entry.name):
+                if not _is_drop_name(entry.name) or entry.name in given:
                     continue
                 if settle > 0:
                     try:
@@ -192,26 +199,32 @@ def _given(ws, paths) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@dataclass
 class _Entry:
-    token: str
-    spool: Path  # .queue/<token>~<name>
-    name: str
-    recovered: bool
-    truncated: bool = False
-    spare: bool = False  # when finished, it may become a spare (small, ours; checked again before use)
-    original: str = ""  # the drop file's whole name (known unless a cut name was replayed)
-    key: str = ""
-    dead_id: str = ""
-    plan: "Record | None" = None
-    data: bytes = b""
-    dead: dict | None = None  # {cause, reason, sender}
-    done: str | None = None  # a replay of an entry Orbit already recorded: its message id / dead id
-    bounce: "tuple[Record, bytes] | None" = None
+    """One spool entry on its way: `spool` is `.queue/<token>~<name>`."""
+
+    def __init__(self, token: str, spool: Path, name: str, recovered: bool, truncated: bool = False,
+                 original: str = ""):
+        self.token = token
+        self.spool = spool
+        self.name = name
+        self.recovered = recovered
+        self.truncated = truncated
+        self.original = original  # the drop file's whole name (known unless a cut name was replayed)
+        self.spare = False  # when finished, it may become a spare (small, ours; checked again before use)
+        self.key = token_key(token)
+        self.plan: Record | None = None
+        self.data = b""
+        self.dead: dict | None = None  # {cause, reason, sender}
+        self.done: str | None = None  # a replay of an entry Orbit already recorded: its message id / dead id
+        self.bounce: tuple[Record, bytes] | None = None
 
     @property
     def path(self) -> Path:
         return self.spool
+
+    @functools.cached_property
+    def dead_id(self) -> str:
+        return dead_id_of(self.token)
 
 
 class _Router:
@@ -225,7 +238,7 @@ class _Router:
         self.matcher = Matcher(book.known())
         self.max_bytes = ws.config.mail.max_bytes
         self.dirs: dict[tuple[str, str], str] = {}
-        self.fsync_each = FSYNC == "file" or (FSYNC == "batch" and _syncfs() is None)
+        self.fsync_each = FSYNC == "file"  # decided per batch in `commit`
         self.batch_ids: set[str] = set()
         self.threads: dict[str, str] = {}
         self.spares: collections.deque[str] = collections.deque()  # ready to write over
@@ -286,6 +299,8 @@ class _Router:
         from agentops.store import utcnow, write_tx
 
         todo = [e for e in batch if e.done is None]
+        # a few files: fsync each (and its folder); more: one syncfs for the batch
+        self.fsync_each = FSYNC == "file" or (FSYNC == "batch" and (len(todo) <= FSYNC_EACH_UP_TO or _syncfs() is None))
         touched: set[str] = set()
         for e in todo:
             if e.plan is not None:
@@ -293,7 +308,7 @@ class _Router:
             if e.bounce is not None:
                 self.write(*e.bounce, e.recovered, touched)
         if touched:
-            _make_durable(touched)
+            _make_durable(touched, synced_each=self.fsync_each)
         now = utcnow()
         if todo:
             with write_tx(self.db) as conn:
@@ -311,8 +326,6 @@ class _Router:
 
     # one entry ----------------------------------------------------------------------------
     def analyze(self, e: _Entry) -> None:
-        e.key = token_key(e.token)
-        e.dead_id = dead_id_of(e.token)
         if e.recovered and self._replay_done(e):
             return
         try:
@@ -446,7 +459,7 @@ class _Router:
         subject = decoded(subject)  # Orbit (inbox, thread, search, FTS) keeps the text, not =?utf-8?q?...?=
         given_date = msg.get("Date")
         if not given_date:
-            msg.set("Date", email.utils.format_datetime(when))
+            msg.set("Date", rfc5322_date(when))
         message_id = self._message_id(msg.get("Message-ID"), e.token, "")
         msg.set("Message-ID", message_id)
         priority = (msg.get("Priority") or "normal").strip().lower()
@@ -506,7 +519,7 @@ class _Router:
         when = _token_time(e.token)
         message_id = f"<{derived_id(e.token, 'bounce')}@{HOST}>"
         msg = Message([("From", "postmaster"), ("To", sender), ("Subject", subject),
-                       ("Date", email.utils.format_datetime(when)), ("Message-ID", message_id),
+                       ("Date", rfc5322_date(when)), ("Message-ID", message_id),
                        ("Priority", "high"), ("X-Agentops-Dead-Letter", e.dead_id)], body)
         rec = Record(message_id=message_id, key=f"{e.token}B.{HOST}", sender="postmaster", recipients=[sender],
                      cc=[], subject=subject, body=body, priority="high", date=when.isoformat(),
@@ -597,10 +610,12 @@ class _Router:
 
 
 # Delivered files are made durable before Orbit records them (so a power loss cannot lose mail
-# that Orbit calls delivered): "batch" = one syncfs(2) per batch where Linux has it, else an fsync
-# per file; "file" = fsync per file; "none" = rely on the page cache (process crashes are still
-# exactly-once; only power loss is not covered).
+# that Orbit calls delivered): "batch" = one syncfs(2) per batch where Linux has it (an fsync per
+# file, and per folder, for a batch of at most FSYNC_EACH_UP_TO messages, such as one `mail send`);
+# "file" = fsync per file; "none" = rely on the page cache (process crashes are still exactly-once;
+# only power loss is not covered).
 FSYNC = os.environ.get("AGENTOPS_MAIL_FSYNC", "batch")
+FSYNC_EACH_UP_TO = 4
 _SYNCFS: list = []
 
 
@@ -621,19 +636,25 @@ def _syncfs():
     return _SYNCFS[0]
 
 
-def _make_durable(boxes: set[str]) -> None:
-    """After a batch of deliveries into `boxes` (Maildir folders), before Orbit records them."""
+def _make_durable(boxes: set[str], *, synced_each: bool) -> None:
+    """After a batch of deliveries into `boxes` (Maildir folders), before Orbit records them.
+    `synced_each`: every file was fsynced as it was written (their renames are left); else one
+    syncfs covers the files and the renames. A failed syncfs raises: nothing is recorded, and the
+    spool entries are delivered again by the next pass."""
     if FSYNC == "none":
         return
-    fn = _syncfs() if FSYNC == "batch" else None
-    if fn is not None:
+    if not synced_each:
         fd = os.open(next(iter(boxes)), os.O_RDONLY)
         try:
-            if fn(fd) == 0:
-                return
+            if _syncfs()(fd) != 0:
+                import ctypes
+
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs of the inboxes failed: {os.strerror(err)}")
         finally:
             os.close(fd)
-    for d in boxes:  # the files were fsynced one by one (or syncfs failed); now their renames
+        return
+    for d in boxes:
         maildir.fsync_dir(Path(d) / "new")
 
 
@@ -676,9 +697,23 @@ def _whole_seconds(when: datetime) -> str:
     return when.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def rfc5322_date(when: datetime) -> str:
+    """A UTC time as an RFC 5322 Date (what `email.utils.format_datetime` writes for it, without
+    importing the email package): `Thu, 26 Nov 2026 13:33:30 +0000`."""
+    when = when.astimezone(timezone.utc)
+    return (f"{_DAYS[when.weekday()]}, {when.day:02d} {_MONTHS[when.month - 1]} {when.year:04d} "
+            f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} +0000")
+
+
 def _iso(date: str | None, fallback: datetime) -> str:
     if date:
         try:
+            import email.utils
+
             d = email.utils.parsedate_to_datetime(date)
             if d.tzinfo is None:
                 d = d.replace(tzinfo=timezone.utc)

@@ -7,8 +7,7 @@ import contextlib
 import functools
 import json
 import sqlite3
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from collections.abc import Iterator
 
 from agentops.errors import ConflictError, NotFoundError, ValidationError
 from agentops.store import insert_event
@@ -16,26 +15,23 @@ from agentops.store import insert_event
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # made once: json.dumps with options makes one per call
 
 
-@dataclass
 class Record:
-    """What Orbit keeps about one delivered message."""
+    """What Orbit keeps about one delivered message. `targets`: (kind, box) pairs, inbox/agent or
+    queue/role. (A plain class: see `agentops.mail.route.RouteReport`.)"""
 
-    message_id: str
-    key: str
-    sender: str
-    recipients: list[str]
-    cc: list[str]
-    subject: str
-    body: str
-    priority: str
-    date: str
-    in_reply_to: str | None
-    refs: list[str]
-    topic: str | None
-    drop_name: str | None
-    size: int
-    targets: list[tuple[str, str]] = field(default_factory=list)  # (kind, box): inbox/agent, queue/role
-    thread_id: str | None = None
+    def __init__(self, *, message_id: str, key: str, sender: str, recipients: list[str], cc: list[str],
+                 subject: str, body: str, priority: str, date: str, in_reply_to: str | None, refs: list[str],
+                 topic: str | None, drop_name: str | None, size: int,
+                 targets: list[tuple[str, str]] | None = None, thread_id: str | None = None):
+        self.message_id, self.key, self.sender = message_id, key, sender
+        self.recipients, self.cc, self.subject, self.body = recipients, cc, subject, body
+        self.priority, self.date, self.in_reply_to, self.refs = priority, date, in_reply_to, refs
+        self.topic, self.drop_name, self.size = topic, drop_name, size
+        self.targets = [] if targets is None else targets
+        self.thread_id = thread_id
+
+    def __repr__(self) -> str:
+        return f"Record({self.message_id!r}, key={self.key!r}, sender={self.sender!r}, targets={self.targets!r})"
 
 
 @contextlib.contextmanager
@@ -147,7 +143,7 @@ def _address_list(text: str) -> tuple:
     return tuple(json.loads(text))  # a few distinct lists ("[]", one team's recipients) fill an inbox
 
 
-def _rows(names: list[str], rows) -> list[dict[str, Any]]:
+def _rows(names: list[str], rows) -> list[dict[str, object]]:
     lists = [k for k in ("recipients", "cc", "refs") if k in names]
     out = []
     for row in rows:
@@ -160,7 +156,7 @@ def _rows(names: list[str], rows) -> list[dict[str, Any]]:
     return out
 
 
-def query(conn, sql: str, params=()) -> list[dict[str, Any]]:
+def query(conn, sql: str, params=()) -> list[dict[str, object]]:
     cur = conn.execute(sql, params)
     return _rows([d[0] for d in cur.description], cur.fetchall())
 
@@ -187,7 +183,7 @@ def resolve_id(conn, ident: str) -> str:
     return rows[0][0]
 
 
-def message(conn, message_id: str) -> dict[str, Any]:
+def message(conn, message_id: str) -> dict[str, object]:
     rows = query(conn, f"SELECT {_COLS}, body FROM messages WHERE message_id = ?", (message_id,))
     if not rows:
         raise NotFoundError(f"no message with id '{message_id}'")
@@ -197,7 +193,7 @@ def message(conn, message_id: str) -> dict[str, Any]:
     return out
 
 
-def box_messages(conn, kind: str, box: str, *, newest_first: bool = False) -> Iterator[dict[str, Any]]:
+def box_messages(conn, kind: str, box: str, *, newest_first: bool = False) -> Iterator[dict[str, object]]:
     """The box's messages in delivery order (or newest first), read lazily: a caller that wants
     the last 50 of 25,000 stops after 50 rows."""
     order = "DESC" if newest_first else "ASC"
@@ -214,14 +210,14 @@ def box_messages(conn, kind: str, box: str, *, newest_first: bool = False) -> It
         yield from _rows(names, chunk)
 
 
-def thread(conn, message_id: str) -> list[dict[str, Any]]:
+def thread(conn, message_id: str) -> list[dict[str, object]]:
     row = conn.execute("SELECT thread_id FROM messages WHERE message_id = ?", (message_id,)).fetchone()
     if not row:
         raise NotFoundError(f"no message with id '{message_id}'")
     return query(conn, f"SELECT {_COLS}, body FROM messages WHERE thread_id = ? ORDER BY date, seq", (row[0],))
 
 
-def search(conn, text: str, limit: int = 50) -> list[dict[str, Any]]:
+def search(conn, text: str, limit: int = 50) -> list[dict[str, object]]:
     """FTS5 over subject and body; plain words work, and so does FTS5 query syntax."""
     if not text.strip():
         raise ValidationError("empty search query", hint="e.g. agentops mail search 'schema review'")
