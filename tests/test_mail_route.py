@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -459,3 +460,26 @@ def test_a_file_only_a_reader_holds_open_is_routed(ws):
     with open(path) as reader:
         report = route_pending(ws, settle=0)
         assert report.delivered == 1 and report.skipped == 0 and reader.read() == "written\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1), timezones=st.timezones()))
+def test_the_date_written_on_delivery_is_what_the_email_package_writes(when):
+    import email.utils
+    from datetime import timezone
+
+    utc = when.astimezone(timezone.utc)
+    assert route_mod.rfc5322_date(when) == email.utils.format_datetime(utc).replace("-0000", "+0000")
+    assert email.utils.parsedate_to_datetime(route_mod.rfc5322_date(when)) == utc.replace(microsecond=0)
+
+
+def test_sending_routes_the_pending_drop_files_in_the_same_pass(ws):
+    from agentops.mail import send
+
+    old = ws.email_dir / "to-devops-from-developer-older.email"
+    old.write_text("Subject: older\n\nwritten as a file\n")
+    past = time.time() - 5
+    os.utime(old, (past, past))
+    send(ws, sender="user", to="devops", subject="newer", body="sent")
+    subjects = sorted(m["Subject"] for m in mailbox.Maildir(ws.inbox("devops"), create=False))
+    assert subjects == ["newer", "older"] and not old.exists()  # the library call routed both
