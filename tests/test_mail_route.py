@@ -483,3 +483,11 @@ def test_sending_routes_the_pending_drop_files_in_the_same_pass(ws):
     send(ws, sender="user", to="devops", subject="newer", body="sent")
     subjects = sorted(m["Subject"] for m in mailbox.Maildir(ws.inbox("devops"), create=False))
     assert subjects == ["newer", "older"] and not old.exists()  # the library call routed both
+
+
+def test_a_drop_file_with_a_bcc_header_is_never_kept_as_a_spare(ws):
+    drop(ws, "to-developer-from-devops-quiet.email", "Bcc: database-engineer\nSubject: quiet\n\nbetween us\n")
+    drop(ws, "to-developer-from-devops-open.email", "Subject: open\n\nfor all\n")
+    assert route_pending(ws).delivered == 2
+    kept = spares(ws, "developer")
+    assert len(kept) == 1 and b"Bcc" not in kept[0].read_bytes()

@@ -442,6 +442,8 @@ class _Router:
             if s not in to and s not in cc and s not in bcc:
                 bcc.append(s)
         msg.remove("Bcc")
+        if bcc:
+            e.spare = False  # the drop file names them: it is removed, never kept as a spare in an inbox's tmp/
         targets = self.targets(to + cc + bcc, sender)
         for target in targets:
             self.box_dir(target)  # made, and checked to stay inside the workspace
