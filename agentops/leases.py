@@ -29,12 +29,8 @@ def open_for_writing(path: Path) -> bool | None:
     except OSError:
         return None
     try:
-        try:
-            fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_RDLCK)
-        except OSError as exc:
-            return True if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
-        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
-        return False
+        granted = _lease_granted(fd, fcntl.F_RDLCK)  # a read lease: refused while anyone writes
+        return None if granted is None else not granted
     finally:
         os.close(fd)
 
@@ -45,8 +41,14 @@ def sole_opener(fd: int) -> bool | None:
     when the kernel cannot tell us. `fd` must be ours (a write lease needs the file's owner)."""
     if _F_SETLEASE is None:
         return None
+    return _lease_granted(fd, fcntl.F_WRLCK)  # a write lease: refused while anyone else has it open
+
+
+def _lease_granted(fd: int, kind: int) -> bool | None:
+    """Take a lease of `kind` on `fd` and give it back at once: True when granted, False when
+    refused because of another open file description, None when the kernel cannot say."""
     try:
-        fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_WRLCK)
+        fcntl.fcntl(fd, _F_SETLEASE, kind)
     except OSError as exc:
         return False if exc.errno in (errno.EAGAIN, errno.EBUSY) else None
     fcntl.fcntl(fd, _F_SETLEASE, fcntl.F_UNLCK)
