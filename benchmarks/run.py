@@ -540,7 +540,7 @@ def case_pipelines(tmp: Path, scale: dict, repeat: int) -> list[Row]:
 CASES = {"routing": case_routing, "latency": case_latency, "orbit": case_orbit, "reads": case_reads,
          "startup": case_startup, "memory": case_memory, "pipelines": case_pipelines}
 FULL = {"routing": 5000, "latency": 1000, "orbit": 1_000_000, "reads": (1_000_000, 100_000, 200),
-        "memory": 100_000, "pipelines": (5000, (365, 50)), "startup": 9}
+        "memory": 100_000, "pipelines": (5000, (365, 50)), "startup": 21}
 QUICK = {"routing": 300, "latency": 60, "orbit": 3000, "reads": (2000, 300, 5),
          "memory": 300, "pipelines": (300, (30, 10)), "startup": 3}
 
