@@ -36,6 +36,10 @@ def test_bcc_recipients_get_the_message_and_nobody_sees_the_bcc_header(ws):
     assert "database-engineer" not in r.stdout and [d["box"] for d in msg["deliveries"]] == ["devops"]
     r = run_agentops("mail", "inbox", "database-engineer", "--json", cwd=ws.root)
     assert [m["subject"] for m in json.loads(r.stdout)] == ["plan"]
+    db = ws.db()
+    event = json.loads(db.conn.execute("SELECT data FROM events WHERE kind = 'mail'").fetchone()[0])
+    db.conn.close()
+    assert event["inboxes"] == ["devops", "developer"]  # the mail event names no blind copy
 
 
 def test_an_unknown_bcc_recipient_is_a_dead_letter(ws):

@@ -491,3 +491,48 @@ def test_a_drop_file_with_a_bcc_header_is_never_kept_as_a_spare(ws):
     assert route_pending(ws).delivered == 2
     kept = spares(ws, "developer")
     assert len(kept) == 1 and b"Bcc" not in kept[0].read_bytes()
+
+
+def test_a_folder_named_like_a_spare_never_stops_routing(ws):
+    drop(ws, "to-developer-from-devops-first.email", "Subject: first\n\nhello\n")
+    assert route_pending(ws).delivered == 1
+    (ws.inbox("developer") / "tmp" / ".spare-0.M0P0Q0").mkdir()  # someone made a folder with a spare's name
+    for i in range(3):
+        drop(ws, f"to-developer-from-devops-more{i}.email", f"Subject: more {i}\n\nagain\n")
+    assert route_pending(ws).delivered == 3
+    assert sorted(bodies(ws, "developer")) == sorted(["hello\n"] + ["again\n"] * 3)
+    assert (ws.inbox("developer") / "tmp" / ".spare-0.M0P0Q0").is_dir()  # left alone, never moved
+
+
+def test_a_maildir_subfolder_linked_outside_is_a_dead_letter_and_keeps_no_spare(ws, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    box = ws.inbox("developer")
+    drop(ws, "to-developer-from-devops-first.email", "Subject: first\n\nhello\n")
+    assert route_pending(ws).delivered == 1
+    import shutil
+
+    shutil.rmtree(box / "tmp")
+    (box / "tmp").symlink_to(outside)
+    drop(ws, "to-developer-from-devops-secret.email", "Subject: secret\n\nsecret body\n")
+    report = route_pending(ws)
+    assert report.delivered == 0 and report.dead == 1
+    assert report.dead_letters[0]["cause"] == "unsafe_mailbox"
+    assert list(outside.iterdir()) == []
+
+
+def test_no_spares_where_a_new_file_would_inherit_a_default_acl_or_group(ws):
+    from agentops.mail import maildir
+
+    box = ws.inbox("developer")
+    maildir.ensure(box)
+    assert maildir.spares_allowed(box)
+    os.chmod(box / "tmp", 0o2755)  # set-group-id: a new file takes the folder's group
+    assert not maildir.spares_allowed(box)
+    os.chmod(box / "tmp", 0o755)
+    try:
+        os.setxattr(box / "tmp", "system.posix_acl_default",
+                    bytes.fromhex("02000000" "01000700ffffffff" "04000500ffffffff" "20000500ffffffff"))
+    except OSError:
+        pytest.skip("this file system takes no POSIX ACLs")
+    assert not maildir.spares_allowed(box)

@@ -61,14 +61,16 @@ def __getattr__(name: str):
 
 def _exit_now(code: int) -> None:
     """Exit without tearing the interpreter down (a few ms of a ~50 ms command): the command has
-    closed every file and database it opened; only the standard streams are left to flush."""
+    closed every file and database it opened; only the standard streams are left to flush. A
+    closed or broken stream loses its output but never changes the exit code (the work is done)."""
     import os
 
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
-        code = code or 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
     os._exit(code)
 
 

@@ -94,6 +94,10 @@ def run(argv: list[str]) -> int | None:
     try:
         send(workspace, **values)
     except AgentOpsError as exc:
-        sys.stderr.write("".join(line + "\n" for line in error_lines(exc)))
+        try:
+            if sys.stderr is not None:
+                sys.stderr.write("".join(line + "\n" for line in error_lines(exc)))
+        except OSError:
+            pass
         return exc.exit_code
     return 0

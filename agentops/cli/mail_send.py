@@ -65,7 +65,13 @@ def text(data: bytes, what: str, limit: int) -> str:
 
 
 def _out(value) -> None:
+    """Print `value`. A closed or broken stdout loses the output, never the message (it was sent)."""
     if isinstance(value, str):
-        sys.stdout.write(value + "\n")
+        text = value + "\n"
     else:  # the same JSON as agentops.cli.common.emit_json
-        sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+        text = json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n"
+    try:
+        if sys.stdout is not None:
+            sys.stdout.write(text)
+    except OSError:
+        pass

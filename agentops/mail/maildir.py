@@ -46,11 +46,11 @@ def write_new(box: Path | str, key: str, data: bytes, *, fsync: bool = True, spa
     if fd is None:
         fd = os.open(tmp, _WRITE_FLAGS, 0o644)
     try:
+        if reused:  # emptied first: the new bytes go to newly allocated blocks, which ext4's data=ordered
+            os.ftruncate(fd, 0)  # writes before the rename, so a power cut never shows the old message
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        if reused:
-            os.ftruncate(fd, len(data))
         if fsync:
             os.fsync(fd)
     finally:
@@ -76,13 +76,27 @@ def new_file_mode() -> int | None:
     return _MODE[0]
 
 
+def spares_allowed(box: Path | str) -> bool:
+    """May spares wait in, and be written over in, this Maildir's `tmp/`? Only in a real folder (not
+    a link), where a new file would get nothing a reused one would not: no set-group-id bit (a new
+    file takes the folder's group) and no default ACL (a new file inherits it)."""
+    tmp = f"{os.fspath(box)}/tmp"
+    try:
+        st = os.lstat(tmp)
+        return (stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_ISGID
+                and "system.posix_acl_default" not in os.listxattr(tmp, follow_symlinks=False))
+    except OSError:
+        return False
+
+
 def spares(box: Path | str) -> list[str]:
-    """The spare files waiting in the Maildir's `tmp/`."""
+    """The spare files waiting in the Maildir's `tmp/` (regular files only)."""
     tmp = f"{os.fspath(box)}/tmp"
     try:
         with os.scandir(tmp) as it:
-            return [f"{tmp}/{e.name}" for e in it if e.name.startswith(SPARE_PREFIX)]
-    except FileNotFoundError:
+            return [f"{tmp}/{e.name}" for e in it
+                    if e.name.startswith(SPARE_PREFIX) and e.is_file(follow_symlinks=False)]
+    except OSError:
         return []
 
 
@@ -92,6 +106,8 @@ def _adopt(spare: str, tmp: str) -> int | None:
     at most SPARE_MAX_BYTES, and nobody else has it open. Else remove it and return None."""
     mode = new_file_mode()
     try:
+        if not stat.S_ISREG(os.lstat(spare).st_mode):
+            return None  # not ours to move (a folder, a link): left where it is
         os.rename(spare, tmp)
     except OSError:
         discard(spare)
@@ -115,9 +131,10 @@ def _adopt(spare: str, tmp: str) -> int | None:
 
 
 def discard(path: str) -> None:
+    """Remove a spare (or what was one); anything that cannot be removed is left, never an error."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 

@@ -442,9 +442,11 @@ class _Router:
             if s not in to and s not in cc and s not in bcc:
                 bcc.append(s)
         msg.remove("Bcc")
+        targets = self.targets(to + cc + bcc, sender)
+        blind: frozenset = frozenset()
         if bcc:
             e.spare = False  # the drop file names them: it is removed, never kept as a spare in an inbox's tmp/
-        targets = self.targets(to + cc + bcc, sender)
+            blind = frozenset(targets) - set(self.targets(to + cc, sender))
         for target in targets:
             self.box_dir(target)  # made, and checked to stay inside the workspace
         when = _token_time(e.token)
@@ -472,7 +474,7 @@ class _Router:
             message_id=message_id, key=e.key, sender=sender, recipients=to, cc=cc, subject=subject,
             body=msg.body, priority=priority, date=_iso(given_date, when) if given_date else _whole_seconds(when),
             in_reply_to=in_reply[0] if in_reply else None, refs=message_ids(msg.get("References")),
-            topic=envelope.topic, drop_name=e.name, size=0, targets=targets)
+            topic=envelope.topic, drop_name=e.name, size=0, targets=targets, blind=blind)
         data = msg.to_bytes()
         rec.size = len(data)
         return rec, data
@@ -540,9 +542,13 @@ class _Router:
                                    " (a symbolic link); nothing is written there", cause="unsafe_mailbox",
                                    hint="replace the link with a real folder")
             maildir.ensure(path)
+            for sub in maildir.SUBDIRS:
+                if not self.ws.inside(path / sub):
+                    raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)}/{sub} leads outside the"
+                                       " workspace (a symbolic link); nothing is written there",
+                                       cause="unsafe_mailbox", hint="replace the link with a real folder")
             d = self.dirs[target] = os.fspath(path)
-            # a spare takes the group of the folder it came from: none for a set-group-id tmp/
-            if self.keep_spares and not os.stat(f"{d}/tmp").st_mode & stat.S_ISGID:
+            if self.keep_spares and maildir.spares_allowed(d):
                 self.spare_boxes.add(d)
                 self.spares.extend(maildir.spares(d))
         return d
@@ -617,6 +623,8 @@ class _Router:
 # "file" = fsync per file; "none" = rely on the page cache (process crashes are still exactly-once;
 # only power loss is not covered).
 FSYNC = os.environ.get("AGENTOPS_MAIL_FSYNC", "batch")
+if FSYNC not in ("batch", "file", "none"):
+    FSYNC = "batch"  # an unknown value never means less durable
 FSYNC_EACH_UP_TO = 4
 _SYNCFS: list = []
 

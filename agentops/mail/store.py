@@ -17,18 +17,21 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # ma
 
 class Record:
     """What Orbit keeps about one delivered message. `targets`: (kind, box) pairs, inbox/agent or
-    queue/role. (A plain class: see `agentops.mail.route.RouteReport`.)"""
+    queue/role; `blind`: those only a Bcc reached (left out of the `mail` event; their `deliveries`
+    rows are what lets them read their copy). (A plain class: see `agentops.mail.route.RouteReport`.)"""
 
     def __init__(self, *, message_id: str, key: str, sender: str, recipients: list[str], cc: list[str],
                  subject: str, body: str, priority: str, date: str, in_reply_to: str | None, refs: list[str],
                  topic: str | None, drop_name: str | None, size: int,
-                 targets: list[tuple[str, str]] | None = None, thread_id: str | None = None):
+                 targets: list[tuple[str, str]] | None = None, thread_id: str | None = None,
+                 blind: frozenset[tuple[str, str]] = frozenset()):
         self.message_id, self.key, self.sender = message_id, key, sender
         self.recipients, self.cc, self.subject, self.body = recipients, cc, subject, body
         self.priority, self.date, self.in_reply_to, self.refs = priority, date, in_reply_to, refs
         self.topic, self.drop_name, self.size = topic, drop_name, size
         self.targets = [] if targets is None else targets
         self.thread_id = thread_id
+        self.blind = blind
 
     def __repr__(self) -> str:
         return f"Record({self.message_id!r}, key={self.key!r}, sender={self.sender!r}, targets={self.targets!r})"
@@ -83,8 +86,8 @@ def record_delivered(conn: sqlite3.Connection, recs: list[Record], now: str, thr
         insert_event(conn, "mail", {
             "action": "delivered", "message_id": rec.message_id, "sender": rec.sender,
             "recipients": rec.recipients + [c for c in rec.cc if c not in rec.recipients], "subject": rec.subject,
-            "inboxes": [box for kind, box in rec.targets if kind == "inbox"],
-            "queues": [box for kind, box in rec.targets if kind == "queue"],
+            "inboxes": [box for kind, box in rec.targets if kind == "inbox" and (kind, box) not in rec.blind],
+            "queues": [box for kind, box in rec.targets if kind == "queue" and (kind, box) not in rec.blind],
         }, id=f"mail:delivered:{rec.message_id}", ts=now, agent=rec.sender)
 
 
