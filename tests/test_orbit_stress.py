@@ -4,7 +4,6 @@ errors, and the derived runs table always agrees with the events it was derived 
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 
 import pytest
 
@@ -65,14 +64,12 @@ def test_eight_writers_and_a_reader(ws):
     reader = ctx.Process(target=_reader, args=(root, stop, errors, reads))
     reader.start()
     writers = [ctx.Process(target=_writer, args=(root, w, errors)) for w in range(WRITERS)]
-    started = time.monotonic()
     for p in writers:
         p.start()
     for p in writers:
         p.join(90)
     stop.set()
     reader.join(30)
-    elapsed = time.monotonic() - started
     problems = []
     while not errors.empty():
         problems.append(errors.get())
@@ -85,4 +82,3 @@ def test_eight_writers_and_a_reader(ws):
         assert c.execute("SELECT count(DISTINCT id) FROM events").fetchone()[0] == WRITERS * PER_WRITER
         assert c.execute("SELECT count(*) FROM runs WHERE state = 'succeeded'").fetchone()[0] == \
             WRITERS * (PER_WRITER // 3)
-    assert elapsed < 60

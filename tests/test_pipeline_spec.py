@@ -3,7 +3,6 @@ traceback (library and CLI)."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -61,9 +60,7 @@ def test_alias_bomb_refused(ws):
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [{', '.join('*' + p for p in [prev] * 10)}]\n"
         for prev, c in zip("abcdefgh", "bcdefghi"))
-    start = time.perf_counter()
-    lines = problems_of(ws, bomb)
-    assert time.perf_counter() - start < 2
+    lines = problems_of(ws, bomb)  # refused, not expanded (10^9 items would never finish)
     assert len(lines) == 1 and "alias" in lines[0]
 
 
@@ -154,16 +151,14 @@ def test_duplicate_names(ws):
     assert any("also defined in" in str(p) for p in problems)
 
 
-def test_5000_stage_spec_is_fast(ws, cli):
+def test_5000_stage_spec_checks_and_plans(ws, cli):
+    """Scale, not speed (benchmarks/run.py measures that)."""
     from agentops.pipelines.graph import plan
 
     write_spec(ws, "big", chain_spec(5000))
-    start = time.perf_counter()
     spec, problems = check_one(ws, "big")
     p = plan(spec)
-    elapsed = time.perf_counter() - start
     assert problems == [] and len(p["order"]) == 5000
-    assert elapsed < 3, f"check+plan of 5,000 stages took {elapsed:.2f}s"
     r = cli("pipeline", "plan", "big")
     assert r.exit_code == 0 and "5000 stage(s)" in r.output
 
@@ -171,9 +166,7 @@ def test_5000_stage_spec_is_fast(ws, cli):
 def test_5000_stage_spec_with_errors_is_clear(ws, cli):
     text = chain_spec(5000).replace("kind: transform\n    inputs: [d9, d0]", "kind: transfrom\n    inputs: [d9, d0]")
     write_spec(ws, "big", text)
-    start = time.perf_counter()
     r = cli("pipeline", "check", "big")
-    assert time.perf_counter() - start < 6
     assert r.exit_code == 1
     lines = [line for line in r.output.splitlines() if line.startswith(".agent")]
     assert len(lines) == 1 and "stages[10].kind" in lines[0] and ":58:" in lines[0], lines
