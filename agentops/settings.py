@@ -41,18 +41,6 @@ def from_data(value, key: str = ""):
     return value
 
 
-def view(config) -> Section:
-    """A validated pydantic `Config` (or a section of one, for tests) as Sections."""
-    from agentops.config import Config
-
-    if isinstance(config, Config):
-        return from_data(to_data(config))
-    data = config.model_dump(mode="json")
-    for name in MAPPINGS & set(data):
-        data[name] = {k: v.model_dump(mode="json", exclude_unset=True) for k, v in getattr(config, name).items()}
-    return from_data(data)
-
-
 def load(ws) -> Section:
     """The workspace's validated settings (the defaults without an agentops.toml)."""
     from pathlib import Path

@@ -70,13 +70,13 @@ def test_weekly_seasonal_series_monday_peak_is_normal_and_a_missing_peak_is_a_dr
 
 
 def test_settings_overrides(ws):
-    from agentops.config import AnomalySettings, OrbitSettings
-    from agentops.settings import view
+    from agentops.config import AnomalySettings, Config, OrbitSettings
+    from agentops.settings import from_data, to_data
 
-    orbit_settings = view(OrbitSettings(anomaly=AnomalySettings(threshold=2.5),
+    orbit_settings = from_data(to_data(Config(orbit=OrbitSettings(anomaly=AnomalySettings(threshold=2.5),
                                    anomaly_overrides={"orders": AnomalySettings(window=7),
                                                       "orders.row_count": AnomalySettings(threshold=5),
-                                                      "orders.raw.row_count": AnomalySettings(min_points=6)}))
+                                                      "orders.raw.row_count": AnomalySettings(min_points=6)})))).orbit
     s = settings_for(orbit_settings, "orders", "raw", "row_count")
     assert (s.window, s.threshold, s.min_points) == (7, 5, 6)
     assert settings_for(orbit_settings, "other", None, "x").threshold == 2.5

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from agentops.errors import WorkspaceError
-from agentops.settings import CACHE_FILE, Section, view
+from agentops.settings import CACHE_FILE, Section, from_data, to_data
 from agentops.workspace import Workspace
 
 TOML = """
@@ -54,7 +54,7 @@ def test_cached_settings_are_the_validated_ones(ws):
     fresh = Workspace(ws.root).config
     assert (ws.run_dir / CACHE_FILE).is_file()
     cached = Workspace(ws.root).config
-    assert cached == fresh == view(load_config(ws.config_path))
+    assert cached == fresh == from_data(to_data(load_config(ws.config_path)))
     assert isinstance(cached, Section) and cached.mail.max_bytes == 2048
     assert cached.agents[0].on_mail == ["my-agent", "{prompt_file}"]
     assert cached.orbit.anomaly.threshold == 2.5 and cached.orbit.anomaly.window == 14
