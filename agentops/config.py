@@ -10,7 +10,8 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator,
+                      model_validator)
 
 from agentops.errors import WorkspaceError, format_pydantic_errors
 
@@ -51,6 +52,48 @@ class DispatchSettings(_Section):
     backoff_seconds: float = Field(10.0, ge=0, description="first retry delay; doubles each time, with jitter")
     coalesce_seconds: float = Field(2.0, ge=0, description="mail arriving within this window wakes the agent once")
     keep_runs: int = Field(50, ge=1, description="prompt files and logs kept per agent; older ones are deleted")
+
+
+ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+# keys that would hold a secret (a DSN names a password too): a connection names an environment variable
+SECRET_KEYS = frozenset({"dsn", "url", "uri", "conninfo", "password", "passwd", "pass", "secret", "token",
+                         "connection_string"})
+
+
+class Connection(_Section):
+    """`[connections.NAME]`: where table datasets live (SPEC §11). DuckDB and SQLite are files
+    (`path`, relative to the workspace or absolute); Postgres is reached through the DSN held in the
+    environment variable `dsn_env`, never a DSN or password written here."""
+
+    kind: Literal["duckdb", "sqlite", "postgres"]
+    path: str | None = None
+    dsn_env: str | None = Field(None, pattern=ENV_NAME)
+    read_only: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data):
+        if isinstance(data, dict):
+            for key in data:
+                if str(key).lower() in SECRET_KEYS:
+                    raise ValueError(f"'{key}' would hold a secret in a file; put it in an environment variable "
+                                     f"and name it: dsn_env = \"MY_DSN\"")
+        return data
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.kind == "postgres":
+            if self.path is not None:
+                raise ValueError("a postgres connection has dsn_env (the environment variable holding the DSN), "
+                                 "not path")
+            if not self.dsn_env:
+                raise ValueError('a postgres connection needs dsn_env = "NAME_OF_THE_VARIABLE_HOLDING_THE_DSN"')
+        else:
+            if self.dsn_env is not None:
+                raise ValueError(f"a {self.kind} connection has path, not dsn_env")
+            if not self.path:
+                raise ValueError(f"a {self.kind} connection needs path (the database file)")
+        return self
 
 
 class AgentEntry(_Section):
@@ -106,6 +149,17 @@ class Config(_Section):
     daemon: DaemonSettings = DaemonSettings()
     orbit: OrbitSettings = OrbitSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    connections: dict[str, Connection] = {}
+
+    @field_validator("connections")
+    @classmethod
+    def _connection_names(cls, value: dict) -> dict:
+        import re
+
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"connection name {name!r}: use letters, digits and _ (it names a database in SQL)")
+        return value
 
 
 def load_config(path: Path) -> Config:

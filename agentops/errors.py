@@ -54,6 +54,12 @@ class DeliveryError(AgentOpsError):
         self.cause = cause
 
 
+class DataError(AgentOpsError):
+    """Data could not be read: a missing file or table, an unreadable file, an unset dsn_env, bad SQL."""
+
+    exit_code = 1
+
+
 class NotFoundError(AgentOpsError):
     exit_code = 5
 

@@ -15,7 +15,7 @@ CACHE_FILE = "config.json"
 CACHE_VERSION = 1
 # fields holding a table whose keys the user names (kept as dicts: {key: {field: value, ...}}) and
 # whose values hold only the fields the user set (an override changes just those)
-MAPPINGS = frozenset({"anomaly_overrides"})
+MAPPINGS = frozenset({"anomaly_overrides", "connections"})
 
 
 class Section(SimpleNamespace):

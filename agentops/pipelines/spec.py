@@ -133,6 +133,81 @@ class Incremental(_Model):
         return self
 
 
+
+FILE_FORMATS = ("csv", "json", "ndjson", "parquet")
+_SUFFIX_FORMAT = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json",
+                  ".ndjson": "ndjson", ".jsonl": "ndjson"}
+_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
+
+
+class Location(_Model):
+    """Where a dataset's data is (SPEC §11): files (`path` + `format`) or a table (`connection` +
+    `table`). A path may hold globs, `{partition}` and hive folders (`date={partition}/*.parquet`);
+    relative paths are relative to the workspace. `connection` names `[connections.NAME]` in
+    agentops.toml; `warehouse` (the embedded DuckDB) needs no entry."""
+
+    path: str | None = None
+    format: Literal["csv", "json", "ndjson", "parquet"] | None = None
+    hive_partitioning: bool | None = None  # default: on when the path has a `key=value/` folder
+    connection: str | None = Field(None, pattern=NAME_RE)
+    table: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v):
+        if v is not None and (not v.strip() or re.match(r"^[a-z][a-z0-9+.-]*://", v, re.I)):
+            raise ValueError("a location path is a file path or glob (relative to the workspace or absolute), "
+                             "not a URL")
+        return v
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v):
+        if v is not None and not _TABLE_RE.match(v):
+            raise ValueError(f"'{v[:40]}' is not a table name (table, schema.table or catalog.schema.table)")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if (self.path is None) == (self.table is None):
+            raise ValueError("a location has either path (files) or table (with connection), not "
+                             + ("both" if self.path else "neither"))
+        if self.path is not None:
+            if self.connection is not None:
+                raise ValueError("connection goes with table, not path")
+            if self.format is None:
+                suffix = "." + self.path.rsplit(".", 1)[-1].lower() if "." in self.path.rsplit("/", 1)[-1] else ""
+                self.format = _SUFFIX_FORMAT.get(suffix)
+                if self.format is None:
+                    raise ValueError(f"location path needs format ({', '.join(FILE_FORMATS)})")
+        else:
+            if self.format is not None or self.hive_partitioning is not None:
+                raise ValueError("format and hive_partitioning go with path, not table")
+            if self.connection is None:
+                self.connection = "warehouse"
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "file" if self.path is not None else "table"
+
+    def describe(self, partition: str | None = None) -> str:
+        """One short text naming the location (for messages): `data/x/*.parquet` or `warehouse:mart.t`."""
+        if self.path is not None:
+            return self.path.replace("{partition}", partition) if partition else self.path
+        return f"{self.connection}:{self.table}"
+
+
+class DatasetInfo(_Model):
+    """What a spec says about one dataset it names (in `datasets:`): where it is, who owns it,
+    how its schema may change."""
+
+    location: Location | None = None
+    owner: str | None = None
+    description: str = ""
+    schema_evolution: Literal["fail", "add_columns", "ignore"] | None = None
+
+
 class Source(_Model):
     """A system data comes from. Its `name` is the dataset stages read as input."""
 
@@ -150,6 +225,7 @@ class Source(_Model):
     rate_limit: RateLimit | None = None
     pool_size: int | None = Field(None, gt=0)
     schema_evolution: Literal["fail", "add_columns", "ignore"] = "fail"
+    location: Location | None = None
 
     @field_validator("url", "connection", "path")
     @classmethod
@@ -220,6 +296,8 @@ class Destination(_Model):
     partitioning: Partitioning | None = None
     retention: Duration | None = None
     compression: Literal["none", "snappy", "gzip", "zstd", "lz4"] | None = None
+    location: Location | None = None
+    schema_evolution: Literal["fail", "add_columns", "ignore"] | None = None
 
     _d = _durations("retention")
 
@@ -233,20 +311,28 @@ class Destination(_Model):
 CHECK_NEEDS = {
     "not_null": ("column",), "unique": ("column",), "accepted_values": ("column", "values"),
     "range": ("column",), "row_count": (), "freshness": ("column", "max_age"), "anomaly": ("metric",),
+    "schema": (), "sql": ("name", "query"),
 }
+CHECK_KINDS = tuple(CHECK_NEEDS)
 
 
 class QualityCheck(_Model):
+    """One declared check on one dataset (SPEC §11; `agentops quality run` measures it)."""
+
     dataset: str
-    check: Literal["not_null", "unique", "row_count", "freshness", "accepted_values", "range", "anomaly"]
+    check: Literal["not_null", "unique", "row_count", "freshness", "accepted_values", "range", "anomaly",
+                   "schema", "sql"]
+    name: str | None = Field(None, pattern=NAME_RE)  # sql: the check's name (its label is sql:NAME)
     column: str | None = None
-    columns: list[str] = []  # unique over several columns
+    columns: list[str] = []  # unique over several columns; schema: the columns that must be there
+    types: dict[str, str] = {}  # schema: column -> expected type (as the engine names it, e.g. BIGINT)
     values: list[Any] | None = None
     min: float | None = None
     max: float | None = None
     max_age: Duration | None = None
-    metric: str | None = None  # anomaly: row_count, null_rate, bytes, duration
+    metric: str | None = None  # anomaly: a profile metric: row_count, null_fraction, distinct, min, max, mean
     threshold: float | None = None  # anomaly: z-score
+    query: str | None = None  # sql: a SELECT whose rows are the failures; {dataset} is the dataset's relation
     severity: Literal["warn", "error"] = "error"
     description: str = ""
 
@@ -261,13 +347,28 @@ class QualityCheck(_Model):
             raise ValueError(f"check '{self.check}' needs {', '.join(missing)}")
         if self.check in ("range", "row_count") and self.min is None and self.max is None:
             raise ValueError(f"check '{self.check}' needs min and/or max")
+        if self.check == "schema" and not self.columns and not self.types:
+            raise ValueError("check 'schema' needs columns (names) and/or types (column: type)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min:g} is more than max {self.max:g}")
         return self
 
     @property
+    def metric_name(self) -> str | None:
+        """anomaly: the profile series it watches (`row_count`, `null_fraction:customer_id`)."""
+        if self.metric is None:
+            return None
+        return f"{self.metric}:{self.column}" if self.column and ":" not in self.metric else self.metric
+
+    @property
     def label(self) -> str:
         """The name Orbit check events use: `not_null:order_id`."""
+        if self.check == "sql":
+            return f"sql:{self.name}"
+        if self.check == "anomaly":
+            return f"anomaly:{self.metric_name}"
+        if self.check == "schema":
+            return "schema"
         target = self.column or ",".join(self.columns) or self.metric
         return f"{self.check}:{target}" if target else self.check
 
@@ -324,6 +425,7 @@ class PipelineSpec(_Model):
     external: list[str] = []  # datasets made outside this pipeline (often by another pipeline)
     stages: list[Stage] = Field(min_length=1)
     destinations: list[Destination] = []
+    datasets: dict[str, DatasetInfo] = {}  # location, owner, schema_evolution of any dataset named here
     quality: list[QualityCheck] = []
     sla: SLA | None = None
     streaming: Streaming | None = None
@@ -389,6 +491,48 @@ class PipelineSpec(_Model):
 
     def destination(self, dataset: str) -> Destination | None:
         return next((d for d in self.destinations if d.name == dataset), None)
+
+    def source(self, dataset: str) -> Source | None:
+        return next((s for s in self.sources if s.name == dataset), None)
+
+    def dataset_names(self) -> list[str]:
+        """Every dataset this spec names: sources, stage inputs and outputs, external, destinations."""
+        names = dict.fromkeys([*(s.name for s in self.sources), *self.external])
+        for st in self.stages:
+            names.update(dict.fromkeys([*st.inputs, *st.outputs]))
+        names.update(dict.fromkeys([*(d.name for d in self.destinations), *self.datasets]))
+        return list(names)
+
+    def location(self, dataset: str) -> Location | None:
+        """Where `dataset` is, as this spec says (`datasets:`, then its source or destination entry);
+        None: no location here (in a run it is the warehouse table of that name, SPEC §12)."""
+        info = self.datasets.get(dataset)
+        if info is not None and info.location is not None:
+            return info.location
+        for item in (self.source(dataset), self.destination(dataset)):
+            if item is not None and item.location is not None:
+                return item.location
+        return None
+
+    def schema_evolution(self, dataset: str) -> str:
+        """The policy for `dataset`'s schema changes: `datasets:`, its source or destination, else `fail`."""
+        info = self.datasets.get(dataset)
+        if info is not None and info.schema_evolution:
+            return info.schema_evolution
+        for item in (self.source(dataset), self.destination(dataset)):
+            if item is not None and item.schema_evolution:
+                return item.schema_evolution
+        return "fail"
+
+    def dataset_owner(self, dataset: str) -> str:
+        """Who owns `dataset`: `datasets:` owner, else the owner of the stage writing it, else the pipeline's."""
+        info = self.datasets.get(dataset)
+        if info is not None and info.owner:
+            return info.owner
+        for st in self.stages:
+            if dataset in st.outputs and st.owner:
+                return st.owner
+        return self.owner
 
 
 # -------------------------------------------------------------------------------------------------
@@ -528,7 +672,8 @@ def check_spec(spec: PipelineSpec, result: LoadResult | None = None, addresses=N
     if addresses is not None:
         for loc, who in [(("owner",), spec.owner), *((("stages", i, "owner"), s.owner)
                                                      for i, s in enumerate(spec.stages) if s.owner),
-                         *((("sla", "notify", i), a) for i, a in enumerate(spec.sla.notify if spec.sla else []))]:
+                         *((("sla", "notify", i), a) for i, a in enumerate(spec.sla.notify if spec.sla else [])),
+                         *((("datasets", n, "owner"), d.owner) for n, d in spec.datasets.items() if d.owner)]:
             if not addresses.is_known(who):
                 known = ", ".join(sorted(addresses.known()))
                 add(loc, f"unknown owner '{who}' (known: {known})")
@@ -572,6 +717,10 @@ def check_spec(spec: PipelineSpec, result: LoadResult | None = None, addresses=N
     for i, q in enumerate(spec.quality):
         if q.dataset not in known_datasets:
             add(("quality", i, "dataset"), f"unknown dataset '{q.dataset}'{_suggest(q.dataset, known_datasets)}")
+    for name in spec.datasets:
+        if name not in known_datasets:
+            add(("datasets", name), f"unknown dataset '{name}': no source or stage produces it"
+                f"{_suggest(name, known_datasets)} (declare it under external: when another pipeline makes it)")
     if spec.streaming and spec.streaming.dead_letter and spec.streaming.dead_letter not in known_datasets:
         add(("streaming", "dead_letter"), f"unknown dataset '{spec.streaming.dead_letter}'")
 
