@@ -346,41 +346,19 @@ def run_with_retries(ws, name: str, *, sleep: Callable[[float], None] = time.sle
 # Orbit ------------------------------------------------------------------------------------------
 
 def record(ws, agent: str, action: str, **fields) -> None:
-    """Append a `dispatch` event and update `dispatch_runs`, in one transaction."""
-    from agentops.store import insert_event, utcnow, write_tx
+    """Log a `dispatch` event (its deriver updates `dispatch_runs` in the same transaction)."""
+    from agentops.orbit import Orbit
+    from agentops.orbit.events import DispatchEvent
 
-    ts = utcnow()
-    data = {"agent": agent, "action": action}
+    data = {}
     for key, value in fields.items():
-        if value is None:
-            continue
         if isinstance(value, Path):
             value = _rel(ws, value)
         elif isinstance(value, float):
             value = round(value, 3)
         data[key] = value
-    db = ws.db()
-    try:
-        with write_tx(db) as conn:
-            insert_event(conn, "dispatch", data, ts=ts, agent=agent)
-            row = {"agent": agent, "action": action, "updated": ts}
-            if action == "started":
-                row.update(started=ts, attempt=data.get("attempt"), exit_code=None, finished=None,
-                           duration_s=None, log=data.get("log"))
-            elif action in ("succeeded", "failed", "timed_out"):
-                row.update(finished=ts, exit_code=data.get("exit_code"), duration_s=data.get("duration_s"))
-            cols = ", ".join(row)
-            marks = ", ".join("?" for _ in row)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != "agent")
-            counters = {"started": "runs", "failed": "failures", "timed_out": "failures",
-                        "gave_up": "gave_up"}.get(action)
-            if counters:
-                updates += f", {counters} = dispatch_runs.{counters} + 1"
-            conn.execute(f"INSERT INTO dispatch_runs ({cols}{', ' + counters if counters else ''})"
-                         f" VALUES ({marks}{', 1' if counters else ''})"
-                         f" ON CONFLICT(agent) DO UPDATE SET {updates}", list(row.values()))
-    finally:
-        db.conn.close()
+    with Orbit.open(ws) as orbit:
+        orbit.log(DispatchEvent(kind="dispatch", agent=agent, action=action, **data), send_alerts=False)
 
 
 def _rel(ws, path: Path) -> str:

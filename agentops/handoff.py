@@ -108,15 +108,10 @@ def handoff(ws, sender: str, label: str, context: str = "", *, draft: bool = Fal
 
 
 def _log(ws, result: HandoffResult, pipelines: list[dict]) -> None:
-    from agentops.store import insert_event, write_tx
+    from agentops.orbit import Orbit
+    from agentops.orbit.events import HandoffEvent
 
-    db = ws.db()
-    try:
-        with write_tx(db) as conn:
-            insert_event(conn, "handoff", {
-                "sender": result.sender, "target": result.target, "label": result.label,
-                "sent": result.sent, "message_ids": result.message_ids, "draft": result.draft,
-                "pipelines": [p["name"] for p in pipelines], "agent": result.sender,
-            })
-    finally:
-        db.conn.close()
+    with Orbit.open(ws) as orbit:
+        orbit.log(HandoffEvent(kind="handoff", sender=result.sender, target=result.target, label=result.label,
+                               sent=result.sent, message_ids=list(result.message_ids), draft=result.draft,
+                               pipelines=[p["name"] for p in pipelines], agent=result.sender), send_alerts=False)

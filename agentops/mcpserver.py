@@ -20,6 +20,8 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
 
 from agentops.errors import AgentOpsError, format_pydantic_errors
+from agentops.orbit.events import describe as describe_kinds
+from agentops.orbit.states import RunState
 
 SERVER_NAME = "orbit"
 INSTRUCTIONS = ("The agentops workspace: team mail, the Orbit event log (pipeline runs, jobs, data-quality "
@@ -34,10 +36,7 @@ Pipeline = Annotated[str, Field(min_length=1, max_length=512)]
 Since = Annotated[str, Field(min_length=1, max_length=64,
                              description="ISO 8601 time or date, or an age like 24h, 7d")]
 Limit = Annotated[int, Field(ge=1, le=500)]
-RunState = Literal["queued", "running", "succeeded", "failed", "up_for_retry", "upstream_failed", "skipped",
-                   "canceled"]
 
-ALERT_FIELDS = ("cause", "owner", "subject", "status")
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
 
@@ -343,13 +342,8 @@ def build_server(ws) -> MCPServer:
     # --- orbit --------------------------------------------------------------------------------
     @tool(annotations=WRITE)
     async def orbit_log(
-        event: Annotated[dict[str, Any], Field(description=(
-            'One flat event; "kind" picks the fields. run: pipeline, run_id, state, task?, run_type?, '
-            "logical_date?, attempt?, error?. job: pipeline, run_id?, task?, rows_in?, rows_out?, bytes?, "
-            "duration_s?. check: pipeline, dataset, check, passed, severity? (warn|error), observed?, "
-            "threshold?, run_id?. metric: pipeline, name, value, dataset?. perf: pipeline, bottleneck "
-            "(io|cpu|network|serialization|memory), task?, note?, before?, after?, status? (open|resolved). "
-            "note: text. Any kind: ts?, id? (idempotency key)."))],
+        event: Annotated[dict[str, Any], Field(description='One flat event; "kind" picks the fields. '
+                                               + describe_kinds())],
     ) -> Logged:
         """Log one Orbit event. Returns its seq and any anomaly, alert or upstream_failed run it caused."""
         from agentops.orbit import Orbit
@@ -357,11 +351,7 @@ def build_server(ws) -> MCPServer:
         ws = here()
         with Orbit.open(ws) as orbit:
             r = orbit.log(event)
-            derived = list(r.derived)
-            if r.seq is not None and not any(d.get("kind") == "alert" for d in derived):
-                sources = {r.seq} | {d["seq"] for d in derived if d.get("seq") is not None}
-                derived += [{"kind": "alert", **{k: a.get(k) for k in ALERT_FIELDS}}
-                            for a in orbit.alerts(limit=50) if a.get("source_seq") in sources]
+        derived = r.derived
         by_kind = lambda k: [d for d in derived if d.get("kind") == k]  # noqa: E731
         return _result(Logged(kind=r.kind, seq=r.seq, id=r.id, ts=r.ts, state=r.state, attempt=r.attempt,
                               anomalies=by_kind("anomaly"), alerts=by_kind("alert"),

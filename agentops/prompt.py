@@ -48,10 +48,8 @@ def unread_mail(ws, agent: str, limit: int = MAX_UNREAD_IN_PROMPT) -> list[MailS
 
 def open_work(ws, agent: str) -> list[str]:
     """Open items from Orbit for this agent (failing pipelines it owns, open alerts, drafts)."""
-    try:
-        from agentops.status import agent_work
-    except ImportError:  # status is optional for a prompt
-        return []
+    from agentops.status import agent_work
+
     return agent_work(ws, agent)
 
 

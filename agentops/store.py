@@ -94,19 +94,3 @@ def write_tx(db: Store) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.commit()
-
-
-def insert_event(conn: sqlite3.Connection, kind: str, data: dict[str, object], *, id: str | None = None,
-                 ts: str | None = None, pipeline: str | None = None, run_id: str | None = None,
-                 agent: str | None = None) -> int | None:
-    """Append one event row (no validation: typed writers validate first). Returns its seq, or
-    None when an event with the same `id` is already there (idempotent replay)."""
-    ts = ts or data.get("ts") or utcnow()
-    body = {"kind": kind, "ts": ts, **({"id": id} if id else {}), **data}
-    cur = conn.execute(
-        "INSERT INTO events (id, ts, kind, pipeline, run_id, agent, data) VALUES (?,?,?,?,?,?,?)"
-        " ON CONFLICT DO NOTHING",
-        (id, ts, kind, pipeline or data.get("pipeline"), run_id or data.get("run_id"),
-         agent or data.get("agent"), json.dumps(body, separators=(",", ":"), default=str)),
-    )
-    return cur.lastrowid if cur.rowcount else None

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from agentops.errors import ValidationError
 from agentops.orbit import Orbit
-from agentops.orbit.events import STATES
+from agentops.orbit.states import STATES
 from agentops.orbit.states import allowed
 
 
@@ -178,15 +178,21 @@ def test_ts_is_normalized_and_since_filters(orbit):
 
 
 def test_mail_event_written_by_the_mail_library_is_accepted(orbit):
-    from agentops.orbit.events import parse
-    from agentops.store import insert_event, write_tx
+    from agentops.orbit import record
+    from agentops.orbit.events import MailEvent
+    from agentops.store import write_tx
 
     data = {"action": "delivered", "message_id": "<m1@x>", "sender": "a", "recipients": ["b"], "subject": "hi"}
     with write_tx(orbit.db) as conn:
-        insert_event(conn, "mail", data, id="mail:1")
+        assert record(conn, MailEvent(kind="mail", id="mail:1", **data)) == 1
+        assert record(conn, MailEvent(kind="mail", id="mail:1", **data)) == 0  # a replay
     ev = orbit.events(kind="mail")[0]
-    assert parse({k: v for k, v in ev.items() if k != "seq"}, internal=True).action == "delivered"
-    assert orbit.log({"kind": "mail", **data, "id": "mail:1"}, internal=True).duplicate
+    assert {k: ev[k] for k in data} == data and ev["id"] == "mail:1"
+    assert orbit.log(MailEvent(kind="mail", id="mail:1", **data)).duplicate
+    with pytest.raises(TypeError, match="unknown field"):
+        MailEvent(kind="mail", action="read", forged=True)
+    with pytest.raises(TypeError, match="not a registered Orbit record"), write_tx(orbit.db) as conn:
+        record(conn, {"kind": "mail", "action": "read"})
 
 
 OWN_KINDS = [
@@ -211,11 +217,21 @@ def test_kinds_agentops_writes_are_refused_from_callers(orbit, event):
     assert counts(orbit)["events"] == before["events"] + 1
 
 
-def test_internal_path_takes_agentops_kinds(orbit):
-    anomaly = OWN_KINDS[2]
-    assert orbit.log(anomaly, internal=True).seq is not None
+def test_models_built_by_agentops_take_its_own_kinds_and_unregistered_models_are_refused(orbit):
+    from agentops.orbit.events import AnomalyEvent, Event, HandoffEvent, MailEvent
+
+    anomaly = AnomalyEvent(**OWN_KINDS[2])
+    assert orbit.log(anomaly).seq is not None
     assert orbit.anomalies()[0]["metric"] == "m"
-    report = orbit.log_many([OWN_KINDS[0], OWN_KINDS[1]], internal=True)
+    report = orbit.log_many([MailEvent(**OWN_KINDS[0]), HandoffEvent(kind="handoff", sender="a", target="b")])
     assert report.accepted == 2 and not report.rejected
     with pytest.raises(ValidationError, match="unknown kind 'zzz'.*known: run, job, check, metric, perf, note"):
-        orbit.log({"kind": "zzz"}, internal=True)
+        orbit.log({"kind": "zzz"})
+
+    class Stray(Event):
+        kind: str = "stray"
+
+    before = counts(orbit)
+    with pytest.raises(TypeError, match="not a registered Orbit event model"):
+        orbit.log(Stray())
+    assert counts(orbit) == before

@@ -96,9 +96,9 @@ def ingest(ctx: typer.Context, path: str = typer.Argument(..., help="A JSONL fil
     """Bulk-log a JSONL file: bad lines are reported with their line numbers, good lines are kept."""
     from pathlib import Path
 
-    from agentops.orbit.ingest import ingest_file
+    from agentops.orbit.ingest import gc_paused, ingest_file
 
-    with _open(ctx) as orbit:
+    with _open(ctx) as orbit, gc_paused():
         if sys.stderr.isatty() and not as_json:
             from rich.progress import Progress
 

@@ -33,6 +33,8 @@ from agentops.daemon.logs import log
 
 if TYPE_CHECKING:
     from agentops.daemon.core import Daemon
+    from agentops.mail.route import RouteReport
+    from agentops.orbit.log import IngestReport
 
 
 @runtime_checkable
@@ -134,9 +136,9 @@ class MailTask(Task):
 
         self._route = route_pending
         report = recover(self.ws, db=self._database())
-        if getattr(report, "recovered", 0):
-            self.log(logging.INFO, "recovered", entries=report.recovered, delivered=_count(report.delivered),
-                     dead=_count(report.dead))
+        if report.recovered:
+            self.log(logging.INFO, "recovered", entries=report.recovered, delivered=report.delivered,
+                     dead=report.dead)
         self._account(report, 0)
 
     def scan(self):
@@ -150,18 +152,16 @@ class MailTask(Task):
     def handle(self, paths):
         self._account(self._route(self.ws, paths, db=self._database()), len(paths))
 
-    def _account(self, report, files: int) -> None:
-        delivered = _count(getattr(report, "delivered", 0))
-        dead = _count(getattr(report, "dead", 0))
-        self.daemon.stats.routed(delivered, dead)
-        if files and (delivered or dead):
-            self.log(logging.INFO, "routed", files=files, delivered=delivered, dead=dead,
-                     ms=round(getattr(report, "seconds", 0.0) * 1000, 1))
-        for entry in getattr(report, "dead_letters", None) or ():
-            self.log(logging.WARNING, "dead-letter", **_describe(entry))
-        inboxes = inboxes_of(self.ws, report)
-        if inboxes:
-            self.daemon.mail_arrived(inboxes)
+    def _account(self, report: "RouteReport", files: int) -> None:
+        self.daemon.stats.routed(report.delivered, report.dead)
+        if files and (report.delivered or report.dead):
+            self.log(logging.INFO, "routed", files=files, delivered=report.delivered, dead=report.dead,
+                     ms=round(report.seconds * 1000, 1))
+        for entry in report.dead_letters:
+            self.log(logging.WARNING, "dead-letter",
+                     **{k: v for k, v in entry.items() if k in ("id", "cause", "reason", "name", "sender")})
+        if report.inboxes or report.queues:  # dispatch wakes the agents and the role queues' members
+            self.daemon.mail_arrived(report.inboxes | report.queues)
 
     def close(self):
         if self._db is not None:
@@ -169,52 +169,6 @@ class MailTask(Task):
                 self._db.conn.close()
             finally:
                 self._db = None
-
-
-def _count(value) -> int:
-    if isinstance(value, int):
-        return value
-    try:
-        return len(value)
-    except TypeError:
-        return 0
-
-
-def _items(value) -> list:
-    return list(value) if isinstance(value, (list, tuple, set)) else []
-
-
-def _describe(entry) -> dict[str, Any]:
-    if isinstance(entry, dict):
-        return {k: v for k, v in entry.items() if k in ("id", "cause", "reason", "name", "sender")}
-    fields = {}
-    for key in ("name", "path", "file", "reason", "sender"):
-        if hasattr(entry, key):
-            fields[key] = str(getattr(entry, key))
-    return fields or {"entry": str(entry)}
-
-
-def inboxes_of(ws, report) -> set[str]:
-    """The agents whose inbox received new mail in `report` (empty when it cannot tell), and the
-    role queues that did (dispatch wakes their members)."""
-    explicit = set(getattr(report, "inboxes", None) or ()) | set(getattr(report, "queues", None) or ())
-    if explicit:
-        return {str(a) for a in explicit}
-    found: set[str] = set()
-    for entry in _items(getattr(report, "delivered", ())):
-        for key in ("agent", "recipient", "inbox"):
-            value = entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
-            if isinstance(value, str):
-                found.add(value)
-                break
-        else:
-            path = entry.get("path") if isinstance(entry, dict) else getattr(entry, "path", entry)
-            if isinstance(path, (str, os.PathLike)):
-                try:
-                    found.add(Path(path).relative_to(ws.inbox_root).parts[0])
-                except (ValueError, IndexError):
-                    pass
-    return found
 
 
 # orbit --------------------------------------------------------------------------------------
@@ -238,13 +192,12 @@ class OrbitIngestTask(Task):
         return self.listdir(self.ws.orbit_dir, self.wants)
 
     def handle(self, paths):
-        report = self._ingest(self.ws, paths=paths)
-        rejected = _count(getattr(report, "rejected", 0))
-        aside = getattr(report, "set_aside", None) or []
+        report: IngestReport = self._ingest(self.ws, paths=paths)
+        rejected, aside = report.rejected, report.set_aside
         self.log(logging.WARNING if rejected or aside else logging.INFO, "ingested", files=len(paths),
-                 accepted=getattr(report, "accepted", None), duplicates=getattr(report, "duplicates", None),
-                 rejected=rejected, set_aside=len(aside))
-        for line, reason in (getattr(report, "rejected", None) or [])[:20]:
+                 accepted=report.accepted, duplicates=report.duplicates, rejected=len(rejected),
+                 set_aside=len(aside))
+        for line, reason in rejected[:20]:
             self.log(logging.WARNING, "rejected-line", line=line, reason=reason)
         for name, reason in aside[:20]:
             self.log(logging.WARNING, "rejected-file", file=name, reason=reason, moved_to="rejected/")
@@ -306,13 +259,13 @@ class SpecCheckTask(Task):
                 self._seen[p] = (st.st_mtime_ns, st.st_size)
             except OSError:
                 self._seen.pop(p, None)
-        results = self._recheck(self.ws, paths) or []
-        problems = sum(len(getattr(r, "problems", ()) or ()) for r in results)
-        mailed = [f"{r.file}: {r.mailed}" for r in results if getattr(r, "mailed", None)]
+        results = self._recheck(self.ws, paths)
+        problems = sum(len(r.problems) for r in results)
+        mailed = [f"{r.file}: {r.mailed}" for r in results if r.mailed]
         self.log(logging.WARNING if problems else logging.INFO, "spec-check", files=len(paths),
                  checked=len(results), problems=problems, mailed=mailed)
         for r in results:
-            if getattr(r, "error", None):
+            if r.error:
                 self.log(logging.WARNING, "spec-check-mail-failed", file=r.file, error=r.error)
 
 

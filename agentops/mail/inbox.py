@@ -16,7 +16,8 @@ from agentops.errors import ConflictError, NotFoundError, ValidationError, Works
 from agentops.mail import maildir
 from agentops.mail.maildir import ACKED, SEEN
 from agentops.mail import store
-from agentops.store import insert_event, utcnow, write_tx
+from agentops.orbit.registry import MailEvent, record
+from agentops.store import utcnow, write_tx
 
 
 def box_of(ws, address: str) -> tuple[str, str]:
@@ -127,8 +128,8 @@ def _mark(ws, db, ident: str, agent: str | None, flags: str, action: str) -> dic
         c.execute(f"UPDATE deliveries SET {column} = COALESCE({column}, ?),"
                   " read_at = COALESCE(read_at, ?) WHERE message_id = ? AND kind = ? AND box = ?",
                   (now, now, message_id, kind, box))
-        insert_event(c, "mail", {"action": action, "message_id": message_id, "agent": box},
-                     id=f"mail:{action}:{message_id}:{box}", ts=now, agent=box)
+        record(c, MailEvent(kind="mail", action=action, message_id=message_id,
+                            id=f"mail:{action}:{message_id}:{box}", ts=now, agent=box))
     msg["state"] = "acked" if action == "acked" else "read"
     return msg
 
@@ -189,8 +190,8 @@ def claim(ws, role: str, agent: str, ident: str | None = None, *, db=None) -> di
                 key = c.execute("SELECT key FROM messages WHERE message_id = ?", (message_id,)).fetchone()[0]
                 c.execute("INSERT INTO deliveries (message_id, kind, box, key, delivered_at) VALUES (?,?,?,?,?)"
                           " ON CONFLICT DO NOTHING", (message_id, "inbox", a, key, now))
-                insert_event(c, "mail", {"action": "claimed", "message_id": message_id, "role": r, "agent": a},
-                             id=f"mail:claimed:{message_id}", ts=now, agent=a)
+                record(c, MailEvent(kind="mail", action="claimed", message_id=message_id, role=r,
+                                    id=f"mail:claimed:{message_id}", ts=now, agent=a))
         settle_claims(ws, database, r)
         msg = store.message(conn, message_id)
     msg["claimed_by"] = a

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from agentops.errors import ConflictError, NotFoundError, ValidationError
-from agentops.store import insert_event
+from agentops.orbit.registry import MailEvent, record
 
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # made once: json.dumps with options makes one per call
 
@@ -82,13 +82,12 @@ def record_delivered(conn: sqlite3.Connection, recs: list[Record], now: str, thr
         "INSERT INTO deliveries (message_id, kind, box, key, delivered_at) VALUES (?,?,?,?,?)"
         " ON CONFLICT DO NOTHING",
         [(rec.message_id, kind, box, rec.key, now) for rec in new for kind, box in rec.targets])
-    for rec in new:
-        insert_event(conn, "mail", {
-            "action": "delivered", "message_id": rec.message_id, "sender": rec.sender,
-            "recipients": rec.recipients + [c for c in rec.cc if c not in rec.recipients], "subject": rec.subject,
-            "inboxes": [box for kind, box in rec.targets if kind == "inbox" and (kind, box) not in rec.blind],
-            "queues": [box for kind, box in rec.targets if kind == "queue" and (kind, box) not in rec.blind],
-        }, id=f"mail:delivered:{rec.message_id}", ts=now, agent=rec.sender)
+    record(conn, *(MailEvent(
+        kind="mail", action="delivered", message_id=rec.message_id, sender=rec.sender,
+        recipients=rec.recipients + [c for c in rec.cc if c not in rec.recipients], subject=rec.subject,
+        inboxes=[box for kind, box in rec.targets if kind == "inbox" and (kind, box) not in rec.blind],
+        queues=[box for kind, box in rec.targets if kind == "queue" and (kind, box) not in rec.blind],
+        id=f"mail:delivered:{rec.message_id}", ts=now, agent=rec.sender) for rec in new))
 
 
 def _known(conn, recs: list[Record]) -> tuple[set[str], set[str]]:
@@ -122,10 +121,9 @@ def record_dead(conn: sqlite3.Connection, *, dead_id: str, cause: str, reason: s
         " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         (dead_id, cause, reason, name, sender, now, bounce_id))
     if cur.rowcount:
-        insert_event(conn, "mail", {
-            "action": "bounced", "dead_id": dead_id, "cause": cause, "reason": reason, "name": name,
-            "sender": sender, "bounce_id": bounce_id,
-        }, id=f"mail:bounced:{dead_id}", ts=now, agent=sender)
+        record(conn, MailEvent(kind="mail", action="bounced", dead_id=dead_id, cause=cause, reason=reason, name=name,
+                               sender=sender, bounce_id=bounce_id, id=f"mail:bounced:{dead_id}", ts=now,
+                               agent=sender))
 
 
 def ids_known(conn: sqlite3.Connection, message_ids: list[str]) -> set[str]:

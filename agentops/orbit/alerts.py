@@ -21,23 +21,45 @@ from agentops.store import utcnow, write_tx
 
 
 def owner_of(spec, event_owner: str | None) -> str:
-    owner = getattr(spec, "owner", None) if spec is not None else None
+    owner = spec.owner if spec is not None else None
     return owner or event_owner or "user"
 
 
-def _sender():
-    try:
-        from agentops.mail import send  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return send
+# What each alert says: (key, subject, body). The key is the dedupe (module docstring).
+
+def run_failed(pipeline: str, run_id: str, task: str, logical_date: str | None, attempt: int,
+               error: str | None) -> tuple[str, str, str]:
+    what = f" task {task}" if task else ""
+    return (f"run failed: {pipeline} run {run_id}",
+            f"[orbit] run failed: {pipeline} {run_id}" + (f" ({task})" if task else ""),
+            f"Pipeline {pipeline} run {run_id}{what}" + (f" (logical date {logical_date})" if logical_date else "")
+            + f" failed on attempt {attempt}.\n" + (f"\nError: {error}\n" if error else ""))
+
+
+def check_failed(pipeline: str, dataset: str, check: str, run_id: str | None, ts: str, observed,
+                 threshold) -> tuple[str, str, str]:
+    when = f"run {run_id}" if run_id else f"on {ts[:10]}"
+    return (f"check failed: {pipeline} {dataset} {check} {when}",
+            f"[orbit] check failed: {pipeline} {dataset} {check}",
+            f"Data-quality check {check} on {dataset} (pipeline {pipeline}, {when}) failed with severity error: "
+            f"observed {observed!r}, threshold {threshold!r}.\n")
+
+
+def anomaly(pipeline: str, dataset: str | None, metric: str, value: float, expected: float, zscore: float,
+            direction: str, method: str | None, ts: str) -> tuple[str, str, str]:
+    where = f"{pipeline}.{dataset}.{metric}" if dataset else f"{pipeline}.{metric}"
+    return (f"anomaly: {where} at {ts}",
+            f"[orbit] anomaly: {where} {direction} ({value:g}, expected {expected:.6g})",
+            f"{where} = {value:g} at {ts} is a {direction}: expected {expected:.6g} "
+            f"(z-score {zscore:.2f}, {method} comparison).\n")
 
 
 def send_pending(orbit, limit: int = 100) -> list[dict]:
     """Send pending alerts (claimed one by one, so two writers never send the same alert)."""
-    send = _sender()
+    from agentops.mail import send
+
     conn = orbit.db.conn
-    if send is None or orbit.ws is None:
+    if orbit.ws is None:
         return []
     sent = []
     pending = conn.execute("SELECT key, owner, subject, body FROM alerts WHERE status = 'pending' ORDER BY ts "
@@ -50,8 +72,7 @@ def send_pending(orbit, limit: int = 100) -> list[dict]:
                 continue
         status, message_id, error = "sent", None, None
         try:
-            result = send(orbit.ws, sender="postmaster", to=[owner], subject=subject, body=body)
-            message_id = _message_id(result)
+            message_id = send(orbit.ws, sender="postmaster", to=[owner], subject=subject, body=body)[0]
         except AgentOpsError as exc:
             status, error = "pending", str(exc)
         except Exception as exc:  # the mail library is another module: never lose the alert over it
@@ -63,17 +84,3 @@ def send_pending(orbit, limit: int = 100) -> list[dict]:
         if status != "sent":
             break  # mail is failing: keep the rest for the next attempt
     return sent
-
-
-def _message_id(result) -> str | None:
-    if result is None:
-        return None
-    if isinstance(result, str):
-        return result
-    if isinstance(result, (list, tuple)):
-        return str(result[0]) if result else None
-    for name in ("message_id", "id"):
-        value = result.get(name) if isinstance(result, dict) else getattr(result, name, None)
-        if isinstance(value, str):
-            return value
-    return None

@@ -1,10 +1,8 @@
-"""The Orbit event kinds: one pydantic model per kind, chosen by the `kind` field (SPEC §5).
+"""The Orbit event kinds: one pydantic model per kind, chosen by `kind` (SPEC §5), each with its
+deriver (what it writes to which derived table) right below its fields.
 
-What agents write (run, job, check, metric, perf, note) forbids unknown fields; the kinds
-agentops writes itself (anomaly, alert, mail, handoff) too, except mail and handoff, whose writers
-(the mail library, handoffs) may add fields. `ts` (ISO 8601, default now) and `id` (optional,
-makes the event idempotent) are on every kind. The `Orbit` API refuses agentops' own kinds (and
-`dispatch`) from other callers (`own_kind`): only its `internal=True` path accepts them.
+How a kind is added, who may write which, and the one insert: `registry.py`. Every kind forbids
+unknown fields; `ts` (ISO 8601, default now) and `id` (idempotency key) are on every kind.
 """
 
 from __future__ import annotations
@@ -12,16 +10,20 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
                       ValidationError as PydanticValidationError)
 
 from agentops.errors import ValidationError
+from agentops.orbit import alerts
+from agentops.orbit.registry import AGENTOPS_KINDS, MODELS, USER_KINDS, Record, register, registered
+from agentops.orbit.registry import MailEvent  # noqa: F401  (a kind: importable with the others)
+from agentops.orbit.states import TERMINAL, TRANSITIONS, RunState, next_attempt
 
-STATES = ("queued", "running", "succeeded", "failed", "up_for_retry", "upstream_failed", "skipped", "canceled")
-RunState = Literal["queued", "running", "succeeded", "failed", "up_for_retry", "upstream_failed", "skipped",
-                   "canceled"]
+if TYPE_CHECKING:
+    from agentops.orbit.log import LogResult, _Batch
+
 RunType = Literal["scheduled", "manual", "backfill"]
 Severity = Literal["warn", "error"]
 Bottleneck = Literal["io", "cpu", "network", "serialization", "memory"]
@@ -32,8 +34,8 @@ MAX_TEXT = 64 * 1024    # free text: error, note, text, subject, body
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=0)]
-Figure = Union[int, float, str, bool, None]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Figure = Union[Annotated[int, Field(ge=-2**63, le=2**63 - 1)], Number, Text, bool, None]
 
 
 def _ts(value: Any, _utc=timezone.utc, _parse=datetime.fromisoformat) -> Any:
@@ -64,18 +66,28 @@ def _ts(value: Any, _utc=timezone.utc, _parse=datetime.fromisoformat) -> Any:
 Timestamp = Annotated[str | None, BeforeValidator(_ts)]
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+class Event(BaseModel):
+    """The fields every kind has. Subclass it through `register` (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, defer_build=True)
 
     ts: Timestamp = Field(None, description="ISO 8601; default now; naive times are UTC")
     id: Name | None = Field(None, description="idempotency key: an event with a known id is skipped")
     agent: Name | None = Field(None, description="who logged it")
 
+    def derive(self, batch: "_Batch", seq: int, result: "LogResult") -> None:
+        """The derived rows this event writes (none by default)."""
 
-class _PipelineEvent(_Event):
+
+_Event = Event  # the name older imports use
+
+class _PipelineEvent(Event):
     owner: Name | None = Field(None, description="who gets alerts when the pipeline spec does not say")
 
 
+# --- user kinds ---------------------------------------------------------------------------------
+
+@register("user")
 class RunEvent(_PipelineEvent):
     """A pipeline run (no `task`) or a task run changed state."""
 
@@ -90,7 +102,64 @@ class RunEvent(_PipelineEvent):
     attempt: int | None = Field(None, ge=1, le=10_000)
     error: Text | None = None
 
+    def derive(self, batch, seq, result) -> None:
+        """runs: the row of (pipeline, run_id, task) moves along the state machine (states.py), or
+        ValidationError; a failed run alerts; a failed task marks the queued tasks downstream of it
+        (in the spec) upstream_failed."""
+        task = self.task or ""
+        key = (self.pipeline, self.run_id, task)
+        cur = batch.run_row(key)
+        if cur is None:
+            attempt = self.attempt or 1  # a run's first event may be any state
+        elif self.attempt is None and (self.state == cur["state"] or self.state in TRANSITIONS[cur["state"]]):
+            attempt = cur["attempt"] or 1  # the common move within an attempt (as next_attempt decides it)
+        else:
+            label = f"run {self.run_id} of {self.pipeline}" + (f" task {task}" if task else "")
+            attempt = next_attempt(label, cur["state"], cur["attempt"], self.state, self.attempt)
+        fresh = cur is None or attempt != cur["attempt"]
+        if self.attempt != attempt:  # as `self.attempt = attempt`, without pydantic's __setattr__
+            self.__dict__["attempt"] = attempt
+            self.__pydantic_fields_set__.add("attempt")
+        ts, state = self.ts, self.state
+        failing = state in ("failed", "up_for_retry", "upstream_failed")
+        row = {
+            "pipeline": self.pipeline, "run_id": self.run_id, "task": task, "state": state, "attempt": attempt,
+            "run_type": self.run_type or (cur["run_type"] if cur else "scheduled"),
+            "logical_date": self.logical_date or self.partition or (cur["logical_date"] if cur else None),
+            "error": self.error if self.error is not None else (
+                cur["error"] if (cur and not fresh and failing) else None),
+            "owner": self.owner or (cur["owner"] if cur else None),
+            "started_at": ts if state == "running" and (fresh or not cur["started_at"]) else (
+                None if fresh else cur["started_at"]),
+            "ended_at": ts if state in TERMINAL or state == "up_for_retry" else None,
+            "updated_at": ts, "seq": seq,
+        }
+        batch.set_run(key, row)
+        result.state, result.attempt = state, attempt
+        if state != "failed":
+            return
+        batch.alert(result, "run", *alerts.run_failed(self.pipeline, self.run_id, task, row["logical_date"],
+                                                      attempt, row["error"]),
+                    pipeline=self.pipeline, run_id=self.run_id, owner=row["owner"], source_seq=seq, ts=ts)
+        if not task:
+            return
+        for name in batch.downstream(self.pipeline, task):
+            cur = batch.run_row((self.pipeline, self.run_id, name))
+            if cur is not None and cur["state"] not in ("queued", "up_for_retry"):
+                continue
+            derived = RunEvent(kind="run", pipeline=self.pipeline, run_id=self.run_id, task=name,
+                               state="upstream_failed", run_type=row["run_type"], logical_date=row["logical_date"],
+                               agent="agentops", error=f"upstream task {task} failed", ts=ts)
+            r = batch.add(derived, into=result)
+            result.derived.append({"kind": "run", "seq": r.seq, "task": name, "state": "upstream_failed"})
 
+
+_JOBS = ("INSERT INTO jobs (seq, ts, pipeline, run_id, task, rows_in, rows_out, bytes, duration_s) "
+         "VALUES (?,?,?,?,?,?,?,?,?)")
+JOB_SERIES = ("rows_out", "bytes", "duration_s")
+
+
+@register("user")
 class JobEvent(_PipelineEvent):
     """An ETL job (stage/task) completed: its figures."""
 
@@ -101,9 +170,24 @@ class JobEvent(_PipelineEvent):
     rows_in: Count | None = None
     rows_out: Count | None = None
     bytes: Count | None = None
-    duration_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    duration_s: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | None = None
+
+    def derive(self, batch, seq, result) -> None:
+        """jobs: one row; rows_out, bytes and duration_s are series (pipeline, task) watched for anomalies."""
+        ts = self.ts
+        batch.insert(_JOBS, (seq, ts, self.pipeline, self.run_id, self.task, self.rows_in, self.rows_out,
+                             self.bytes, self.duration_s))
+        for name in JOB_SERIES:
+            value = getattr(self, name)
+            if value is not None:
+                batch.point(self.pipeline, self.task, name, float(value), ts, seq, result, job=True)
 
 
+_CHECKS = ('INSERT OR REPLACE INTO checks (pipeline, run_id, dataset, "check", passed, severity, observed, '
+           "threshold, ts, seq) VALUES (?,?,?,?,?,?,?,?,?,?)")
+
+
+@register("user")
 class CheckEvent(_PipelineEvent):
     """A data-quality check result."""
 
@@ -117,7 +201,19 @@ class CheckEvent(_PipelineEvent):
     observed: Figure = None
     threshold: Figure = None
 
+    def derive(self, batch, seq, result) -> None:
+        """checks: the latest result per (pipeline, run, dataset, check); a failed error-severity check alerts."""
+        run_id = self.run_id or ""
+        key = (self.pipeline, run_id, self.dataset, self.check)
+        batch.upsert(_CHECKS, key, (*key, int(self.passed), self.severity, _figure(self.observed),
+                                    _figure(self.threshold), self.ts, seq))
+        if not self.passed and self.severity == "error":
+            batch.alert(result, "check", *alerts.check_failed(self.pipeline, self.dataset, self.check, self.run_id,
+                                                              self.ts, self.observed, self.threshold),
+                        pipeline=self.pipeline, run_id=self.run_id, owner=self.owner, source_seq=seq, ts=self.ts)
 
+
+@register("user")
 class MetricEvent(_PipelineEvent):
     """One point of a numeric series (row count, null rate, duration...)."""
 
@@ -125,10 +221,19 @@ class MetricEvent(_PipelineEvent):
     pipeline: Name
     dataset: Name | None = None
     name: Name
-    value: Number
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
     run_id: Name | None = None
 
+    def derive(self, batch, seq, result) -> None:
+        """metrics: one point of the series (pipeline, dataset, name), watched for anomalies."""
+        batch.point(self.pipeline, self.dataset, self.name, self.value, self.ts, seq, result)
 
+
+_PERF = ("INSERT OR REPLACE INTO perf (pipeline, task, bottleneck, status, note, before, after, opened_at, "
+         "updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?)")
+
+
+@register("user")
 class PerfEvent(_PipelineEvent):
     """A performance issue (open) or an optimization (resolved), with before/after figures."""
 
@@ -141,15 +246,40 @@ class PerfEvent(_PipelineEvent):
     after: dict[str, Any] | None = None
     status: Literal["open", "resolved"] = "open"
 
+    def derive(self, batch, seq, result) -> None:
+        """perf: one row per (pipeline, task, bottleneck); fields not given keep their value."""
+        key = (self.pipeline, self.task or "", self.bottleneck)
+        cur = batch.upserted(_PERF, key)
+        if cur is None:
+            got = batch.conn.execute("SELECT pipeline, task, bottleneck, status, note, before, after, opened_at, "
+                                     "updated_at, seq FROM perf WHERE pipeline = ? AND task = ? AND bottleneck = ?",
+                                     key).fetchone()
+            cur = tuple(got) if got else None
+        before = dumps(self.before) if self.before is not None else (cur[5] if cur else None)
+        after = dumps(self.after) if self.after is not None else (cur[6] if cur else None)
+        opened = cur[7] if cur and cur[3] == "open" else self.ts
+        batch.upsert(_PERF, key, (*key, self.status, self.note if self.note is not None else (cur[4] if cur else None),
+                                  before, after, opened, self.ts, seq))
 
-class NoteEvent(_Event):
+
+@register("user")
+class NoteEvent(Event):
+    """A free-text note."""
+
     kind: Literal["note"]
     text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     pipeline: Name | None = None
     run_id: Name | None = None
 
 
-class AnomalyEvent(_Event):
+# --- kinds agentops writes itself ---------------------------------------------------------------
+
+_ANOMALIES = ("INSERT INTO anomalies (seq, ts, pipeline, dataset, metric, value, expected, zscore, direction, "
+              "method, source_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+
+
+@register("agentops")
+class AnomalyEvent(Event):
     """Written by agentops when a series point is far from its history."""
 
     kind: Literal["anomaly"]
@@ -160,12 +290,23 @@ class AnomalyEvent(_Event):
     expected: Number
     zscore: Number
     direction: Literal["spike", "drop"]
-    method: Literal["rolling", "seasonal"] | None = None
+    method: Literal["rolling", "seasonal", "robust", "robust-seasonal"] | None = None
     source_seq: int | None = None
 
+    def derive(self, batch, seq, result) -> None:
+        """anomalies: one row; the pipeline's owner is alerted."""
+        batch.insert(_ANOMALIES, (seq, self.ts, self.pipeline, self.dataset, self.metric, self.value, self.expected,
+                                  self.zscore, self.direction, self.method, self.source_seq))
+        batch.alert(result, "anomaly", *alerts.anomaly(self.pipeline, self.dataset, self.metric, self.value,
+                                                       self.expected, self.zscore, self.direction, self.method,
+                                                       self.ts),
+                    pipeline=self.pipeline, run_id=None, owner=None, source_seq=seq, ts=self.ts)
 
-class AlertEvent(_Event):
-    """Written by agentops when it mails an owner about a failed run, check or an anomaly."""
+
+@register("agentops")
+class AlertEvent(Event):
+    """Written by agentops when it mails an owner about a failed run, check or an anomaly (the
+    `alerts` row is written with it, by `_Batch`, which dedupes on `key`)."""
 
     kind: Literal["alert"]
     key: Text
@@ -177,49 +318,96 @@ class AlertEvent(_Event):
     source_seq: int | None = None
 
 
-class MailEvent(_Event):
-    """Written by the mail library (delivered, bounced, read, acked, claimed)."""
-
-    model_config = ConfigDict(extra="allow")
-    kind: Literal["mail"]
-    action: Literal["delivered", "bounced", "read", "acked", "claimed"]
-    message_id: Name | None = None
-    sender: Name | None = None
-    recipients: list[Name] = []
-    subject: Text | None = None
-
-
-class HandoffEvent(_Event):
+@register("agentops")
+class HandoffEvent(Event):
     """Written by `agentops handoff`."""
 
-    model_config = ConfigDict(extra="allow")
     kind: Literal["handoff"]
-    sender: Name | None = None
-    recipient: Name | None = None
-    label: Text | None = None
-    message_id: Name | None = None
+    sender: str | None = None
+    target: str | None = None
+    label: str | None = None
+    sent: bool = False
+    message_ids: list[str] = []
+    draft: str | None = None
+    pipelines: list[str] = []
 
 
-MODELS: dict[str, type[_Event]] = {
-    "run": RunEvent, "job": JobEvent, "check": CheckEvent, "metric": MetricEvent, "perf": PerfEvent,
-    "note": NoteEvent, "anomaly": AnomalyEvent, "alert": AlertEvent, "mail": MailEvent, "handoff": HandoffEvent,
-}
-KINDS = tuple(MODELS)
-USER_KINDS = ("run", "job", "check", "metric", "perf", "note")
-# written only by agentops itself (dispatch rows go straight into the events table, with no model)
-AGENTOPS_KINDS = ("anomaly", "alert", "mail", "handoff", "dispatch")
+@register("agentops")
+class DispatchEvent(Event):
+    """Written by `agentops dispatch` and the daemon when an agent's on_mail command runs."""
+
+    kind: Literal["dispatch"]
+    action: Literal["started", "succeeded", "failed", "timed_out", "retrying", "gave_up"]
+    attempt: int | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    delay_s: float | None = None
+    log: str | None = None
+    prompt_file: str | None = None
+    error: str | None = None
+    stopped: bool | None = None
+
+    def derive(self, batch, seq, result) -> None:
+        """dispatch_runs: the agent's latest run and its counters (runs, failures, gave_up)."""
+        ts, action = self.ts, self.action
+        row: dict[str, Any] = {"agent": self.agent, "action": action, "updated": ts}
+        if action == "started":
+            row.update(started=ts, attempt=self.attempt, exit_code=None, finished=None, duration_s=None,
+                       log=self.log)
+        elif action in ("succeeded", "failed", "timed_out"):
+            row.update(finished=ts, exit_code=self.exit_code, duration_s=self.duration_s)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != "agent")
+        counter = {"started": "runs", "failed": "failures", "timed_out": "failures", "gave_up": "gave_up"}.get(action)
+        if counter:
+            updates += f", {counter} = dispatch_runs.{counter} + 1"
+        batch.insert(f"INSERT INTO dispatch_runs ({', '.join(row)}{', ' + counter if counter else ''}) "
+                     f"VALUES ({', '.join('?' * len(row))}{', 1' if counter else ''}) "
+                     f"ON CONFLICT(agent) DO UPDATE SET {updates}", tuple(row.values()))
 
 
 def own_kind(kind: str) -> str:
     """The refusal of a kind only agentops writes, when someone else tries to log it."""
     return f"kind {kind!r} is written by agentops itself; log {', '.join(USER_KINDS[:-1])} or {USER_KINDS[-1]}"
 
-Event = Annotated[Union[tuple(MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]
-
 
 @lru_cache(maxsize=1)
 def adapter() -> TypeAdapter:
-    return TypeAdapter(Event)
+    """The validator of any registered kind, chosen by `kind` (built on first use, after every model)."""
+    models = tuple(m for m in MODELS.values() if issubclass(m, BaseModel))
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])
+
+
+def _figure(value) -> str | None:
+    """Observed/threshold figures are stored as JSON text (numbers stay numbers when read back)."""
+    if value.__class__ is int:
+        return int.__repr__(value)  # what json.dumps writes for an int, without the encoder
+    return None if value is None else json.dumps(value)
+
+
+def describe(kinds: tuple[str, ...] | None = None) -> str:
+    """`run: pipeline, run_id, state, task?, ...` per kind, from the models (the MCP tool's text)."""
+    out = []
+    for kind in kinds or USER_KINDS:
+        fields = []
+        for name, f in MODELS[kind].model_fields.items():
+            if name in ("kind", "ts", "id", "agent", "owner"):
+                continue
+            text = name if f.is_required() else name + "?"
+            choices = _choices(f.annotation)
+            if choices and name not in ("state",):
+                text += f" ({'|'.join(choices)})"
+            fields.append(text)
+        out.append(f"{kind}: {', '.join(fields)}.")
+    return " ".join(out) + " Any kind: ts?, id? (idempotency key)."
+
+
+def _choices(annotation) -> tuple[str, ...]:
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    for arg in get_args(annotation):
+        if get_origin(arg) is Literal:
+            return get_args(arg)
+    return ()
 
 
 def format_ts(ts: datetime | None) -> str:
@@ -235,12 +423,12 @@ def format_ts(ts: datetime | None) -> str:
     return ts.isoformat(timespec="microseconds")
 
 
-def problems(exc: PydanticValidationError, raw: Any = None, *, internal: bool = False) -> list[str]:
+def problems(exc: PydanticValidationError) -> list[str]:
     """`kind.field: message` lines for a rejected event. A kind only agentops writes is refused as
-    such (not field by field) unless `internal`."""
+    such (not field by field)."""
     out = []
     errors = exc.errors(include_url=False)
-    if not internal and errors and errors[0]["loc"] and errors[0]["loc"][0] in AGENTOPS_KINDS:
+    if errors and errors[0]["loc"] and errors[0]["loc"][0] in AGENTOPS_KINDS:
         return [own_kind(errors[0]["loc"][0])]
     for err in errors:
         loc = [str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"]]
@@ -266,22 +454,24 @@ def problems(exc: PydanticValidationError, raw: Any = None, *, internal: bool = 
     return out or [str(exc)]
 
 
-def parse(raw: str | bytes | dict | BaseModel, *, internal: bool = False) -> _Event:
-    """Validate one event (a JSON line, a dict or a model); raises ValidationError naming the field.
-    Only `internal` callers (agentops' own code) may give the kinds agentops writes itself."""
-    if isinstance(raw, _Event):
-        model = raw
-    else:
-        try:
-            if isinstance(raw, (str, bytes, bytearray)):
-                model = adapter().validate_json(raw)
-            else:
-                model = adapter().validate_python(raw)
-        except PydanticValidationError as exc:
-            lines = problems(exc, internal=internal)
-            raise ValidationError(lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
-                                  problems=lines) from None
-    if not internal and model.kind not in USER_KINDS:
+def parse(raw: str | bytes | dict | Event | Record) -> Event | Record:
+    """Validate one event; raises ValidationError naming the field. A JSON text or a dict (anyone's
+    input) may only be a user kind; a model instance (built by agentops' own code) must be of a
+    registered class (TypeError otherwise: a programming error, as datasette's track_event asserts)."""
+    if isinstance(raw, (Event, Record)):
+        if not registered(raw):
+            raise TypeError(f"{type(raw).__name__} is not a registered Orbit event model")
+        return raw
+    try:
+        if isinstance(raw, (str, bytes, bytearray)):
+            model = adapter().validate_json(raw)
+        else:
+            model = adapter().validate_python(raw)
+    except PydanticValidationError as exc:
+        lines = problems(exc)
+        raise ValidationError(lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
+                              problems=lines) from None
+    if model.kind not in USER_KINDS:
         raise ValidationError(own_kind(model.kind))
     return model
 

@@ -7,34 +7,33 @@ all, so a reader never sees an event without its effect. Alert mail is sent afte
 
 from __future__ import annotations
 
-import gc
-import json
 import operator
 import time
-from itertools import islice
 from contextlib import contextmanager
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from agentops.errors import AgentOpsError, ValidationError
 from agentops.orbit import anomaly as _anomaly
 from agentops.orbit import queries
-from agentops.orbit.events import USER_KINDS, AnomalyEvent, RunEvent, _Event, adapter, format_ts, own_kind, problems
-from agentops.orbit.states import TERMINAL, TRANSITIONS, next_attempt
+from agentops.orbit.events import (USER_KINDS, AnomalyEvent, AlertEvent, Event, adapter, format_ts, own_kind,
+                                   parse, problems)
+from agentops.orbit.registry import Record, insert_rows
 from agentops.store import write_tx
 
 CHUNK = 20000
 BULK_CACHE_KIB = -64 * 1024  # PRAGMA cache_size while log_many runs (negative: KiB)
 BULK_WAL_PAGES = 25_000      # PRAGMA wal_autocheckpoint while log_many runs
 MAX_LINE = 1024 * 1024  # a JSONL line longer than this is rejected before parsing
-JOB_SERIES = ("rows_out", "bytes", "duration_s")
 RUN_COLUMNS = ("pipeline", "run_id", "task", "state", "attempt", "run_type", "logical_date", "error", "owner",
                "started_at", "ended_at", "updated_at", "seq")
 _RUN_SQL = f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _RUN_ROW = operator.itemgetter(*RUN_COLUMNS)  # a runs row dict -> the tuple _RUN_SQL takes
 _RUN_SELECT = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE pipeline = ? AND run_id = ? AND task = ?"
 _SEQ_OF = operator.itemgetter(-1)  # a runs row tuple -> its seq
-_EVENT_SQL = "INSERT INTO events (seq, id, ts, kind, pipeline, run_id, agent, data) VALUES (?,?,?,?,?,?,?,?)"
+_ALERT_SQL = ("INSERT OR IGNORE INTO alerts (key, ts, cause, pipeline, run_id, owner, subject, body, source_seq) "
+              "VALUES (?,?,?,?,?,?,?,?,?)")
 
 
 @dataclass(slots=True)
@@ -126,39 +125,40 @@ class Orbit:
         self.close()
 
     # writing ------------------------------------------------------------------------------------
-    def log(self, event: dict | str | bytes | _Event, *, send_alerts: bool = True, internal: bool = False) -> LogResult:
+    def log(self, event: dict | str | bytes | Event, *, send_alerts: bool = True) -> LogResult:
         """Validate and append one event with its derived state. Raises ValidationError (naming the
         field, or the run and both states for an illegal transition); nothing is written then.
 
-        Only run, job, check, metric, perf and note are accepted; `internal=True` (agentops' own
-        code, never a user's input) also takes the kinds agentops writes (anomaly, alert, mail, handoff)."""
-        from agentops.orbit.events import parse
-
-        model = parse(event, internal=internal)
+        A dict or JSON text may be a user kind (run, job, check, metric, perf, note); agentops' own
+        code passes a model instance of any registered kind. `result.derived` lists the anomaly,
+        alert and upstream_failed events the write caused (alerts with their mail `status`)."""
+        model = parse(event)
         with self._tx() as conn:
-            batch = _Batch(self, conn, [model.id] if model.id else [])
+            batch = _Batch(conn, self, [model.id] if model.id else [])
             result = batch.add(model)
             batch.flush()
         if send_alerts and batch.new_alerts:
-            self.send_alerts()
+            sent = {a["key"]: a["status"] for a in self.send_alerts()}
+            for d in result.derived:
+                if d["kind"] == "alert":
+                    d["status"] = sent.get(d["key"], "pending")
         return result
 
-    def log_many(self, items: Iterable[dict | str | bytes | _Event], *, chunk_size: int = CHUNK,
+    def log_many(self, items: Iterable[dict | str | bytes | Event], *, chunk_size: int = CHUNK,
                  progress: Callable[[int], None] | None = None, source: str = "",
-                 checkpoint: str | None = None, skip: int = 0, send_alerts: bool = True,
-                 internal: bool = False) -> IngestReport:
+                 checkpoint: str | None = None, skip: int = 0, send_alerts: bool = True) -> IngestReport:
         """Validate and append many events (JSONL lines, dicts or models), one transaction per chunk.
 
         Bad events are reported as (line, reason) and skipped; good ones are kept. `progress(n)` is
         called after each chunk with the lines done. `checkpoint` names a meta key that records,
         in the same transaction, how many lines are done; `skip` lines are passed over first.
-        Kinds agentops writes itself are rejected lines unless `internal=True` (as in `log`).
+        Lines (JSON or dicts) naming a kind agentops writes itself are rejected (as in `log`).
         """
         report = IngestReport(source=source)
         started = time.perf_counter()
         lineno = 0
         lines = enumerate(items, 1)
-        with _bulk_pragmas(self.db.conn), _gc_paused():
+        with _bulk_pragmas(self.db.conn):
             for lineno, _ in islice(lines, skip):
                 pass
             while True:
@@ -167,7 +167,7 @@ class Orbit:
                     lineno = chunk[-1][0]
                 elif not checkpoint:
                     break
-                self._write_chunk(chunk, report, checkpoint, lineno, internal)
+                self._write_chunk(chunk, report, checkpoint, lineno)
                 if progress:
                     progress(lineno)
                 if len(chunk) < chunk_size:
@@ -178,13 +178,12 @@ class Orbit:
             self.send_alerts()
         return report
 
-    def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int,
-                     internal: bool = False) -> None:
+    def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int) -> None:
         # the core validator TypeAdapter.validate_json/validate_python call (same defaults), without the wrapper
         validate_json, validate_python = adapter().validator.validate_json, adapter().validator.validate_python
         from pydantic import ValidationError as PydanticValidationError
 
-        parsed: list[tuple[int, _Event]] = []
+        parsed: list[tuple[int, Event]] = []
         ids = []
         rejected = report.rejected
         lines = 0
@@ -199,16 +198,16 @@ class Orbit:
                         continue
                     lines += 1
                     ev = validate_json(raw)
-                elif isinstance(raw, _Event):
+                elif isinstance(raw, (Event, Record)):
                     lines += 1
-                    ev = raw
+                    ev = parse(raw)
                 else:
                     lines += 1
                     ev = validate_python(raw)
             except PydanticValidationError as exc:
-                rejected.append((n, "; ".join(problems(exc, internal=internal))))
+                rejected.append((n, "; ".join(problems(exc))))
                 continue
-            if not internal and ev.kind not in USER_KINDS:
+            if ev.kind not in USER_KINDS and ev is not raw:
                 rejected.append((n, own_kind(ev.kind)))
                 continue
             parsed.append((n, ev))
@@ -217,7 +216,7 @@ class Orbit:
         report.lines += lines
         accepted = duplicates = 0
         with self._tx() as conn:
-            batch = _Batch(self, conn, ids)
+            batch = _Batch(conn, self, ids)
             add = batch.add
             for n, ev in parsed:
                 try:
@@ -302,16 +301,11 @@ class Orbit:
         return s
 
     def spec(self, pipeline: str):
-        """The pipeline's spec, or None when unknown (no pipelines module, no spec, a broken spec)."""
+        """The pipeline's spec, or None when unknown (no spec, a broken spec)."""
         if self.ws is None:
             return None
-        try:
-            from agentops.pipelines import find_spec  # type: ignore[attr-defined]
-        except ImportError:
-            try:
-                from agentops.pipelines.spec import find_spec
-            except ImportError:
-                return None
+        from agentops.pipelines.spec import find_spec
+
         try:
             return find_spec(self.ws, pipeline)
         except (AgentOpsError, OSError, ValueError):
@@ -332,22 +326,6 @@ def _bulk_pragmas(conn):
     finally:
         conn.execute(f"PRAGMA cache_size = {cache}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {wal}")
-
-
-@contextmanager
-def _gc_paused():
-    """No cyclic garbage collection while log_many runs. A bulk write allocates millions of objects
-    that live until their chunk is written (models, rows) or for the whole write (the run and series
-    caches), so the collector would run thousands of times and find nothing (about 1/8 of the time of
-    a million-event ingest); nothing log_many makes is cyclic, so plain reference counting frees it."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class _CachedTx:
@@ -371,8 +349,8 @@ class _CachedTx:
 def _downstream(spec, task: str) -> list[str]:
     """Every stage downstream of `task` (transitively), in spec order."""
     children: dict[str, set[str]] = {}
-    for stage in getattr(spec, "stages", None) or []:
-        for dep in getattr(stage, "depends_on", None) or []:
+    for stage in spec.stages:
+        for dep in stage.depends_on:
             children.setdefault(dep, set()).add(stage.name)
     seen: set[str] = set()
     todo = [task]
@@ -385,9 +363,11 @@ def _downstream(spec, task: str) -> list[str]:
 
 
 class _Batch:
-    """The rows one transaction writes. Reads current state on a cache miss; writes at `flush`."""
+    """The rows one transaction writes: the registry's writer. `add(model)` appends the event and
+    runs its kind's deriver (events.py), which reads current state here on a cache miss and queues
+    its rows; `flush` writes them all (the raw insert into `events` is here and nowhere else)."""
 
-    def __init__(self, orbit: Orbit, conn, ids: list[str]):
+    def __init__(self, conn, orbit: Orbit | None, ids: list[str]):
         self.orbit = orbit
         self.conn = conn
         self.seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
@@ -396,88 +376,71 @@ class _Batch:
             part = ids[i:i + 500]
             self.known_ids.update(r[0] for r in conn.execute(
                 f"SELECT id FROM events WHERE id IN ({','.join('?' * len(part))})", part))
-        self.events: list[tuple] = []
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != orbit._cache_version or len(orbit._runs_cache) > 200_000 or len(orbit._series_cache) > 20_000:
-            orbit._runs_cache.clear()
-            orbit._series_cache.clear()
-        orbit._cache_version = version
-        self.runs = orbit._runs_cache
+        self.events: list[tuple[int, Event]] = []
+        if orbit is not None:
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if (version != orbit._cache_version or len(orbit._runs_cache) > 200_000
+                    or len(orbit._series_cache) > 20_000):
+                orbit._runs_cache.clear()
+                orbit._series_cache.clear()
+            orbit._cache_version = version
+            self.runs, self.series = orbit._runs_cache, orbit._series_cache
+        else:
+            self.runs, self.series = {}, {}
         self.dirty_runs: set[tuple] = set()
-        self.jobs: list[tuple] = []
-        self.points: list[tuple] = []
-        self.anomalies: list[tuple] = []
-        self.checks: dict[tuple, tuple] = {}
-        self.perf: dict[tuple, tuple] = {}
-        self.series = orbit._series_cache
-        self.alert_candidates: list[dict] = []
+        self.inserts: dict[str, list[tuple]] = {}
+        self.upserts: dict[str, dict[tuple, tuple]] = {}
+        self.alert_candidates: list[tuple] = []
         self.new_alerts: list[str] = []
         self.specs: dict[str, Any] = {}
         self.n_anomalies = 0
         self._days: dict[str, int] = {}
         self._series_info: dict[tuple, tuple[str, _anomaly.Settings]] = {}  # (pipeline, dataset, name) -> (series, settings)
 
-    def day_of(self, ts: str) -> int:
-        d = self._days.get(ts[:10])
-        if d is None:
-            d = self._days[ts[:10]] = _anomaly.day_of(ts)
-        return d
-
-    # events ---------------------------------------------------------------------------------------
-    def _append(self, ev: _Event, ts: str) -> int:
-        self.seq += 1
+    # the registry's one entry -----------------------------------------------------------------------
+    def add(self, ev: Event, into: LogResult | None = None) -> LogResult:
+        """Append one validated event and its derived state; a duplicate id changes nothing. An event
+        derived from another (`into`: the other's result) reports what it causes in turn there."""
+        if ev.id is not None and ev.id in self.known_ids:
+            return LogResult(ev.kind, None, ev.id)
         if ev.ts is None:
-            ev.ts = ts
-        # the serializer model_dump_json(exclude_none=True) calls, without its per-call wrapper
-        self.events.append((self.seq, ev.id, ts, ev.kind, getattr(ev, "pipeline", None), getattr(ev, "run_id", None),
-                            ev.agent, ev.__pydantic_serializer__.to_json(ev, exclude_none=True).decode()))
-        return self.seq
-
-    def add(self, ev: _Event) -> LogResult:
-        if ev.id:
-            if ev.id in self.known_ids:
-                return LogResult(ev.kind, None, ev.id)
-        kind = ev.kind
-        ts = ev.ts or format_ts(None)
-        if kind == "run":
-            return self._run(ev, ts)
-        if ev.id:
+            ev.ts = format_ts(None)
+        self.seq += 1
+        seq = self.seq
+        self.events.append((seq, ev))
+        result = LogResult(ev.kind, seq, ev.id, ev.ts)
+        if into is not None:
+            result.derived = into.derived
+        try:
+            ev.derive(self, seq, result)
+        except ValidationError:
+            self.events.pop()  # a deriver refuses before it adds anything
+            self.seq -= 1
+            raise
+        if ev.id is not None:
             self.known_ids.add(ev.id)
-        seq = self._append(ev, ts)
-        result = LogResult(kind, seq, ev.id, ts)
-        if kind == "metric":
-            self._point(ev.pipeline, ev.dataset, ev.name, ev.value, ts, seq, result)
-        elif kind == "job":
-            task = ev.task
-            self.jobs.append((seq, ts, ev.pipeline, ev.run_id, task, ev.rows_in, ev.rows_out, ev.bytes,
-                              ev.duration_s))
-            for name in JOB_SERIES:
-                value = getattr(ev, name)
-                if value is not None:
-                    self._point(ev.pipeline, task, name, float(value), ts, seq, result, job=True)
-        elif kind == "check":
-            run_id = ev.run_id or ""
-            self.checks[(ev.pipeline, run_id, ev.dataset, ev.check)] = (
-                ev.pipeline, run_id, ev.dataset, ev.check, int(ev.passed), ev.severity,
-                _figure(ev.observed), _figure(ev.threshold), ts, seq)
-            if not ev.passed and ev.severity == "error":
-                when = f"run {ev.run_id}" if ev.run_id else f"on {ts[:10]}"
-                self.alert_candidates.append({
-                    "key": f"check failed: {ev.pipeline} {ev.dataset} {ev.check} {when}", "cause": "check",
-                    "pipeline": ev.pipeline, "run_id": ev.run_id, "owner": ev.owner, "source_seq": seq, "ts": ts,
-                    "subject": f"[orbit] check failed: {ev.pipeline} {ev.dataset} {ev.check}",
-                    "body": (f"Data-quality check {ev.check} on {ev.dataset} (pipeline {ev.pipeline}, "
-                             f"{when}) failed with severity error: observed {ev.observed!r}, "
-                             f"threshold {ev.threshold!r}.\n")})
-        elif kind == "perf":
-            self._perf(ev, ts, seq)
-        elif kind == "anomaly":
-            self.anomalies.append((seq, ts, ev.pipeline, ev.dataset, ev.metric, ev.value, ev.expected, ev.zscore,
-                                   ev.direction, ev.method, ev.source_seq))
         return result
 
-    # runs -----------------------------------------------------------------------------------------
-    def _run_row(self, key: tuple) -> dict | None:
+    # what derivers call -----------------------------------------------------------------------------
+    def insert(self, sql: str, row: tuple) -> None:
+        """A row for `sql` (an INSERT), written at flush in the order given."""
+        rows = self.inserts.get(sql)
+        if rows is None:
+            rows = self.inserts[sql] = []
+        rows.append(row)
+
+    def upsert(self, sql: str, key: tuple, row: tuple) -> None:
+        """A row for `sql` (an INSERT OR REPLACE); the last one per key is written at flush."""
+        rows = self.upserts.get(sql)
+        if rows is None:
+            rows = self.upserts[sql] = {}
+        rows[key] = row
+
+    def upserted(self, sql: str, key: tuple) -> tuple | None:
+        return self.upserts.get(sql, {}).get(key)
+
+    def run_row(self, key: tuple) -> dict | None:
+        """The runs row of (pipeline, run_id, task) as this batch sees it."""
         if key in self.runs:
             return self.runs[key]
         cur = self.conn.execute(_RUN_SELECT, key).fetchone()
@@ -485,80 +448,39 @@ class _Batch:
         self.runs[key] = row
         return row
 
-    def _run(self, ev: RunEvent, ts: str) -> LogResult:
-        task = ev.task or ""
-        key = (ev.pipeline, ev.run_id, task)
-        cur = self.runs[key] if key in self.runs else self._run_row(key)
-        if cur is None:
-            attempt = ev.attempt or 1  # a run's first event may be any state
-        elif ev.attempt is None and (ev.state == cur["state"] or ev.state in TRANSITIONS[cur["state"]]):
-            attempt = cur["attempt"] or 1  # the common move within an attempt (as next_attempt decides it)
-        else:
-            label = f"run {ev.run_id} of {ev.pipeline}" + (f" task {task}" if task else "")
-            attempt = next_attempt(label, cur["state"], cur["attempt"], ev.state, ev.attempt)
-        if ev.id:
-            self.known_ids.add(ev.id)
-        fresh = cur is None or attempt != cur["attempt"]
-        if ev.attempt != attempt:  # as `ev.attempt = attempt` (no validate_assignment), without pydantic's __setattr__
-            ev.__dict__["attempt"] = attempt
-            ev.__pydantic_fields_set__.add("attempt")
-        seq = self._append(ev, ts)
-        state = ev.state
-        failing = state in ("failed", "up_for_retry", "upstream_failed")
-        row = {
-            "pipeline": ev.pipeline, "run_id": ev.run_id, "task": task, "state": state, "attempt": attempt,
-            "run_type": ev.run_type or (cur["run_type"] if cur else "scheduled"),
-            "logical_date": ev.logical_date or ev.partition or (cur["logical_date"] if cur else None),
-            "error": ev.error if ev.error is not None else (
-                cur["error"] if (cur and not fresh and failing) else None),
-            "owner": ev.owner or (cur["owner"] if cur else None),
-            "started_at": ts if state == "running" and (fresh or not cur["started_at"]) else (
-                None if fresh else cur["started_at"]),
-            "ended_at": ts if state in TERMINAL or state == "up_for_retry" else None,
-            "updated_at": ts, "seq": seq,
-        }
+    def set_run(self, key: tuple, row: dict) -> None:
         self.runs[key] = row
         self.dirty_runs.add(key)
-        result = LogResult("run", seq, ev.id, ts, state, attempt)
-        if state == "failed":
-            self.alert_candidates.append({
-                "key": f"run failed: {ev.pipeline} run {ev.run_id}", "cause": "run", "pipeline": ev.pipeline,
-                "run_id": ev.run_id, "owner": row["owner"], "source_seq": seq, "ts": ts,
-                "subject": f"[orbit] run failed: {ev.pipeline} {ev.run_id}" + (f" ({task})" if task else ""),
-                "body": (f"Pipeline {ev.pipeline} run {ev.run_id}" + (f" task {task}" if task else "")
-                         + (f" (logical date {row['logical_date']})" if row["logical_date"] else "")
-                         + f" failed on attempt {attempt}.\n" + (f"\nError: {row['error']}\n" if row["error"] else ""))})
-            if task:
-                self._upstream_failed(ev, row, task, ts, result)
-        return result
 
-    def _upstream_failed(self, ev: RunEvent, row: dict, task: str, ts: str, result: LogResult) -> None:
-        spec = self._spec(ev.pipeline)
-        if spec is None:
-            return
-        for name in _downstream(spec, task):
-            cur = self._run_row((ev.pipeline, ev.run_id, name))
-            if cur is not None and cur["state"] not in ("queued", "up_for_retry"):
-                continue
-            derived = RunEvent(kind="run", pipeline=ev.pipeline, run_id=ev.run_id, task=name, state="upstream_failed",
-                               run_type=row["run_type"], logical_date=row["logical_date"], agent="agentops",
-                               error=f"upstream task {task} failed")
-            r = self._run(derived, ts)
-            result.derived.append({"kind": "run", "seq": r.seq, "task": name, "state": "upstream_failed"})
-
-    def _spec(self, pipeline: str):
+    def spec(self, pipeline: str):
         if pipeline not in self.specs:
-            self.specs[pipeline] = self.orbit.spec(pipeline)
+            self.specs[pipeline] = self.orbit.spec(pipeline) if self.orbit is not None else None
         return self.specs[pipeline]
 
-    # series ---------------------------------------------------------------------------------------
-    def _point(self, pipeline: str, dataset: str | None, name: str, value: float, ts: str, seq: int,
-               result: LogResult, job: bool = False) -> None:
-        """One point of a series: metric events (table metrics) or job figures (read back from jobs)."""
+    def downstream(self, pipeline: str, task: str) -> list[str]:
+        spec = self.spec(pipeline)
+        return _downstream(spec, task) if spec is not None else []
+
+    def alert(self, result: LogResult, cause: str, key: str, subject: str, body: str, *, pipeline: str | None,
+              run_id: str | None, owner: str | None, source_seq: int, ts: str) -> None:
+        """An alert (text from alerts.py); written at flush unless one with this key exists."""
+        self.alert_candidates.append((result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq))
+
+    def day_of(self, ts: str) -> int:
+        d = self._days.get(ts[:10])
+        if d is None:
+            d = self._days[ts[:10]] = _anomaly.day_of(ts)
+        return d
+
+    def point(self, pipeline: str, dataset: str | None, name: str, value: float, ts: str, seq: int,
+              result: LogResult, job: bool = False) -> None:
+        """One point of a series: metric events (table metrics) or job figures (read back from jobs);
+        an anomalous one adds an anomaly event (and so its alert)."""
         info = self._series_info.get((pipeline, dataset, name))
         if info is None:
-            info = self._series_info[(pipeline, dataset, name)] = (
-                f"{pipeline}\x1f{dataset or ''}\x1f{name}", self.orbit.series_settings(pipeline, dataset, name))
+            settings = (self.orbit.series_settings(pipeline, dataset, name) if self.orbit is not None
+                        else _anomaly.Settings())
+            info = self._series_info[(pipeline, dataset, name)] = (f"{pipeline}\x1f{dataset or ''}\x1f{name}", settings)
         series, settings = info
         history = self.series.get(series)
         day_of = self.day_of
@@ -576,7 +498,7 @@ class _Batch:
         if day is None:
             day = day_of(ts)
         if not job:
-            self.points.append((seq, series, pipeline, dataset, name, value, ts))
+            self.insert(_METRICS, (seq, series, pipeline, dataset, name, value, ts))
         values, days = history
         found = (_anomaly.detect_series(values, days, value, day, settings)
                  if len(values) >= settings.min_points else None)
@@ -588,35 +510,11 @@ class _Batch:
         if found is None:
             return
         self.n_anomalies += 1
-        ev = AnomalyEvent(kind="anomaly", pipeline=pipeline, dataset=dataset, metric=name, value=value,
-                          expected=round(found.expected, 6), zscore=round(found.zscore, 3),
-                          direction=found.direction, method=found.method, source_seq=seq, agent="agentops", ts=ts)
-        aseq = self._append(ev, ts)
-        self.anomalies.append((aseq, ts, pipeline, dataset, name, value, ev.expected, ev.zscore, ev.direction,
-                               ev.method, seq))
-        result.derived.append({"kind": "anomaly", "seq": aseq, "metric": name, "zscore": ev.zscore})
-        where = f"{pipeline}.{dataset}.{name}" if dataset else f"{pipeline}.{name}"
-        self.alert_candidates.append({
-            "key": f"anomaly: {where} at {ts}", "cause": "anomaly", "pipeline": pipeline, "run_id": None,
-            "owner": None, "source_seq": aseq, "ts": ts,
-            "subject": f"[orbit] anomaly: {where} {found.direction} ({value:g}, expected {found.expected:.6g})",
-            "body": (f"{where} = {value:g} at {ts} is a {found.direction}: expected {found.expected:.6g} "
-                     f"(z-score {found.zscore:.2f}, {found.method} comparison).\n")})
-
-    # perf -----------------------------------------------------------------------------------------
-    def _perf(self, ev, ts: str, seq: int) -> None:
-        key = (ev.pipeline, ev.task or "", ev.bottleneck)
-        cur = self.perf.get(key)
-        if cur is None:
-            got = self.conn.execute("SELECT pipeline, task, bottleneck, status, note, before, after, opened_at, "
-                                    "updated_at, seq FROM perf WHERE pipeline = ? AND task = ? AND bottleneck = ?",
-                                    key).fetchone()
-            cur = tuple(got) if got else None
-        before = json.dumps(ev.before) if ev.before is not None else (cur[5] if cur else None)
-        after = json.dumps(ev.after) if ev.after is not None else (cur[6] if cur else None)
-        opened = cur[7] if cur and cur[3] == "open" else ts
-        self.perf[key] = (*key, ev.status, ev.note if ev.note is not None else (cur[4] if cur else None),
-                          before, after, opened, ts, seq)
+        r = self.add(AnomalyEvent(kind="anomaly", pipeline=pipeline, dataset=dataset, metric=name, value=value,
+                                  expected=round(found.expected, 6), zscore=round(found.zscore, 3),
+                                  direction=found.direction, method=found.method, source_seq=seq, agent="agentops",
+                                  ts=ts), into=result)
+        result.derived.append({"kind": "anomaly", "seq": r.seq, "metric": name, "zscore": round(found.zscore, 3)})
 
     # write ----------------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -624,50 +522,34 @@ class _Batch:
         if self.alert_candidates:
             self._alerts()
         if self.events:
-            conn.executemany(_EVENT_SQL, self.events)
+            insert_rows(conn, [
+                (seq, ev.id, ev.ts, ev.kind, getattr(ev, "pipeline", None), getattr(ev, "run_id", None), ev.agent,
+                 # the serializer model_dump_json(exclude_none=True) calls, without its per-call wrapper
+                 ev.to_json() if isinstance(ev, Record) else ev.__pydantic_serializer__.to_json(
+                     ev, exclude_none=True).decode()) for seq, ev in self.events])
         if self.dirty_runs:
             runs, row_of = self.runs, _RUN_ROW
             rows = [row_of(runs[k]) for k in self.dirty_runs]
             rows.sort(key=_SEQ_OF)
             conn.executemany(_RUN_SQL, rows)
-        if self.jobs:
-            conn.executemany("INSERT INTO jobs (seq, ts, pipeline, run_id, task, rows_in, rows_out, bytes, "
-                             "duration_s) VALUES (?,?,?,?,?,?,?,?,?)", self.jobs)
-        if self.points:
-            conn.executemany("INSERT INTO metrics (seq, series, pipeline, dataset, name, value, ts) "
-                             "VALUES (?,?,?,?,?,?,?)", self.points)
-        if self.anomalies:
-            conn.executemany("INSERT INTO anomalies (seq, ts, pipeline, dataset, metric, value, expected, zscore, "
-                             "direction, method, source_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?)", self.anomalies)
-        if self.checks:
-            conn.executemany('INSERT OR REPLACE INTO checks (pipeline, run_id, dataset, "check", passed, severity, '
-                             "observed, threshold, ts, seq) VALUES (?,?,?,?,?,?,?,?,?,?)", list(self.checks.values()))
-        if self.perf:
-            conn.executemany("INSERT OR REPLACE INTO perf (pipeline, task, bottleneck, status, note, before, after, "
-                             "opened_at, updated_at, seq) VALUES (?,?,?,?,?,?,?,?,?,?)", list(self.perf.values()))
+        for sql, rows in self.inserts.items():
+            conn.executemany(sql, rows)
+        for sql, by_key in self.upserts.items():
+            conn.executemany(sql, list(by_key.values()))
 
     def _alerts(self) -> None:
         from agentops.orbit.alerts import owner_of
-        from agentops.orbit.events import AlertEvent
 
-        for c in self.alert_candidates:
-            owner = owner_of(self._spec(c["pipeline"]) if c["pipeline"] else None, c["owner"])
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO alerts (key, ts, cause, pipeline, run_id, owner, subject, body, source_seq) "
-                "VALUES (?,?,?,?,?,?,?,?,?)", (c["key"], c["ts"], c["cause"], c["pipeline"], c["run_id"], owner,
-                                               c["subject"], c["body"], c["source_seq"]))
-            if not cur.rowcount:
+        for result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq in self.alert_candidates:
+            owner = owner_of(self.spec(pipeline) if pipeline else None, owner)
+            if not self.conn.execute(_ALERT_SQL, (key, ts, cause, pipeline, run_id, owner, subject, body,
+                                                  source_seq)).rowcount:
                 continue
-            self.new_alerts.append(c["key"])
-            ev = AlertEvent(kind="alert", key=c["key"], cause=c["cause"], to=owner, subject=c["subject"],
-                            pipeline=c["pipeline"], run_id=c["run_id"], source_seq=c["source_seq"], agent="agentops",
-                            ts=c["ts"])
-            self._append(ev, c["ts"])
+            self.new_alerts.append(key)
+            r = self.add(AlertEvent(kind="alert", key=key, cause=cause, to=owner, subject=subject, pipeline=pipeline,
+                                    run_id=run_id, source_seq=source_seq, agent="agentops", ts=ts))
+            result.derived.append({"kind": "alert", "seq": r.seq, "key": key, "cause": cause, "owner": owner,
+                                   "subject": subject})
 
 
-def _figure(value) -> str | None:
-    """Observed/threshold figures are stored as JSON text (numbers stay numbers when read back)."""
-    if value.__class__ is int:
-        return int.__repr__(value)  # what json.dumps writes for an int, without the encoder
-    return None if value is None else json.dumps(value)
-
+_METRICS = "INSERT INTO metrics (seq, series, pipeline, dataset, name, value, ts) VALUES (?,?,?,?,?,?,?)"

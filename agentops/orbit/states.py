@@ -9,7 +9,13 @@ Going back to an older attempt is refused.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from agentops.errors import ValidationError
+
+RunState = Literal["queued", "running", "succeeded", "failed", "up_for_retry", "upstream_failed", "skipped",
+                   "canceled"]
+STATES: tuple[str, ...] = get_args(RunState)  # the one list of run states (events, MCP, CLI help)
 
 TERMINAL = frozenset({"succeeded", "failed", "upstream_failed", "skipped", "canceled"})
 

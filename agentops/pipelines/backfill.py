@@ -8,16 +8,14 @@ order, minus what Orbit says needs no re-run; and queuing the plan as `backfill`
 What is queued, running or up for retry is in flight and never queued again. A task that re-runs
 takes every task downstream of it in the same partition along (their inputs change).
 
-Task states come from `Orbit.task_states(pipeline)` when the Orbit API provides it, else from the
-`run` rows of the `events` table (the log is the truth): the latest event per (partition, task); a
-pipeline-level run event (no task) stands for every task it has no task event for.
+Task states come from `Orbit.task_states(pipeline)` (the runs table, derived from the log): the
+latest state per (partition, task); a pipeline-level run (no task) stands for every task it has no
+task run for.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sqlite3
 from datetime import date, datetime, time
 from typing import Any
 
@@ -40,21 +38,17 @@ def parse_day(value: str | date, what: str) -> date:
         raise ValidationError(f"--{what} '{value}' is not a date", hint="use YYYY-MM-DD") from None
 
 
-def task_states(ws, spec) -> tuple[dict[tuple[str, str], dict[str, Any]], str]:
-    """{(partition, task): {"state", "attempt", "run_id"}} and where it came from ("orbit" or
-    "events"). A pipeline-level run stands for each task it has no task run for."""
-    try:
-        from agentops.orbit import Orbit
-    except ImportError:
-        return _states_from_events(ws, spec), "events"
+def task_states(ws, spec) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(partition, task): {"state", "backfill": {"state", "attempt"}}} from Orbit's runs. A
+    pipeline-level run stands for each task it has no task run for."""
+    from agentops.orbit import Orbit
     from agentops.pipelines.schedule import normalize_logical_date
 
     cron = spec.cron
     out: dict[tuple[str, Any], dict[str, Any]] = {}
     with Orbit.open(ws) as orbit:
         for (logical, task), state in orbit.task_states(spec.name).items():
-            st = state.get("state") if isinstance(state, dict) else state
-            out[(normalize_logical_date(cron, logical), task)] = {"state": st}
+            out[(normalize_logical_date(cron, logical), task)] = {"state": state}
         # attempts and run ids of earlier backfill runs (a re-queue is their next attempt)
         for row in orbit.runs(pipeline=spec.name, run_type="backfill", limit=None):
             if not row.get("logical_date"):
@@ -70,49 +64,7 @@ def task_states(ws, spec) -> tuple[dict[tuple[str, str], dict[str, Any]], str]:
             key = normalize_logical_date(cron, row["logical_date"])
             for stage in spec.stages:
                 out.setdefault((key, stage.name), {"state": row["state"], "inherited": True})
-    return out, "orbit"
-
-
-def _states_from_events(ws, spec) -> dict[tuple[str, str], dict[str, Any]]:
-    from agentops.pipelines.schedule import normalize_logical_date
-
-    if not ws.db_path.exists():
-        return {}
-    try:
-        conn = sqlite3.connect(f"file:{ws.db_path}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = conn.execute("SELECT data FROM events WHERE kind = 'run' AND pipeline = ? ORDER BY seq",
-                                (spec.name,)).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return {}
-    cron = spec.cron
-    stage_names = [s.name for s in spec.stages]
-    by_task: dict[tuple[str, str], dict[str, Any]] = {}
-    by_run: dict[str, dict[str, Any]] = {}
-    for (data,) in rows:
-        try:
-            ev = json.loads(data)
-        except ValueError:
-            continue
-        logical = ev.get("logical_date") or ev.get("partition")
-        if not logical or not ev.get("state"):
-            continue
-        key = normalize_logical_date(cron, logical)
-        task = ev.get("task") or None
-        entry = {"state": ev["state"]}
-        if task:
-            by_task.setdefault((key, task), {}).update(entry)
-        else:
-            by_run[key] = entry
-            by_task.setdefault((key, None), {}).update(entry)
-        if ev.get("run_id") == run_id_for(key):
-            by_task[(key, task)]["backfill"] = {"state": ev["state"], "attempt": ev.get("attempt") or 1}
-    for key, entry in by_run.items():
-        for name in stage_names:
-            by_task.setdefault((key, name), {**entry, "inherited": True})
-    return by_task
+    return out
 
 
 def plan_backfill(ws, spec, start, end, reprocess: str = "none",
@@ -142,7 +94,7 @@ def plan_backfill(ws, spec, start, end, reprocess: str = "none",
     times = list(cron.times(datetime.combine(start_d, time.min), datetime.combine(end_d, time.max)))
     source = "given"
     if states is None:
-        states, source = task_states(ws, spec)
+        states, source = task_states(ws, spec), "orbit"
     import networkx as nx
 
     from agentops.pipelines.graph import stage_graph
@@ -218,27 +170,9 @@ def queue_backfill(ws, spec, bplan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_events(ws, events: list[dict[str, Any]]) -> tuple[int, list[str]]:
-    """Through the Orbit API (validated, derived state kept), else straight into the events table.
-    Returns (events written, rejections)."""
-    try:
-        from agentops.orbit import Orbit
-    except ImportError:
-        Orbit = None
-    if Orbit is not None:
-        with Orbit.open(ws) as orbit:
-            report = orbit.log_many(events, source="backfill", send_alerts=False)
-        return report.accepted, [f"event {n}: {reason}" for n, reason in report.rejected]
-    from agentops.store import insert_event, utcnow, write_tx
+    """Through the Orbit API (validated, derived state kept). Returns (events written, rejections)."""
+    from agentops.orbit import Orbit
 
-    db = ws.db()
-    try:
-        written = 0
-        now = utcnow()
-        with write_tx(db) as conn:
-            for ev in events:
-                data = {k: v for k, v in ev.items() if k not in ("kind", "id")}
-                if insert_event(conn, "run", data, id=ev["id"], ts=now) is not None:
-                    written += 1
-        return written, []
-    finally:
-        db.conn.close()
+    with Orbit.open(ws) as orbit:
+        report = orbit.log_many(events, source="backfill", send_alerts=False)
+    return report.accepted, [f"event {n}: {reason}" for n, reason in report.rejected]

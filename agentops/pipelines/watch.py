@@ -131,10 +131,8 @@ def _owner(result, addresses, previous: str | None) -> str:
 
 
 def _mail(ws, owner: str, source: str, problems: list[str], result) -> tuple[str | None, str | None]:
-    try:
-        from agentops.mail import send
-    except ImportError as exc:
-        return None, f"mail is not available: {exc}"
+    from agentops.mail import send
+
     name = result.spec.name if result.spec is not None else Path(source).stem
     if problems:
         subject = f"Pipeline spec {name}: {len(problems)} problem(s)"
