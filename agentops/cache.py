@@ -34,7 +34,8 @@ def cached(ws, name: str, version: int, sources: Callable[[], list], build: Call
 
     `sources()` lists one entry per source file, each a list whose second item is its mtime_ns (or
     None when the file is missing); other entries (strings) are part of the key as they are."""
-    from agentops.errors import WorkspaceError
+    from agentops import safefs
+    from agentops.errors import AgentOpsError, WorkspaceError
 
     path = ws.run_dir / name
     key = sources()
@@ -43,9 +44,11 @@ def cached(ws, name: str, version: int, sources: Callable[[], list], build: Call
     except WorkspaceError:
         return build()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(safefs.read_text(ws, path))
         if data.get("version") == version and data.get("sources") == key:
             return decode(data["value"])
+    except WorkspaceError:
+        return build()  # a linked, hard-linked or odd cache file: neither read nor replaced
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         pass
     value = build()
@@ -53,11 +56,8 @@ def cached(ws, name: str, version: int, sources: Callable[[], list], build: Call
     if time.time_ns() - newest < RACY_NS or sources() != key:
         return value  # too fresh to trust its timestamp, or changed while we read it
     try:
-        ws.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": version, "sources": key, "value": encode(value)},
-                                  ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only workspace works, only without the cache
+        safefs.write_atomic(ws, path, json.dumps({"version": version, "sources": key, "value": encode(value)},
+                                                 ensure_ascii=False))
+    except (OSError, WorkspaceError, AgentOpsError):
+        pass  # a read-only, full or unsafe workspace works, only without the cache
     return value

@@ -14,12 +14,12 @@ Every start, finish, failure, retry and give-up is an Orbit event of kind `dispa
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import random
 import re
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -138,19 +138,19 @@ def newest_message(ws, agent) -> Path | None:
     """The newest message file in the agent's inbox (or its role's queue), or None."""
     dirs = [ws.inbox(agent.name) / sub for sub in ("new", "cur")]
     dirs += [ws.queues_root / agent.role_slug / sub for sub in ("new", "cur")]
+    from agentops import safefs
+    from agentops.errors import AgentOpsError
+
     best: tuple[float, str, Path] | None = None
     for d in dirs:
         try:
-            entries = list(os.scandir(d))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                key = (entry.stat(follow_symlinks=False).st_mtime, entry.name, Path(entry.path))
-            except OSError:
+            entries = safefs.scan(ws, d)
+        except (OSError, AgentOpsError):
+            continue  # missing, or not a folder of the workspace's own
+        for name, st in entries:
+            if not stat.S_ISREG(st.st_mode):
                 continue
+            key = (st.st_mtime, name, d / name)
             if best is None or key[:2] > best[:2]:
                 best = key
     return best[2] if best else None
@@ -163,7 +163,7 @@ def _stamp() -> str:
 def _unique(path: Path) -> Path:
     n = 1
     candidate = path
-    while candidate.exists():
+    while os.path.lexists(candidate):
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
         n += 1
     return candidate
@@ -175,19 +175,17 @@ _RUN_FILE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{6}\.\d{6}Z(?:-\d+)?\.(?:md|log)")
 def prune_runs(ws, agent: str, keep: int) -> int:
     """Delete all but the newest `keep` prompt files and logs of `agent` (their names sort by time).
     Returns how many files went."""
+    from agentops import safefs
+
     gone = 0
     for folder, prefix in ((ws.run_dir / "prompts", f"{agent}-"), (ws.logs_dir / agent, "")):
         try:
-            names = sorted(n for n in os.listdir(folder)
+            names = sorted(n for n in safefs.listdir(ws, folder)
                            if n.startswith(prefix) and _RUN_FILE.fullmatch(n[len(prefix):]))
         except FileNotFoundError:
             continue
         for name in names[:max(0, len(names) - keep)]:
-            try:
-                os.unlink(folder / name)
-                gone += 1
-            except FileNotFoundError:
-                pass
+            gone += safefs.unlink(ws, folder / name)
     return gone
 
 
@@ -231,26 +229,18 @@ def _signal_group(pgid: int, sig: int) -> None:
 def agent_lock(ws, agent: str, *, wait: bool = True, cancel: threading.Event | None = None):
     """Hold `.agent/run/dispatch/<agent>.lock`: one run per agent across processes (the daemon and
     `agentops dispatch`). `wait=False`: ConflictError at once when another process holds it."""
-    path = ws.run_dir / "dispatch" / f"{agent}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    from agentops.pidlock import FileLock
+
+    def conflict(pid: int | None) -> ConflictError:
+        return ConflictError(f"agent '{agent}' is already being run (pid {pid or '?'})",
+                             hint=f"wait for it to finish; its output is in {_rel(ws, ws.logs_dir / agent)}/")
+
+    lock = FileLock(ws, ws.run_dir / "dispatch" / f"{agent}.lock", conflict=conflict)
+    lock.acquire(wait=wait, cancel=cancel if cancel is not None else (threading.Event() if wait else None))
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait or (cancel is not None and cancel.is_set()):
-                    pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    logs = _rel(ws, ws.logs_dir / agent)
-                    raise ConflictError(f"agent '{agent}' is already being run (pid {pid})",
-                                        hint=f"wait for it to finish; its output is in {logs}/") from None
-                time.sleep(POLL_SECONDS * 2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)  # drops the lock
+        lock.release()
 
 
 def run_once(ws, name: str, *, attempt: int = 1, timeout: float | None = None,
@@ -265,18 +255,23 @@ def run_once(ws, name: str, *, attempt: int = 1, timeout: float | None = None,
 
 
 def _run(ws, name, attempt, timeout, cancel, on_start) -> RunResult:
+    from agentops import safefs
+
     settings = ws.config.dispatch
     timeout = settings.timeout_seconds if timeout is None else timeout
     p = plan(ws, name)
     prune_runs(ws, p.agent, settings.keep_runs - 1)  # with this run's files: keep_runs of each
-    p.prompt_file.parent.mkdir(parents=True, exist_ok=True)
-    p.prompt_file.write_text(p.prompt, encoding="utf-8")
-    p.log.parent.mkdir(parents=True, exist_ok=True)
-    record(ws, p.agent, "started", attempt=attempt, log=p.log, prompt_file=p.prompt_file)
+    safefs.create_exclusive(ws, p.prompt_file, p.prompt)
+    log_fd = safefs.open_file(ws, p.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, create_parents=True)
+    try:
+        record(ws, p.agent, "started", attempt=attempt, log=p.log, prompt_file=p.prompt_file)
+    except BaseException:
+        os.close(log_fd)
+        raise
     env = {**os.environ, "AGENTOPS_WORKSPACE": str(ws.root), "AGENTOPS_AGENT": p.agent}
     started = time.monotonic()
     timed_out = stopped = False
-    with open(p.log, "wb") as log:
+    with os.fdopen(log_fd, "wb") as log:
         try:
             proc = subprocess.Popen(p.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     cwd=ws.root, env=env, start_new_session=True, close_fds=True)

@@ -33,6 +33,17 @@ class WorkspaceError(AgentOpsError):
     exit_code = 3
 
 
+class UnsafePathError(WorkspaceError):
+    """A state file or folder under the workspace is a link leading out of it, a hard-linked file,
+    or not the kind of file agentops expects (a folder, a FIFO): nothing was read or written."""
+
+
+class StorageError(AgentOpsError):
+    """The file system refused a write (no space or no inodes left): nothing was lost."""
+
+    exit_code = 1
+
+
 class ValidationError(AgentOpsError):
     """User input (an event, a message, a spec, an address) was rejected; nothing was written."""
 

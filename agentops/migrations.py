@@ -6,12 +6,33 @@ each concept derives from the log (mail, orbit state, pipelines, dispatch).
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+from typing import TYPE_CHECKING
 
-migrations = Migrations("agentops")
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
+
+_STEPS: list = []
 
 
-@migrations()
+def _step(fn):
+    """Register the next migration (in file order). Opening a store compares `NAMES` with
+    sqlite-utils' `_sqlite_migrations` table without importing sqlite-utils, which costs more
+    start-up time than a short command's whole work."""
+    _STEPS.append(fn)
+    return fn
+
+
+def migrations() -> "Migrations":
+    """The sqlite-utils migration set "agentops": every step below, in order."""
+    from sqlite_utils import Migrations
+
+    m = Migrations("agentops")
+    for fn in _STEPS:
+        m()(fn)
+    return m
+
+
+@_step
 def m001_events(db: Database) -> None:
     """The append-only event log. `data` is the whole event as JSON; the other columns index it.
 
@@ -37,7 +58,7 @@ def m001_events(db: Database) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
 
 
-@migrations()
+@_step
 def m002_mail(db: Database) -> None:
     """Mail, derived from the `mail` events in the same transaction (agentops/mail/store.py).
 
@@ -71,7 +92,7 @@ def m002_mail(db: Database) -> None:
         db.execute(statement)
 
 
-@migrations()
+@_step
 def m003_orbit(db: Database) -> None:
     """Orbit's current state, derived from `events` in the same transaction as each event.
 
@@ -150,7 +171,7 @@ def m003_orbit(db: Database) -> None:
             db.execute(statement)
 
 
-@migrations()
+@_step
 def m005_dispatch(db: Database) -> None:
     """Each agent's latest dispatch run, derived from `dispatch` events (agentops.dispatch.record).
 
@@ -177,8 +198,18 @@ def m005_dispatch(db: Database) -> None:
     )
 
 
-@migrations()
+@_step
 def m006_runs_latest(db: Database) -> None:
     """Each pipeline's latest run (`status`, `orbit runs --pipeline`) is one index seek, however many
     task rows the pipeline has."""
     db.execute("CREATE INDEX IF NOT EXISTS runs_pipeline_task_updated ON runs(pipeline, task, updated_at, seq)")
+
+
+@_step
+def m007_one_schema_version(db: Database) -> None:
+    """sqlite-utils' `_sqlite_migrations` table is the one record of the schema version: clear the
+    `PRAGMA user_version` counter that stores made before this migration also kept."""
+    db.execute("PRAGMA user_version = 0")
+
+
+NAMES = [fn.__name__ for fn in _STEPS]

@@ -209,9 +209,11 @@ class Workspace:
         """Open the Orbit store (creating it and applying migrations as needed)."""
         from agentops.store import open_db
 
+        from agentops import safefs
+
         self.check_layout()
-        self.agent_dir.mkdir(parents=True, exist_ok=True)
-        return open_db(self.db_path)
+        safefs.makedirs(self, self.agent_dir)
+        return open_db(self.db_path, self.root)
 
     def inside(self, path: Path) -> bool:
         """True when `path`, with every symlink resolved, is inside the workspace."""
@@ -242,11 +244,16 @@ class Workspace:
                     f" ({os.path.realpath(path)}); replace it with a real {what}",
                     hint="agentops never reads, writes or follows state outside the workspace")
 
+    def layout_dirs(self) -> list[Path]:
+        return [self.email_dir, self.inbox_root, self.dead_dir, self.spool_dir, self.pipelines_dir,
+                self.orbit_dir, self.run_dir]
+
     def ensure_layout(self) -> None:
+        from agentops import safefs
+
         self.check_layout()
-        for d in (self.email_dir, self.inbox_root, self.dead_dir, self.spool_dir, self.pipelines_dir,
-                  self.orbit_dir, self.run_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        for d in self.layout_dirs():
+            safefs.makedirs(self, d)
 
 
 def is_workspace(path: Path) -> bool:
@@ -287,31 +294,61 @@ def _mcp_command() -> tuple[str, list[str]]:
     return (exe or "agentops"), ["mcp"]
 
 
+def _make_root(target: Path) -> Path:
+    """`target` as a folder (made with its parents): a file there, or a file on the way, is one line."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WorkspaceError(f"{target} is a file, not a folder",
+                             hint="choose a folder for the workspace: agentops init PATH creates it") from None
+    except NotADirectoryError:
+        raise WorkspaceError(f"{target}: part of that path is a file, not a folder",
+                             hint="choose a folder for the workspace: agentops init PATH creates it") from None
+    except OSError as exc:
+        raise WorkspaceError(f"cannot create {target}: {exc.strerror or exc}",
+                             hint="choose a folder you can write to") from None
+    if not target.is_dir():
+        raise WorkspaceError(f"{target} is not a folder", hint="choose a folder for the workspace")
+    return target.resolve()
+
+
 def init_workspace(target: Path, *, force: bool = False) -> InitResult:
-    """Create a complete workspace at `target`. Never overwrites an existing file unless `force`."""
+    """Create a complete workspace at `target`. Never overwrites an existing file unless `force`.
+
+    Every write goes through `agentops.safefs`: a file that is a link (or not a regular file) is
+    kept as it is, and a folder (`roles/`, `templates/`, `.agent/`, ...) linked outside the
+    workspace stops init with an `UnsafePathError` before anything is written."""
+    import stat
+
+    from agentops import safefs
     from agentops.resources import packaged
 
-    target = Path(target).expanduser()
-    target.mkdir(parents=True, exist_ok=True)
-    target = target.resolve()
+    target = _make_root(Path(target).expanduser())
     ws = Workspace(target)
     result = InitResult(ws.root)
+    for top in ("roles", "templates", ".vscode", ".agent"):
+        try:
+            with safefs.opendir(ws, top):
+                pass
+        except (FileNotFoundError, NotADirectoryError):
+            pass
 
     def write(path: Path, content: bytes) -> None:
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            result.kept.append(path)
+        try:
+            st = safefs.lstat(ws, path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            result.kept.append(path)  # a link, a folder, a FIFO: never written through or replaced
             return
-        if path.exists():
-            if not force or path.read_bytes() == content:
+        if st is not None:
+            if not force or safefs.read_bytes(ws, path, single_link=False) == content:
                 result.kept.append(path)
                 return
             result.overwritten.append(path)
         else:
             result.created.append(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(content)
-        os.replace(tmp, path)
+        safefs.write_atomic(ws, path, content)
 
     for name in ("roles", "templates"):
         src = packaged(name)
@@ -326,9 +363,10 @@ def init_workspace(target: Path, *, force: bool = False) -> InitResult:
     claude = {"mcpServers": {"orbit": {"type": "stdio", "command": command, "args": args}}}
     write(target / ".vscode" / "mcp.json", (json.dumps(vscode, indent=2) + "\n").encode())
     write(target / ".mcp.json", (json.dumps(claude, indent=2) + "\n").encode())
-    before = {p for p in ws.agent_dir.rglob("*")} if ws.agent_dir.exists() else set()
+    dirs = [ws.agent_dir, *ws.layout_dirs(), ws.data_dir, ws.reports_dir, ws.logs_dir]
+    missing = [d for d in dirs if not os.path.lexists(d)]
     ws.ensure_layout()
     for d in (ws.reports_dir, ws.logs_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    result.created.extend(sorted(p for p in ws.agent_dir.rglob("*") if p.is_dir() and p not in before))
+        safefs.makedirs(ws, d)
+    result.created.extend(sorted(set(missing)))
     return result

@@ -208,10 +208,10 @@ class Daemon:
 
     # life cycle -----------------------------------------------------------------------------
     def _begin(self) -> None:
-        from agentops.pidlock import PidLock, daemon_lock_path
+        from agentops.pidlock import daemon_lock
 
         self.ws.check_layout()   # before the pid file is written under .agent/run/
-        self._lock = PidLock(daemon_lock_path(self.ws)).acquire()   # ConflictError: another daemon
+        self._lock = daemon_lock(self.ws).acquire()   # ConflictError: another daemon
         self._started_at = utcnow()
         self.ws.ensure_layout()
         factories = self._factories if self._factories is not None else registered_tasks()

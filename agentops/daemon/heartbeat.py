@@ -27,7 +27,6 @@ killed with SIGKILL leaves `state: running` behind; `updated` says how stale it 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +39,19 @@ def state_path(ws) -> Path:
 
 
 def write_state(ws, state: dict[str, Any]) -> None:
-    path = state_path(ws)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    from agentops import safefs
+
+    safefs.write_atomic(ws, state_path(ws), json.dumps(state, indent=2, default=str) + "\n")
 
 
 def read_state(ws) -> dict[str, Any] | None:
-    """The last heartbeat the daemon wrote, or None when there is none (or it is unreadable)."""
+    """The last heartbeat the daemon wrote, or None when there is none (or it is unreadable, or
+    not a plain file of the workspace's own)."""
+    from agentops import safefs
+    from agentops.errors import UnsafePathError
+
     try:
-        data = json.loads(state_path(ws).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(safefs.read_text(ws, state_path(ws)))
+    except (OSError, ValueError, UnsafePathError):
         return None
     return data if isinstance(data, dict) else None

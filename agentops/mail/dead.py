@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from agentops.errors import ConflictError, NotFoundError, ValidationError
+from agentops.errors import ConflictError, NotFoundError, UnsafePathError, ValidationError
 
 CAUSES = ("unknown_recipient", "unknown_sender", "bad_name", "name_too_long", "empty", "binary",
           "invalid_utf8", "too_large", "symlink", "hard_link", "not_regular_file", "header_injection",
@@ -22,18 +22,24 @@ CAUSES = ("unknown_recipient", "unknown_sender", "bad_name", "name_too_long", "e
 
 def list_dead(ws) -> list[dict[str, Any]]:
     """Every dead letter still in `dead/`, oldest first."""
+    from agentops import safefs
+
     out = []
     try:
-        names = sorted(e.name for e in os.scandir(ws.dead_dir) if e.name.endswith(".reason")
-                       and not e.name.startswith("."))
+        present = set(safefs.listdir(ws, ws.dead_dir))
     except FileNotFoundError:
         return []
+    names = sorted(n for n in present if n.endswith(".reason") and not n.startswith("."))
     for name in names:
         dead_id = name[: -len(".reason")]
-        if not os.path.lexists(ws.dead_dir / dead_id):
+        if dead_id not in present:
             continue
         try:
-            info = json.loads((ws.dead_dir / name).read_text(encoding="utf-8"))
+            info = json.loads(safefs.read_text(ws, ws.dead_dir / name))
+            if not isinstance(info, dict):
+                raise ValueError("not an object")
+        except UnsafePathError as exc:  # a link or a hard link: never read
+            info = {"id": dead_id, "cause": "unknown", "reason": f"{name} was not read: {exc.message}"}
         except (OSError, ValueError):
             info = {"id": dead_id, "cause": "unknown", "reason": f"{name} is not readable JSON"}
         info["id"] = dead_id
@@ -58,6 +64,7 @@ def find(ws, ident: str) -> dict[str, Any]:
 def retry(ws, ident: str, *, db=None):
     """Route a dead letter again (after fixing its cause). Returns the RouteReport; when it fails
     again it is a new dead letter with a new id."""
+    from agentops import safefs
     from agentops.mail.route import new_token, route_lock, route_pending, spool_entry
     from agentops.mail.store import orbit_db
     from agentops.store import utcnow, write_tx
@@ -66,13 +73,10 @@ def retry(ws, ident: str, *, db=None):
         info = find(ws, ident)
         dead_id = info["id"]
         name = _original_name(database.conn, ws, info)
-        ws.spool_dir.mkdir(parents=True, exist_ok=True)
+        safefs.makedirs(ws, ws.spool_dir)
         entry = spool_entry(ws.spool_dir, new_token(), name)
-        os.rename(ws.dead_dir / dead_id, entry.spool)
-        try:
-            os.unlink(ws.dead_dir / f"{dead_id}.reason")
-        except FileNotFoundError:
-            pass
+        safefs.rename(ws, ws.dead_dir / dead_id, entry.spool)
+        safefs.unlink(ws, ws.dead_dir / f"{dead_id}.reason")
         with write_tx(database) as conn:
             conn.execute("UPDATE dead_letters SET retried_at = ?, retried_as = ? WHERE id = ?",
                          (utcnow(), entry.token, dead_id))

@@ -118,7 +118,7 @@ def _mark(ws, db, ident: str, agent: str | None, flags: str, action: str) -> dic
     # the reader sees their own copy's delivery only: the others' would name Bcc recipients
     msg["deliveries"] = [d for d in msg["deliveries"] if (d["kind"], d["box"]) == where]
     try:
-        path, _ = maildir.add_flags(box_dir(ws, kind, box), msg["key"], flags)
+        path, _ = maildir.add_flags(box_dir(ws, kind, box), msg["key"], flags, ws)
         msg["path"] = str(path)
     except FileNotFoundError:
         msg["path"] = None

@@ -168,9 +168,23 @@ def listing(box: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def locate(box: Path, key: str) -> Path | None:
-    """The file holding `key` in `new/` or `cur/`, or None."""
+def locate(box: Path, key: str, ws=None) -> Path | None:
+    """The file holding `key` in `new/` or `cur/`, or None. With `ws`, the folders are walked
+    through `agentops.safefs` (UnsafePathError when one is linked outside the workspace)."""
     p = box / "new" / key
+    if ws is not None:
+        from agentops import safefs
+
+        try:
+            safefs.lstat(ws, p)
+            return p
+        except FileNotFoundError:
+            pass
+        try:
+            names = safefs.listdir(ws, box / "cur")
+        except FileNotFoundError:
+            return None
+        return next((box / "cur" / n for n in names if n == key or n.startswith(key + ":")), None)
     if os.path.lexists(p):
         return p
     try:
@@ -188,10 +202,11 @@ def in_cur(box: Path, key: str) -> bool:
     return p is not None and p.parent.name == "cur"
 
 
-def add_flags(box: Path, key: str, flags: str) -> tuple[Path, bool]:
-    """Move the message to `cur/` with `flags` added. Returns (its new path, whether it changed)."""
+def add_flags(box: Path, key: str, flags: str, ws=None) -> tuple[Path, bool]:
+    """Move the message to `cur/` with `flags` added. Returns (its new path, whether it changed).
+    With `ws`, through `agentops.safefs` (never into or out of a folder linked outside)."""
     for _ in range(5):
-        path = locate(box, key)
+        path = locate(box, key, ws)
         if path is None:
             raise FileNotFoundError(key)
         _, old = split_name(path.name)
@@ -200,7 +215,12 @@ def add_flags(box: Path, key: str, flags: str) -> tuple[Path, bool]:
         if path == dest:
             return dest, False
         try:
-            os.rename(path, dest)
+            if ws is not None:
+                from agentops import safefs
+
+                safefs.rename(ws, path, dest, create_parents=True)
+            else:
+                os.rename(path, dest)
         except FileNotFoundError:
             continue  # someone else moved it meanwhile: look again
         return dest, True

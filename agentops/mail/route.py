@@ -28,7 +28,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import fcntl
 import functools
 import itertools
 import json
@@ -138,14 +137,11 @@ def dead_id_of(token: str) -> str:
 @contextlib.contextmanager
 def route_lock(ws):
     """Hold the routing lock (`.agent/run/mail.lock`): one routing pass, or retry, at a time."""
+    from agentops.pidlock import FileLock
+
     ws.check_layout()  # no pass reads or writes through a state folder linked outside the workspace
-    ws.run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(ws.run_dir / "mail.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(ws, ws.run_dir / "mail.lock", "routing pass", record_pid=False):
         yield
-    finally:
-        os.close(fd)  # closing drops the lock
 
 
 def new_token() -> str:
@@ -596,16 +592,16 @@ class _Router:
                 self.report.message_ids.append(e.done)
             self._release(e)
             return
+        from agentops import safefs
+
         dead = self.ws.dead_dir
-        dead.mkdir(parents=True, exist_ok=True)
+        safefs.makedirs(self.ws, dead)
         reason = {"id": e.dead_id, "cause": e.dead["cause"], "reason": e.dead["reason"], "name": e.original,
                   "sender": e.dead["sender"], "time": _token_time(e.token).isoformat(),
                   "bounce_id": e.bounce[0].message_id if e.bounce else e.dead.get("bounce_id")}
-        tmp = dead / f".{e.dead_id}.reason.tmp"
-        tmp.write_text(json.dumps(reason, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, dead / f"{e.dead_id}.reason")
+        safefs.write_atomic(self.ws, dead / f"{e.dead_id}.reason", json.dumps(reason, indent=2, ensure_ascii=False) + "\n")
         if os.path.lexists(e.path):
-            os.rename(e.path, dead / e.dead_id)  # moves a link or a folder itself, never what it points to
+            safefs.rename(self.ws, e.path, dead / e.dead_id)  # moves a link or a folder itself, never what it points to
         self.report.dead += 1
         self.report.dead_letters.append(reason)
         if e.bounce:

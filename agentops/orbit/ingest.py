@@ -134,13 +134,14 @@ def pending_files(ws) -> list[Path]:
 def set_aside(ws, path: Path, reason: str) -> Path:
     """Move a drop-zone entry that cannot be read (the entry itself, never a link's target) to
     `rejected/`, with `<name>.reason` beside it. Returns where it went."""
+    from agentops import safefs
+
     rejected_dir = ws.orbit_dir / "rejected"
-    rejected_dir.mkdir(parents=True, exist_ok=True)
+    safefs.makedirs(ws, rejected_dir)
     dest = _unique(rejected_dir, path.name)
-    os.rename(path, dest)
-    (rejected_dir / f"{dest.name}.reason").write_text(
-        json.dumps({"file": path.name, "reason": reason, "time": utcnow()}, ensure_ascii=False) + "\n",
-        encoding="utf-8")
+    safefs.rename(ws, path, dest)
+    safefs.write_atomic(ws, rejected_dir / f"{dest.name}.reason",
+                        json.dumps({"file": path.name, "reason": reason, "time": utcnow()}, ensure_ascii=False) + "\n")
     return dest
 
 
@@ -168,6 +169,8 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
             files.append(p)
     if not files:
         return total
+    from agentops import safefs
+
     processed, rejected_dir = ws.orbit_dir / "processed", ws.orbit_dir / "rejected"
     with Orbit.open(ws) as orbit:
         for path in files:
@@ -182,16 +185,15 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
                 continue
             total.merge(report)
             if report.rejected:
-                rejected_dir.mkdir(parents=True, exist_ok=True)
+                safefs.makedirs(ws, rejected_dir)
                 lines = _line_texts(path, {n for n, _ in report.rejected})
                 out = _unique(rejected_dir, f"{path.name}.rejected.jsonl")
-                with open(out, "w", encoding="utf-8") as f:
-                    for n, reason in report.rejected:
-                        f.write(json.dumps({"file": path.name, "line": n, "reason": reason,
-                                            "text": lines.get(n, "")}, ensure_ascii=False) + "\n")
-            processed.mkdir(parents=True, exist_ok=True)
+                safefs.create_exclusive(ws, out, "".join(
+                    json.dumps({"file": path.name, "line": n, "reason": reason, "text": lines.get(n, "")},
+                               ensure_ascii=False) + "\n" for n, reason in report.rejected))
+            safefs.makedirs(ws, processed)
             st = os.lstat(path)
-            os.replace(path, _unique(processed, path.name))
+            safefs.rename(ws, path, _unique(processed, path.name))
             with orbit.db.conn:
                 orbit.db.conn.execute("DELETE FROM meta WHERE key = ?",
                                       (f"orbit.ingest:{path.name}:{st.st_size}:{st.st_mtime_ns}",))

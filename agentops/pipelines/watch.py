@@ -10,7 +10,6 @@ record alone, so the next change or rescan tries again.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,19 +33,20 @@ def _state_path(ws) -> Path:
 
 
 def _read_state(ws) -> dict:
+    from agentops import safefs
+    from agentops.errors import UnsafePathError
+
     try:
-        data = json.loads(_state_path(ws).read_text("utf-8"))
+        data = json.loads(safefs.read_text(ws, _state_path(ws)))
         return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnsafePathError):
         return {}
 
 
 def _write_state(ws, state: dict) -> None:
-    path = _state_path(ws)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True), "utf-8")
-    os.replace(tmp, path)
+    from agentops import safefs
+
+    safefs.write_atomic(ws, _state_path(ws), json.dumps(state, indent=1, sort_keys=True))
 
 
 def _relevant(ws, paths: Iterable) -> list[Path] | None:
