@@ -250,9 +250,38 @@ class Demo:
         say("8. The team's status:")
 
 
+def demo_folder(target: Path | None) -> Path:
+    """The folder to play into, created here: a new temp folder, or `target` when it does not exist yet
+    or is empty and lies in no workspace. Anything else is refused before a file is written: the demo
+    replaces agentops.toml, the specs, the mail and the log of the workspace it plays in."""
+    from agentops.errors import UsageError
+    from agentops.workspace import is_workspace
+
+    if target is None:
+        return Path(tempfile.mkdtemp(prefix="agentops-demo-"))
+    path = Path(os.path.abspath(Path(target).expanduser()))
+    hint = "give a new folder (or omit --dir for a temp folder)"
+    for above in (path, *path.parents):
+        if is_workspace(above):
+            where = "is a workspace" if above == path else f"is inside the workspace {above}"
+            raise UsageError("dir", f"{path} {where}; the demo only plays in a folder of its own", hint=hint)
+    if os.path.lexists(path):
+        if not path.is_dir() or path.is_symlink():
+            raise UsageError("dir", f"{path} exists and is not a folder", hint=hint)
+        if any(os.scandir(path)):
+            raise UsageError("dir", f"{path} is not empty; the demo only plays in a folder of its own", hint=hint)
+        return path
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError("dir", f"cannot create {path}: {exc.strerror}", hint=hint) from None
+    return path
+
+
 def run_demo(target: Path | None = None, *, say: Say, source=None) -> Path:
-    """Play the demo into `target` (default: a new temp folder). Returns the workspace path."""
-    root = Path(target) if target else Path(tempfile.mkdtemp(prefix="agentops-demo-"))
+    """Play the demo into `target` (default: a new temp folder; see `demo_folder`). Returns the
+    workspace path."""
+    root = demo_folder(target)
     demo = Demo(root, say, source)
     started = time.monotonic()
     demo.setup()

@@ -54,6 +54,27 @@ class ValidationError(AgentOpsError):
         self.problems = problems or []
 
 
+class UsageError(ValidationError):
+    """A bad value for an option or a tool argument (`--since yesterday`). `option` is the parameter's
+    name: the CLI shows it as the flag (`--since: ...`, exit 2 with the `--help` hint), the MCP server
+    as the argument (`orbit_runs: since: ...`)."""
+
+    exit_code = 2
+
+    def __init__(self, option: str, message: str, *, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.option = option
+
+    def for_tool(self) -> str:
+        """The text for an MCP tool error: the argument's own name, not a CLI flag."""
+        text = f"{self.option}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def __str__(self) -> str:
+        text = f"--{self.option.replace('_', '-')}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
 class DeliveryError(AgentOpsError):
     """A message was accepted but could not be delivered: it is a dead letter (`dead_id`, `cause`)."""
 
@@ -79,9 +100,11 @@ class ConflictError(AgentOpsError):
     exit_code = 6
 
 
-def error_lines(exc: AgentOpsError) -> list[str]:
-    """What the CLI prints for `exc` (on stderr, before exiting with `exc.exit_code`)."""
-    return [f"Error: {exc}"] + [f"  {line}" for line in getattr(exc, "problems", [])[1:]]
+def error_lines(exc: AgentOpsError, command: str | None = None) -> list[str]:
+    """What the CLI prints for `exc` (on stderr, before exiting with `exc.exit_code`); a usage error
+    in `command` (`agentops mail send`) ends with the --help hint."""
+    hint = [f"Try '{command} --help' for help."] if command and isinstance(exc, UsageError) else []
+    return [f"Error: {exc}"] + [f"  {line}" for line in getattr(exc, "problems", [])[1:]] + hint
 
 
 def format_pydantic_errors(exc, source: str = "") -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agentops.errors import ValidationError
+from agentops.errors import UsageError, ValidationError
 
 TARGETS = ("vscode", "claude", "agents-md")
 
@@ -129,7 +129,7 @@ def _write(path: Path, text: str, root: Path) -> Path:
 def export_roles(ws, target: str, out: Path | None = None) -> list[Path]:
     """Write the export for `target`; return the files written."""
     if target not in TARGETS:
-        raise ValidationError(f"unknown export target '{target}'", hint=f"use one of: {', '.join(TARGETS)}")
+        raise UsageError("target", f"unknown export target '{target}'", hint=f"use one of: {', '.join(TARGETS)}")
     base = Path(out) if out else ws.root
     roles = ws.roles()
     if target == "vscode":

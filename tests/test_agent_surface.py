@@ -55,7 +55,7 @@ def test_export_agents_md_keeps_user_text_and_replaces_its_section(ws, cli):
 
 def test_export_unknown_target(ws, cli):
     r = cli("roles", "export", "--target", "emacs")
-    assert r.exit_code == 4 and "unknown export target 'emacs'" in r.output
+    assert r.exit_code == 2 and "unknown export target 'emacs'" in r.output  # a usage error (issue 12.12)
 
 
 def test_export_uses_roster_addresses(ws, cli):

@@ -40,7 +40,8 @@ def test_the_tables_match_the_typer_commands():
     import typer
 
     send = build_command("mail").commands["send"]
-    assert {k: v for k, v in _options(send).items() if k not in ("-h", "--help")} == SEND_OPTIONS
+    skip = ("-h", "--help", "-w", "--workspace")  # every command takes -w after it too; typer reads that one
+    assert {k: v for k, v in _options(send).items() if k not in skip} == SEND_OPTIONS
     assert {p.name: p.default for p in send.params if p.name in SEND_DEFAULTS} == SEND_DEFAULTS
     root = {k: v for k, v in _options(typer.main.get_group(app)).items() if k not in ("-h", "--help", "--version")}
     assert root == ROOT_OPTIONS
@@ -89,7 +90,7 @@ def test_fast_and_typer_paths_deliver_the_same(ws, cli):
 
 def test_fast_and_typer_paths_fail_alike(ws, cli):
     cases = [(["--from", "user", "--to", "nobody", "-s", "x", "--body", "y"], 5),
-             (["--from", "user", "--to", "devops", "-s", "x", "--body", "y", "--priority", "asap"], 4),
+             (["--from", "user", "--to", "devops", "-s", "x", "--body", "y", "--priority", "asap"], 2),
              (["--from", "user", "--to", "devops", "--body", "y"], 4),
              (["--from", "user", "--to", "devops", "-s", "x", "--body", "y", "--body-file", "f"], 4)]
     for args, code in cases:

@@ -33,3 +33,44 @@ def test_demo_plays_the_whole_day(tmp_path):
     assert {h["label"] for h in status["handoffs"]} == {"Coordinate with DevOps", "Report capacity to Data Engineer"}
     assert status["daemon"]["running"] is False and status["daemon"]["routed"] >= 5
     assert not list(ws.orbit_dir.glob("*.jsonl"))  # the daemon ingested every drop file
+
+
+def _snapshot(root):
+    """Every path under `root` with its content and mtime: what "nothing changed" means."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        out[str(path.relative_to(root))] = (st.st_mtime_ns, path.read_bytes() if path.is_file() else None)
+    return out
+
+
+def test_demo_refuses_a_workspace_a_folder_inside_one_and_a_folder_not_empty(ws, tmp_path):
+    """Issue 12.1: `demo --dir` on a populated workspace replaced its agentops.toml, specs, mail and log."""
+    from tests.test_mcp import REPO
+
+    import shutil
+
+    ws.config_path.write_text('[[agents]]\nname = "dana"\nrole = "Data Engineer"\n'
+                              '[[agents]]\nname = "dave"\nrole = "Data Engineer"\n'
+                              '[[agents]]\nname = "ops"\nrole = "DevOps"\n')
+    for spec in (REPO / ".agent" / "data" / "pipelines").glob("*.yaml"):
+        shutil.copy(spec, ws.pipelines_dir / spec.name)
+    env = {"AGENTOPS_WORKSPACE": str(ws.root)}
+    assert run_agentops("mail", "send", "--from", "ops", "--to", "dana", "-s", "hi", "--body", "x", env=env).returncode == 0
+    assert run_agentops("orbit", "log", "note", "--text", "real work", env=env).returncode == 0
+    (ws.root / "sub").mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine\n")
+    before, before_other = _snapshot(ws.root), _snapshot(other)
+    cases = [(ws.root, "is a workspace"), (ws.root / "sub", "is inside the workspace"),
+             (ws.root / "new" / "deeper", "is inside the workspace"), (ws.agent_dir, "is inside the workspace"),
+             (other, "is not empty"), (other / "notes.txt", "exists and is not a folder")]
+    for target, says in cases:
+        r = run_agentops("demo", "--dir", target, env=env)
+        assert r.returncode == 2, (target, r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert lines[0].startswith("Error: --dir: ") and says in lines[0] and len(lines) == 2, r.stderr
+        assert r.stdout == ""
+    assert _snapshot(ws.root) == before
+    assert _snapshot(other) == before_other

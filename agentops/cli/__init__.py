@@ -74,7 +74,23 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+def _not_utf8(args: list[str]) -> int | None:
+    """The position of the first argument that is not valid UTF-8 (Python hands such bytes over as
+    lone surrogates, which would end up in file names, headers and the log), or None."""
+    for i, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return i
+    return None
+
+
 def main() -> None:
+    bad = _not_utf8(sys.argv[1:])
+    if bad is not None:
+        sys.stderr.write(f"Error: argument {bad} is not valid UTF-8 ({sys.argv[bad]!r}); give names and text "
+                         "in UTF-8\nTry 'agentops --help' for help.\n")
+        sys.exit(2)
     try:
         if sys.argv[1:] in (["--help"], ["-h"]) and _wide_terminal():
             sys.stdout.write(root_help())  # the text typer prints, without importing typer

@@ -96,7 +96,7 @@ def run(argv: list[str]) -> int | None:
     except AgentOpsError as exc:
         try:
             if sys.stderr is not None:
-                sys.stderr.write("".join(line + "\n" for line in error_lines(exc)))
+                sys.stderr.write("".join(line + "\n" for line in error_lines(exc, "agentops mail send")))
         except OSError:
             pass
         return exc.exit_code

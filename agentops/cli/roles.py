@@ -76,7 +76,7 @@ def check(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
 @roles_app.command("graph")
 def graph(ctx: typer.Context, fmt: str = typer.Option("mermaid", "--format", "-f", help="mermaid, dot or json.")):
     """The handoff graph (handoffs and `agents:` edges), roles nobody reaches, and handoff cycles."""
-    from agentops.errors import ValidationError
+    from agentops.errors import UsageError
     from agentops.roles import graph_dot, graph_mermaid, graph_report
 
     report = graph_report(workspace(ctx).roles())
@@ -84,7 +84,7 @@ def graph(ctx: typer.Context, fmt: str = typer.Option("mermaid", "--format", "-f
         emit_json(report)
         return
     if fmt not in ("mermaid", "dot"):
-        raise ValidationError(f"unknown graph format '{fmt}'", hint="use mermaid, dot or json")
+        raise UsageError("format", f"unknown graph format '{fmt}'", hint="use mermaid, dot or json")
     typer.echo((graph_mermaid if fmt == "mermaid" else graph_dot)(report), nl=False)
     comment = "%%" if fmt == "mermaid" else "//"
     if report["unreachable"]:

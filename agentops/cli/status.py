@@ -126,14 +126,14 @@ def status(
     since: str = typer.Option("7d", "--since", help="Window for checks, anomalies, alerts and handoffs (24h, 7d, ISO time)."),
 ):
     """Daemon health, each agent's mail, each pipeline's runs, quality, performance, alerts, handoffs."""
-    from agentops.errors import ValidationError
+    from agentops.errors import UsageError
     from agentops.status import collect
 
     ws = workspace(ctx)
     if as_json:
         fmt = "json"
     if fmt not in ("text", "json", "markdown"):
-        raise ValidationError(f"unknown format '{fmt}'", hint="use text, json or markdown")
+        raise UsageError("format", f"unknown format '{fmt}'", hint="use text, json or markdown")
     if watch:
         import time
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable
 
 from agentops.addresses import slug
-from agentops.errors import DeliveryError, ValidationError
+from agentops.errors import DeliveryError, UsageError, ValidationError
 from agentops.mail.message import PRIORITIES, Message, MessageError, check_name
 from agentops.mail.names import MAX_NAME_BYTES, topic_name
 
@@ -42,7 +42,7 @@ def compose(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", 
         book.resolve(addr, sender=sender)  # NotFoundError names the unknown address
     priority = (priority or "normal").strip().lower()
     if priority not in PRIORITIES:
-        raise ValidationError(f"priority '{priority}' is not one of {', '.join(PRIORITIES)}")
+        raise UsageError("priority", f"'{priority}' is not one of {', '.join(PRIORITIES)}")
     subject = (subject or "").strip()
     if "\n" in subject or "\r" in subject:
         raise MessageError("the subject contains a line break", cause="header_injection",

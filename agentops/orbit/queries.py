@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from agentops.errors import ValidationError
+from agentops.errors import UsageError, ValidationError
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -31,10 +31,10 @@ def parse_since(value: str | None, now: datetime | None = None) -> str | None:
             return format_ts(now - timedelta(**{_UNITS[m.group(2)]: float(m.group(1))}))
         return format_ts(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
     except OverflowError:  # an age reaching back before year 1, or a time that leaves 0001..9999 in UTC
-        raise ValidationError(f"--since: {shown} is out of range: an age may reach back to year 1 at most, "
+        raise UsageError("since", f"{shown} is out of range: an age may reach back to year 1 at most, "
                               "a time must lie between 0001-01-01 and 9999-12-31 (UTC)", hint=hint) from None
     except ValueError:
-        raise ValidationError(f"--since: {shown} is neither a time like 2026-11-25T08:00 nor an age like 24h",
+        raise UsageError("since", f"{shown} is neither a time like 2026-11-25T08:00 nor an age like 24h",
                               hint=hint) from None
 
 

@@ -19,7 +19,7 @@ import hashlib
 from datetime import date, datetime, time
 from typing import Any
 
-from agentops.errors import ValidationError
+from agentops.errors import UsageError, ValidationError
 
 REPROCESS = ("none", "failed", "completed")
 FAILED = frozenset({"failed", "upstream_failed", "canceled"})
@@ -74,7 +74,7 @@ def plan_backfill(ws, spec, start, end, reprocess: str = "none",
     from agentops.pipelines.schedule import partition_key
 
     if reprocess not in REPROCESS:
-        raise ValidationError(f"--reprocess '{reprocess}' is not one of {', '.join(REPROCESS)}")
+        raise UsageError("reprocess", f"'{reprocess}' is not one of {', '.join(REPROCESS)}")
     start_d, end_d = parse_day(start, "start"), parse_day(end, "end")
     if end_d < start_d:
         raise ValidationError(f"--end {end_d} is before --start {start_d}", hint="swap them")

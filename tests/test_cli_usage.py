@@ -1,0 +1,70 @@
+"""Usage errors (issue 12 pts 7, 12): a bad option value exits 2 with one `Error:` line and the
+--help hint, whichever layer finds it (typer, the command, the library); `-w/--workspace` works after
+the subcommand; huge integers and arguments that are not UTF-8 are usage errors, not tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import run_agentops
+
+
+def _usage_error(r, says: str, command: str):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Error: ") and says in lines[0], r.stderr
+    assert lines[1] == f"Try '{command} --help' for help.", r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["status", "--format", "xml"], "--format: unknown format 'xml'"),
+    (["roles", "graph", "--format", "svg"], "--format: unknown graph format 'svg'"),
+    (["roles", "export", "--target", "cursor"], "--target: unknown export target 'cursor'"),
+    (["orbit", "runs", "--since", "yesterday"], "--since: 'yesterday' is neither"),
+    (["status", "--since", "yesterday"], "--since: 'yesterday' is neither"),
+    (["orbit", "events", "--limit", "99999999999999999999"], "--limit: 99999999999999999999 is too large"),
+    (["mail", "inbox", "devops", "--limit", "99999999999999999999"], "--limit: 99999999999999999999 is too large"),
+    (["status", "--bogus"], "No such option: --bogus"),
+    (["mail", "inbox", "devops", "--limit", "many"], "Invalid value for '--limit'"),
+])
+def test_a_bad_option_value_is_a_usage_error(ws, args, says):
+    r = run_agentops(*args)
+    _usage_error(r, says, "python -m agentops " + " ".join(a for a in args[:2] if not a.startswith("-")
+                                                         and a not in ("devops",)))
+
+
+def test_bad_priority_is_a_usage_error_on_both_mail_send_paths(ws, cli):
+    args = ["mail", "send", "--from", "devops", "--to", "data-engineer", "-s", "x", "--body", "y", "--priority", "asap"]
+    _usage_error(run_agentops(*args), "--priority: 'asap' is not one of", "agentops mail send")  # the fast path
+    _usage_error(run_agentops(*args, "-w", ws.root), "--priority: 'asap' is not one of", "python -m agentops mail send")
+    slow = cli(*args)
+    assert slow.exit_code == 2
+
+
+def test_workspace_option_after_the_subcommand(ws, tmp_path):
+    env = {"AGENTOPS_WORKSPACE": ""}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = run_agentops("mail", "send", "--from", "devops", "--to", "data-engineer", "-s", "hello", "--body", "b",
+                     "--workspace", ws.root, cwd=elsewhere, env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_agentops("mail", "inbox", "data-engineer", "--json", "-w", ws.root, cwd=elsewhere, env=env)
+    assert r.returncode == 0 and '"subject": "hello"' in r.stdout, r.stderr
+    r = run_agentops("orbit", "-w", ws.root, "events", "--json", cwd=elsewhere, env=env)
+    assert r.returncode == 0, r.stderr
+    r = run_agentops("status", "--json", cwd=elsewhere, env=env)
+    assert r.returncode == 3  # and without it there is no workspace here
+
+
+def test_an_argument_that_is_not_utf8_is_refused(ws):
+    argv = [sys.executable, "-m", "agentops", "mail", "send", "--from", "devops", "--to", "data-engineer",
+            "-s", b"caf\xe9".decode("utf-8", "surrogateescape"), "--body", "b"]
+    r = subprocess.run([os.fsencode(a) for a in argv], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("Error: argument 8 is not valid UTF-8"), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not [p for p in ws.inbox("data-engineer").rglob("*") if p.is_file()]
