@@ -1,10 +1,13 @@
 """The `orbit` MCP server (SPEC §10): the workspace's mail, Orbit log, pipelines, handoffs and status
-as 11 tools for agents. `agentops mcp` serves it over stdio.
+as 14 tools for agents. `agentops mcp` serves it over stdio.
 
 Each tool is a thin wrapper over the library (`agentops.mail`, `agentops.orbit`, `agentops.pipelines`,
 `agentops.handoff`, `agentops.status`); nothing here decides anything the CLI would not. Descriptions
-are short on purpose: agents pay for every token. Library errors and bad arguments come back as
-tool errors (`isError`) with one line saying what is wrong, never a traceback.
+are short on purpose: agents pay for every token, and the names, descriptions and input schemas of
+all tools together stay within 2,000 tokens (tests/test_mcp.py measures it). Library errors, bad and
+unknown arguments come back as tool errors (`isError`) with one line naming the tool's argument,
+never a CLI flag or a traceback. Without a workspace the server still starts and answers; each tool
+call is then one tool error saying so.
 
 This module imports the MCP SDK; the CLI imports it only inside `agentops mcp`.
 """
@@ -19,22 +22,42 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
 
-from agentops.errors import AgentOpsError, format_pydantic_errors
+from agentops.errors import AgentOpsError, UsageError, format_pydantic_errors
 from agentops.orbit.events import describe as describe_kinds
 from agentops.orbit.states import RunState
 
 SERVER_NAME = "orbit"
-INSTRUCTIONS = ("The agentops workspace: team mail, the Orbit event log (pipeline runs, jobs, data-quality "
-                "checks, metrics), pipeline specs, handoffs and status. Address agents by slug "
-                "(data-engineer); `all`, `user`, `postmaster` are built in.")
+ABOUT = ("The agentops workspace: team mail, the Orbit event log (pipeline runs, jobs, data-quality checks, "
+         "metrics), pipeline specs, handoffs and status.")
+BUILT_IN = "`all`, `user` and `postmaster` are built in."
+
+
+def instructions(ws=None, problem: str | None = None) -> str:
+    """The server's instructions: how to address agents in this workspace (by name with a roster, by
+    role slug without), and which roles share a queue; or why there is no workspace."""
+    if ws is None:
+        return f"{ABOUT} No workspace was found ({problem}); every tool returns that error until one exists."
+    try:
+        book = ws.addresses
+    except AgentOpsError as exc:
+        return f"{ABOUT} The workspace has a problem: {exc}"
+    shared = sorted(role for role in book.roles if len(book.members(role)) > 1)
+    if ws.config.agents:
+        text = f"{ABOUT} Address agents by name ({', '.join(sorted(book.agents))}) or a role by its slug. {BUILT_IN}"
+    else:
+        text = f"{ABOUT} Address agents by role slug ({', '.join(sorted(book.agents))}). {BUILT_IN}"
+    if shared:
+        text += (f" Shared role queues: {', '.join(shared)}; a member takes their mail with mail_claim "
+                 "(mail_inbox on the role lists what waits).")
+    return text
+
 
 # --- argument types (the constraints are the input schema) -------------------------------------
-Agent = Annotated[str, Field(min_length=1, max_length=200, description="agent address, e.g. data-engineer")]
-MessageId = Annotated[str, Field(min_length=1, max_length=500, description="message id from mail_inbox")]
-Copy = Annotated[str | None, Field(description="whose copy (the CLI's --as), when it went to several inboxes")]
+Agent = Annotated[str, Field(min_length=1, max_length=200)]
+MessageId = Annotated[str, Field(min_length=1, max_length=500)]
+Copy = Annotated[str | None, Field(description="whose copy, when it went to several inboxes")]
 Pipeline = Annotated[str, Field(min_length=1, max_length=512)]
-Since = Annotated[str, Field(min_length=1, max_length=64,
-                             description="ISO 8601 time or date, or an age like 24h, 7d")]
+Since = Annotated[str, Field(min_length=1, max_length=64, description="ISO time, or an age: 24h, 7d")]
 Limit = Annotated[int, Field(ge=1, le=500)]
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -80,6 +103,18 @@ class Inbox(_Out):
 class Mail(MailSummary):
     cc: list[str] = []
     body: str = ""
+
+
+class Found(MailSummary):
+    snippet: str = ""
+
+
+class Search(_Out):
+    messages: list[Found]
+
+
+class Thread(_Out):
+    messages: list[Mail] = Field(description="oldest first")
 
 
 class Acked(_Out):
@@ -205,6 +240,8 @@ def _one_line(text: str) -> str:
 
 
 def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, UsageError):
+        return _one_line(exc.for_tool())
     if isinstance(exc, AgentOpsError):
         extra = [p for p in getattr(exc, "problems", [])[1:4] if p]
         more = len(getattr(exc, "problems", [])) - 1 - len(extra)
@@ -218,13 +255,15 @@ def _error_text(exc: BaseException) -> str:
 
 def _lean(schema: Any, output: bool = False) -> Any:
     """A JSON schema without what agents pay for and never need: pydantic's generated `title`s,
-    `anyOf: [X, null]` (written `type: [X, "null"]`), `default: null`, and defaults in outputs."""
+    `anyOf: [X, null]` (written `type: [X, "null"]`), empty defaults (`null`, `false`, `""`, `[]`:
+    what an omitted argument means anyway), and defaults in outputs."""
     if isinstance(schema, list):
         return [_lean(v, output) for v in schema]
     if not isinstance(schema, dict):
         return schema
     out = {k: _lean(v, output) for k, v in schema.items()
-           if not (k == "title" and isinstance(v, str)) and not (k == "default" and (output or v is None))}
+           if not (k == "title" and isinstance(v, str))
+           and not (k == "default" and (output or v in (None, False, "", [])))}
     arms = out.get("anyOf")
     if isinstance(arms, list) and len(arms) == 2 and {"type": "null"} in arms:
         other = arms[0] if arms[1] == {"type": "null"} else arms[1]
@@ -246,6 +285,13 @@ class OrbitServer(MCPServer):
                                      "output_schema": _lean(t.output_schema, output=True)}) for t in tools]
 
     async def call_tool(self, name, arguments, context=None):
+        known = self._tool_manager.get_tool(name)
+        if known is not None:  # refused, not silently dropped: a misspelt `limt` would look obeyed
+            takes = list(known.parameters.get("properties", {}))
+            unknown = sorted(set(arguments or {}) - set(takes))
+            if unknown:
+                raise ToolError(f"{name}: unknown argument{'s' if len(unknown) > 1 else ''} "
+                                f"{', '.join(unknown)} (takes: {', '.join(takes) or 'none'})")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -262,32 +308,42 @@ def _result(out: BaseModel | dict) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
-def build_server(ws) -> MCPServer:
-    """The `orbit` server over workspace `ws`, with its 11 tools. Each call sees the workspace as it
-    is now (roster, roles, settings re-read), as a fresh CLI command would."""
+def build_server(ws=None, *, find=None) -> MCPServer:
+    """The `orbit` server over workspace `ws`, with its 14 tools. Each call sees the workspace as it
+    is now (roster, roles, settings re-read), as a fresh CLI command would. Without `ws`, each call
+    looks for the workspace with `find()` and, until there is one, fails with its error."""
     from agentops import __version__
 
-    root, kind = ws.root, type(ws)
+    if ws is not None:
+        root, kind = ws.root, type(ws)
 
-    def here():
-        return kind(root)
+        def here():
+            return kind(root)
+        about = instructions(ws)
+    else:
+        here = find
+        try:
+            ws = find()
+            about = instructions(ws)
+        except AgentOpsError as exc:
+            about = instructions(None, str(exc))
 
-    server = OrbitServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
+    server = OrbitServer(SERVER_NAME, version=__version__, instructions=about, log_level="WARNING")
     tool = server.tool
 
     # --- mail ---------------------------------------------------------------------------------
     @tool(annotations=WRITE)
     async def mail_send(
-        sender: Agent,
-        to: Annotated[list[Agent], Field(min_length=1, description="recipients: agents, roles, all, user")],
+        sender: Annotated[str, Field(min_length=1, max_length=200, description="your address")],
+        to: Annotated[list[Agent], Field(min_length=1, description="agents, roles, all, user")],
         subject: Annotated[str, Field(min_length=1, max_length=998)],
         body: Annotated[str, Field(max_length=10 * 1024 * 1024)],
         cc: list[Agent] = [],
-        bcc: Annotated[list[Agent], Field(description="blind copies: delivered, named in no copy")] = [],
+        bcc: Annotated[list[Agent], Field(description="named in no copy")] = [],
         priority: Literal["low", "normal", "high", "urgent"] = "normal",
-        reply_to: Annotated[str | None, Field(description="message id this replies to")] = None,
+        reply_to: Annotated[str | None, Field(description="id of the message answered")] = None,
     ) -> MailSent:
-        """Send mail from `sender` to agents. Returns the delivered message ids."""
+        """Send mail; returns the message ids."""
         from agentops import mail
 
         ws = here()
@@ -297,7 +353,7 @@ def build_server(ws) -> MCPServer:
 
     @tool(annotations=READ)
     async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:
-        """An agent's (or a shared role queue's) mail, oldest first; only unread by default."""
+        """An agent's or role queue's mail, oldest first; unread only by default."""
         from agentops.mail.inbox import count, inbox
 
         ws = _routed(here())
@@ -307,7 +363,7 @@ def build_server(ws) -> MCPServer:
 
     @tool(annotations=WRITE)
     async def mail_read(id: MessageId, agent: Copy = None) -> Mail:
-        """Read one message (headers and body) and mark it read."""
+        """Read a message and mark it read."""
         from agentops.mail.inbox import read
 
         ws = here()
@@ -315,23 +371,44 @@ def build_server(ws) -> MCPServer:
 
     @tool(annotations=WRITE)
     async def mail_ack(id: MessageId, agent: Copy = None) -> Acked:
-        """Acknowledge a message once you have acted on it (marks it read too)."""
+        """Acknowledge a message you have acted on."""
         from agentops.mail.inbox import ack
 
         ws = here()
         msg = ack(_routed(ws), id, agent=agent)
         return _result(Acked(id=msg["message_id"], state=msg.get("state") or "acked"))
 
+    @tool(annotations=WRITE)
+    async def mail_claim(role: Agent, agent: Agent, id: MessageId | None = None) -> Mail:
+        """Take the oldest (or `id`) unclaimed message of a shared role queue into your inbox."""
+        from agentops.mail.inbox import claim
+
+        return _result(Mail.of(claim(_routed(here()), role, agent, id)))
+
+    @tool(annotations=READ)
+    async def mail_search(query: Annotated[str, Field(min_length=1, max_length=1000)], limit: Limit = 20) -> Search:
+        """Full-text search of all mail (subjects and bodies), best first."""
+        from agentops.mail.inbox import search
+
+        rows = search(_routed(here()), query, limit=limit)
+        return _result(Search(messages=[Found.of(r) for r in rows]))
+
+    @tool(annotations=READ)
+    async def mail_thread(id: MessageId) -> Thread:
+        """The whole thread of a message, oldest first."""
+        from agentops.mail.inbox import thread
+
+        return _result(Thread(messages=[Mail.of(r) for r in thread(_routed(here()), id)]))
+
     # --- handoff ------------------------------------------------------------------------------
     @tool(name="handoff", annotations=WRITE)
     async def handoff_tool(
-        sender: Agent,
-        label: Annotated[str, Field(min_length=1, max_length=500,
-                                    description="handoff label (or target role) in the sender's role file")],
-        context: Annotated[str, Field(max_length=1024 * 1024, description="what the receiver needs to know")] = "",
-        draft: Annotated[bool, Field(description="save as a draft even when the handoff sends")] = False,
+        sender: Annotated[str, Field(min_length=1, max_length=200, description="your address")],
+        label: Annotated[str, Field(min_length=1, max_length=500, description="a handoff label or target role")],
+        context: Annotated[str, Field(max_length=1024 * 1024)] = "",
+        draft: Annotated[bool, Field(description="save a draft, do not send")] = False,
     ) -> Handoff:
-        """Hand work to another agent along one of your role's handoffs: mailed, or saved as a draft."""
+        """Hand work on along one of your role's handoffs (mailed or drafted)."""
         from agentops.handoff import handoff
 
         ws = here()
@@ -345,7 +422,7 @@ def build_server(ws) -> MCPServer:
         event: Annotated[dict[str, Any], Field(description='One flat event; "kind" picks the fields. '
                                                + describe_kinds())],
     ) -> Logged:
-        """Log one Orbit event. Returns its seq and any anomaly, alert or upstream_failed run it caused."""
+        """Log one Orbit event; returns its seq and any anomaly or alert it caused."""
         from agentops.orbit import Orbit
 
         ws = here()
@@ -362,7 +439,7 @@ def build_server(ws) -> MCPServer:
         pipeline: Pipeline | None = None,
         state: RunState | None = None,
         since: Since | None = None,
-        tasks: Annotated[bool, Field(description="include task runs, not only pipeline runs")] = False,
+        tasks: Annotated[bool, Field(description="include task runs")] = False,
         limit: Limit = 20,
     ) -> Runs:
         """Runs at their latest state, newest first."""
@@ -388,9 +465,8 @@ def build_server(ws) -> MCPServer:
 
     # --- pipelines ----------------------------------------------------------------------------
     @tool(annotations=READ)
-    async def pipeline_check(name: Annotated[Pipeline | None, Field(description="omit to check every spec")] = None
-                             ) -> Checked:
-        """Validate pipeline specs: every problem with file, path and line."""
+    async def pipeline_check(name: Annotated[Pipeline | None, Field(description="default: all")] = None) -> Checked:
+        """Validate pipeline specs; each problem with file, path and line."""
         from agentops.pipelines.spec import check_one, load_specs
 
         ws = here()
@@ -406,7 +482,7 @@ def build_server(ws) -> MCPServer:
 
     @tool(annotations=READ)
     async def pipeline_plan(name: Pipeline) -> Plan:
-        """A pipeline's stage order, parallel levels and critical path (weighted by recorded durations)."""
+        """A pipeline's stage order, parallel levels and critical path."""
         from agentops.pipelines.graph import plan, recorded_durations
         from agentops.pipelines.spec import find_spec
 
@@ -416,9 +492,8 @@ def build_server(ws) -> MCPServer:
 
     # --- status -------------------------------------------------------------------------------
     @tool(annotations=READ)
-    async def status(since: Annotated[Since, Field(description="window for checks, anomalies, alerts, handoffs")] = "7d"
-                     ) -> dict[str, Any]:
-        """The whole workspace at a glance: daemon, agents' mail, pipelines, quality, alerts (`status --json`)."""
+    async def status(since: Since = "7d") -> dict[str, Any]:
+        """The workspace at a glance: daemon, mail, pipelines, quality, alerts."""
         from agentops.status import collect
 
         ws = here()

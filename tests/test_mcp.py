@@ -18,10 +18,12 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from agentops.mcpserver import build_server
+from agentops.workspace import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parent.parent
-TOOLS = {"mail_send", "mail_inbox", "mail_read", "mail_ack", "handoff", "orbit_log", "orbit_runs",
-         "orbit_quality", "pipeline_check", "pipeline_plan", "status"}
+TOOLS = {"mail_send", "mail_inbox", "mail_read", "mail_ack", "mail_claim", "mail_search", "mail_thread",
+         "handoff", "orbit_log", "orbit_runs", "orbit_quality", "pipeline_check", "pipeline_plan", "status"}
+TOKEN_BUDGET = 2000  # names + descriptions + input schemas of every tool, as characters / 4 (issue 12.14)
 
 
 def session(ws, script):
@@ -59,7 +61,7 @@ def pipelines(ws):
 
 
 # --- listing ------------------------------------------------------------------------------------
-def test_lists_the_eleven_tools_each_described_and_typed(ws):
+def test_lists_the_tools_each_described_and_typed(ws):
     async def script(call):
         return (await call.client.list_tools()).tools, call.client.server_info
 
@@ -74,6 +76,123 @@ def test_lists_the_eleven_tools_each_described_and_typed(ws):
     send = next(t for t in tools if t.name == "mail_send")
     assert set(send.input_schema["required"]) == {"sender", "to", "subject", "body"}
     assert send.input_schema["properties"]["priority"]["enum"] == ["low", "normal", "high", "urgent"]
+
+
+def test_the_tool_surface_fits_the_token_budget(ws):
+    """What every agent pays for on every turn: each tool's name, description and input schema (JSON as
+    the SDK's client gets it, json.dumps with its default separators), counted as characters / 4. New
+    tools (quality_run, pipeline_run, reserve, release, ...) must fit in what is left."""
+
+    async def script(call):
+        return (await call.client.list_tools()).tools
+
+    sizes = {t.name: len(t.name) + len(t.description or "") + len(json.dumps(t.input_schema))
+             for t in session(ws, script)}
+    tokens = sum(sizes.values()) / 4
+    biggest = ", ".join(f"{n} {c / 4:.0f}" for n, c in sorted(sizes.items(), key=lambda x: -x[1])[:4])
+    assert tokens <= TOKEN_BUDGET, (
+        f"the MCP tool surface is {tokens:.0f} tokens (characters/4), over the budget of {TOKEN_BUDGET} by "
+        f"{tokens - TOKEN_BUDGET:.0f}; trim descriptions and schemas (biggest: {biggest})")
+    print(f"MCP tool surface: {len(sizes)} tools, {tokens:.0f} of {TOKEN_BUDGET} tokens, "
+          f"{TOKEN_BUDGET - tokens:.0f} left (biggest: {biggest})")
+
+
+def test_unknown_arguments_are_refused_naming_the_arguments_the_tool_takes(ws):
+    async def script(call):
+        return (await call("mail_inbox", {"agent": "devops", "limt": 5}),
+                await call("status", {"since": "1d", "verbose": True, "format": "xml"}),
+                await call("mail_inbox", {"agent": "devops"}))
+
+    typo, two, fine = session(ws, script)
+    assert error(typo) == "mail_inbox: unknown argument limt (takes: agent, unread, limit)"
+    assert error(two) == "status: unknown arguments format, verbose (takes: since)"
+    assert ok(fine)["total"] == 0
+
+
+@pytest.mark.parametrize("name, args, expected", [
+    ("orbit_runs", {"since": "yesterday"}, "orbit_runs: since: 'yesterday' is neither"),
+    ("orbit_quality", {"since": "soon"}, "orbit_quality: since: 'soon' is neither"),
+    ("status", {"since": "99999999d"}, "status: since: '99999999d' is out of range"),
+    ("mail_send", {"sender": "devops", "to": ["developer"], "subject": "s", "body": "b", "priority": "asap"},
+     "mail_send: bad arguments: priority: Input should be"),
+])
+def test_errors_name_the_tools_arguments_not_cli_flags(ws, name, args, expected):
+    async def script(call):
+        return await call(name, args)
+
+    text = error(session(ws, script))
+    assert text.startswith(expected) and "--" not in text, text
+
+
+def test_instructions_follow_the_roster(ws):
+    async def script(call):
+        return call.client.server_info, call.client.instructions
+
+    _, plain = session(ws, script)
+    assert "Address agents by role slug (" in plain and "data-engineer" in plain and "mail_claim" not in plain
+    ws.config_path.write_text('[[agents]]\nname = "dana"\nrole = "Data Engineer"\n'
+                              '[[agents]]\nname = "dave"\nrole = "Data Engineer"\n'
+                              '[[agents]]\nname = "ops"\nrole = "DevOps"\n')
+    _, roster = session(Workspace(ws.root), script)
+    assert "by slug" not in roster and "by role slug" not in roster
+    assert "Address agents by name (dana, dave, ops)" in roster
+    assert "Shared role queues: data-engineer" in roster and "mail_claim" in roster
+
+
+def test_a_shared_role_queue_through_mcp_claim_search_thread(ws):
+    """Issue 12.9: an MCP-only agent can reach alerts sent to its role's queue."""
+    ws.config_path.write_text('[[agents]]\nname = "dana"\nrole = "Data Engineer"\n'
+                              '[[agents]]\nname = "dave"\nrole = "Data Engineer"\n'
+                              '[[agents]]\nname = "ops"\nrole = "DevOps"\n')
+    ws = Workspace(ws.root)
+
+    async def script(call):
+        first = ok(await call("mail_send", {"sender": "ops", "to": ["data-engineer"], "subject": "disk full on etl-3",
+                                            "body": "the nightly load will fail"}))["ids"][0]
+        ok(await call("mail_send", {"sender": "ops", "to": ["data-engineer"], "subject": "second", "body": "later"}))
+        queue = ok(await call("mail_inbox", {"agent": "data-engineer"}))
+        dana = ok(await call("mail_claim", {"role": "data-engineer", "agent": "dana"}))
+        again = await call("mail_claim", {"role": "data-engineer", "agent": "dave", "id": first})
+        reply = ok(await call("mail_send", {"sender": "dana", "to": ["ops"], "subject": "Re: disk full on etl-3",
+                                            "body": "moving the load to etl-4", "reply_to": first}))["ids"][0]
+        return (first, reply, queue, dana, again, await call("mail_inbox", {"agent": "dana"}),
+                await call("mail_search", {"query": "etl-4"}), await call("mail_thread", {"id": reply}),
+                await call("mail_claim", {"role": "data-engineer", "agent": "ops"}),
+                await call("mail_search", {"query": " "}))
+
+    first, reply, queue, dana, again, inbox, found, thread, outsider, empty = session(ws, script)
+    assert [m["subject"] for m in queue["messages"]] == ["disk full on etl-3", "second"]
+    assert dana["id"] == first and dana["body"] == "the nightly load will fail"
+    assert "already claimed by dana" in error(again)
+    assert [m["id"] for m in ok(inbox)["messages"]] == [first]
+    hits = ok(found)["messages"]
+    assert [h["id"] for h in hits] == [reply] and "etl-4" in hits[0]["snippet"]
+    assert [(m["id"], m["sender"]) for m in ok(thread)["messages"]] == [(first, "ops"), (reply, "dana")]
+    assert "'ops' is not a member of role" in error(outsider)
+    assert "empty search query" in error(empty)
+
+
+def test_stdio_server_without_a_workspace_answers_and_errors_per_call(tmp_path):
+    """Issue 12.14: the server exited before the handshake (the client saw "Connection closed")."""
+    nowhere = tmp_path / "nowhere"
+    nowhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "AGENTOPS_WORKSPACE"}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "agentops", "mcp"], env=env,
+                                   cwd=str(nowhere))
+
+    async def main():
+        async with Client(params, read_timeout_seconds=20) as client:
+            tools = (await client.list_tools()).tools
+            first = await client.call_tool("status", {})
+            init_workspace(nowhere)  # the workspace appears: the next call works, no restart
+            return client.server_info, client.instructions, {t.name for t in tools}, first, \
+                await client.call_tool("mail_inbox", {"agent": "devops"})
+
+    info, about, names, first, later = anyio.run(main)
+    assert info.name == "orbit" and names == TOOLS
+    assert "No workspace was found" in about
+    assert error(first).startswith("status: no agentops workspace in ")
+    assert ok(later)["total"] == 0
 
 
 # --- pipelines ----------------------------------------------------------------------------------
@@ -161,6 +280,8 @@ def test_stdio_server_started_as_vscode_mcp_json_starts_it(pipelines):
     assert conf["type"] == "stdio" and conf["args"] == ["mcp"]
     env = {k: v.replace("${workspaceFolder}", str(ws.root)) for k, v in conf["env"].items()}
     assert env == {"AGENTOPS_WORKSPACE": str(ws.root)}
+    if "PYTHONPATH" in os.environ:  # a worktree's code, not the editable install's
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     assert json.loads((ws.root / ".mcp.json").read_text())["mcpServers"]["orbit"]["args"] == ["mcp"]
     command, args = conf["command"], conf["args"]
     if not (os.path.isabs(command) and os.access(command, os.X_OK)) and not shutil.which(command):

@@ -15,4 +15,7 @@ def mcp(ctx: typer.Context):
     """Serve the workspace to agents as the `orbit` MCP server over stdio (mail, Orbit, pipelines, status)."""
     from agentops.mcpserver import build_server
 
-    build_server(workspace(ctx)).run("stdio")
+    # Looked up at each call, not before the handshake: without a workspace (or with a broken
+    # agentops.toml) a client still connects and sees one clear tool error per call, instead of
+    # "Connection closed"; once the workspace exists, the next call works.
+    build_server(find=lambda: workspace(ctx)).run("stdio")
