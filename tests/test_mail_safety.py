@@ -165,8 +165,8 @@ def test_send_reports_a_dead_letter_instead_of_delivered(ws, tmp_path):
 
 @pytest.mark.parametrize("args, stdin, what", [
     ([], b"\xff\xfe", "stdin"),
-    ([b"--body", b"\xff"], None, "body"),
-    ([b"--body", b"ok", b"--subject", b"caf\xe9"], None, "header Subject"),
+    ([b"--body", b"\xff"], None, "--body: the value"),  # refused before parsing (issue 12.7)
+    ([b"--body", b"ok", b"--subject", b"caf\xe9"], None, "--subject: the value"),
     ([b"--body-file", b"-"], b"ok \xc3", "stdin"),
 ])
 def test_text_that_is_not_utf8_is_one_error_line(ws, args, stdin, what):

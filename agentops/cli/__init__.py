@@ -74,23 +74,24 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _not_utf8(args: list[str]) -> int | None:
-    """The position of the first argument that is not valid UTF-8 (Python hands such bytes over as
+def _not_utf8(args: list[str]) -> str | None:
+    """What to say about the first argument that is not valid UTF-8 (Python hands such bytes over as
     lone surrogates, which would end up in file names, headers and the log), or None."""
-    for i, arg in enumerate(args, 1):
+    for i, arg in enumerate(args):
         try:
             arg.encode("utf-8")
-        except UnicodeEncodeError:
-            return i
+        except UnicodeEncodeError as exc:
+            byte = ord(arg[exc.start]) - 0xDC00
+            where = f"{args[i - 1]}: the value" if i and args[i - 1].startswith("-") else f"argument {i + 1}"
+            return f"{where} is not UTF-8 text (byte 0x{byte:02x} at offset {exc.start}); give names and text in UTF-8"
     return None
 
 
 def main() -> None:
     bad = _not_utf8(sys.argv[1:])
-    if bad is not None:
-        sys.stderr.write(f"Error: argument {bad} is not valid UTF-8 ({sys.argv[bad]!r}); give names and text "
-                         "in UTF-8\nTry 'agentops --help' for help.\n")
-        sys.exit(2)
+    if bad is not None:  # input rejected (exit 4) before anything reads it
+        sys.stderr.write(f"Error: {bad}\n")
+        sys.exit(4)
     try:
         if sys.argv[1:] in (["--help"], ["-h"]) and _wide_terminal():
             sys.stdout.write(root_help())  # the text typer prints, without importing typer
