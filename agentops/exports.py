@@ -43,25 +43,35 @@ def claude_tools(tools: list[str]) -> list[str]:
     return out
 
 
-def role_address(ws, role) -> str:
-    """The address an agent of this role answers to: its only member, else the role itself."""
+def role_address(ws, role) -> str | None:
+    """The address the agent of this role answers to: its only member; None when several agents
+    share the role (each has their own address; the role's slug is their shared queue)."""
     members = ws.addresses.members(role.name)
-    return members[0] if len(members) == 1 else role.slug
+    if len(members) == 1:
+        return members[0]
+    return None if members else role.slug
 
 
-def protocol_context(ws, agent: str, role=None) -> dict:
+def protocol_context(ws, agent: str | None, role=None) -> dict:
+    """What protocol.md.j2 needs. `agent` is the reader's address, or None for a file several
+    agents read (a role export with several members): the text then says `<you>`. When the role has
+    several members, `queue` is its shared queue and the text says how to work it (`mail claim`)."""
     book = ws.addresses
     team = [{"name": a.name, "role": a.role} for a in sorted(book.agents.values(), key=lambda a: a.name)]
+    members = book.members(role.name) if role else []
     return {
         "root": str(ws.root),
         "agent": agent,
+        "me": agent or "<you>",
         "role_name": role.name if role else None,
         "team": team,
+        "members": members,
+        "queue": role.slug if role and len(members) > 1 else None,
         "handoffs": role.handoffs if role else [],
     }
 
 
-def protocol(ws, agent: str, role=None) -> str:
+def protocol(ws, agent: str | None, role=None) -> str:
     from agentops.render import render
 
     return render(ws, "protocol.md.j2", **protocol_context(ws, agent, role)).strip() + "\n"
@@ -104,14 +114,17 @@ def render_claude(ws, role) -> str:
 def render_agents_md(ws, roles) -> str:
     lines = [AGENTS_MD_BEGIN, "## The agent team (agentops)", ""]
     for role in roles:
-        lines.append(f"### {role.name} (`{role_address(ws, role)}`)")
+        address = role_address(ws, role)
+        members = ws.addresses.members(role.name)
+        lines.append(f"### {role.name} (`{address}`)" if address else
+                     f"### {role.name} ({', '.join(f'`{m}`' for m in members)}; shared queue `{role.slug}`)")
         if role.description:
             lines.append(role.description)
         if role.handoffs:
             lines.append("Hands off to: " + ", ".join(f"{h.agent} (\"{h.label}\")" for h in role.handoffs) + ".")
         lines.append(f"Role file: `roles/{role.path.name if role.path else role.name + '.agent.md'}`.")
         lines.append("")
-    lines.append(protocol(ws, "<your-address>").strip())
+    lines.append(protocol(ws, None).strip())
     lines.append(AGENTS_MD_END)
     return "\n".join(lines) + "\n"
 

@@ -85,7 +85,7 @@ def handoff(ws, sender: str, label: str, context: str = "", *, draft: bool = Fal
     role = find_role(roles, book.agents[sender].role)
     h = find_handoff(role, label)
     target_role = find_role(roles, h.agent)
-    target = role_address(ws, target_role)
+    target = role_address(ws, target_role) or target_role.slug  # several members: their shared queue
     if target == sender:
         raise ValidationError(f"handoff '{h.label}' would send to yourself ({sender})")
     pipelines, runs = _mentions(ws, context)

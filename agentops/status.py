@@ -13,6 +13,9 @@ folders, so it stays fast on a large log.
                     "dispatch": {"action", "attempt", "started", "finished", "exit_code", "log",
                                  "runs", "failures", "gave_up"} | null}],
       "queues":   [{"role", "waiting"}],
+      "orphans":  [{"box", "messages"}],              # inboxes and queues no agent or shared role owns
+      "roles":    {"files", "problems": [str]},       # role files and what is wrong with them
+      "orbit_rejected": [{"file", "source", "lines", "reason"}],  # in .agent/orbit/rejected/
       "pipelines":[{"name", "owner", "spec", "latest": {"run_id", "state", "run_type",
                     "logical_date", "attempt", "updated_at", "error"} | null, "failing": bool,
                     "running": int, "backfill": {"total", "done", "failed", "running", "queued",
@@ -218,6 +221,7 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
             for q in sorted(p for p in ws.queues_root.iterdir() if p.is_dir()):
                 queues.append({"role": q.name, "waiting": _count_files(q / "new")})
         status["queues"] = queues
+        status["orphans"] = orphan_boxes(ws, book)
         status["pipelines"] = _pipelines(ws, conn)
         failed_checks = _rows(conn.execute(
             'SELECT pipeline, run_id, dataset, "check", severity, observed, threshold, ts FROM checks '
@@ -238,14 +242,89 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
                                         "ORDER BY ts DESC LIMIT ?", (since_ts, RECENT))]
     finally:
         conn.close()
+    status["roles"] = _role_files(ws)
+    status["orbit_rejected"] = orbit_rejected(ws)
     status["problems"] = problems(status)
     status["healthy"] = not status["problems"]
     return status
 
 
+def orbit_rejected(ws) -> list[dict[str, Any]]:
+    """What Orbit ingest set aside in `.agent/orbit/rejected/`: `<drop>.rejected.jsonl` (the lines of a
+    drop file that were refused, one JSON object each with its line number and reason) and
+    `<name>.reason` (a whole entry that could not be read). The first reason of each, read from the
+    first line only (links are not followed)."""
+    folder = ws.orbit_dir / "rejected"
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((e for e in it if e.is_file(follow_symlinks=False)), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for e in entries:
+        if not (e.name.endswith(".rejected.jsonl") or e.name.endswith(".reason")):
+            continue
+        try:
+            fd = os.open(e.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with open(fd, "rb") as fh:
+                first = fh.readline(64 * 1024)
+                lines = (1 + sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))) if first else 0
+            info = json.loads(first.decode("utf-8", "replace")) if first else {}
+        except (OSError, ValueError):
+            info, lines = {}, 0
+        info = info if isinstance(info, dict) else {}
+        line = info.get("line")
+        reason = str(info.get("reason", "unreadable"))
+        out.append({"file": f".agent/orbit/rejected/{e.name}", "source": info.get("file"),
+                    "lines": lines if e.name.endswith(".rejected.jsonl") else None,
+                    "reason": f"line {line}: {reason}" if line else reason})
+    return out
+
+
+def _role_files(ws) -> dict[str, Any]:
+    """How many role files there are and every problem with them (a file that does not parse is
+    no role at all: its agents cannot send or receive), as `roles check` finds them."""
+    from agentops.roles import check_roles
+
+    roles, parse_problems = ws.roles_with_problems()
+    found = check_roles(roles, ws.root, parse_problems)
+    return {"files": len(roles) + len({p.file for p in parse_problems}), "problems": [str(p) for p in found]}
+
+
+def orphan_boxes(ws, book) -> list[dict[str, Any]]:
+    """Inboxes no agent owns any more (an agent renamed, a roster added after mail went to role
+    addresses) and role queues whose role no longer has several members: mail there is read by
+    no one. Each with how many messages it holds."""
+    owned = set(book.agents) | {"user", "postmaster"}
+    shared = {r for r in book.roles if len(book.members(r)) > 1}
+    out = []
+    for root, keep, kind in ((ws.inbox_root, owned, "inbox"), (ws.queues_root, shared, "queues")):
+        try:
+            with os.scandir(root) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if name not in keep:
+                box = root / name
+                held = _count_files(box / "new") + _count_files(box / "cur")
+                out.append({"box": f".agent/email/{kind}/{name}/", "messages": held})
+    return out
+
+
 def problems(status: dict[str, Any]) -> list[str]:
     """What is failing, one line each (the basis of `status --check`)."""
     out = []
+    for p in status.get("roles", {}).get("problems", []):
+        out.append(f"role file {p} (see `agentops roles check`)")
+    for o in status.get("orphans", []):
+        if o["messages"]:
+            out.append(f"{o['box']} belongs to no agent and holds {o['messages']} message(s) nobody reads "
+                       "(left from an earlier roster?); move them to an agent's inbox, then remove it")
+    for r in status.get("orbit_rejected", []):
+        what = (f"{r['lines']} line(s) of {r['source']} rejected" if r["lines"] is not None
+                else f"{r['source']} set aside")
+        out.append(f"orbit: {what} ({r['file']}; first: {r['reason'][:200]}); fix and drop again, then remove it")
     d = status["daemon"]
     if d["dead_letters"]:
         out.append(f"{d['dead_letters']} dead letter(s) in .agent/email/dead (see `agentops mail dead`)")

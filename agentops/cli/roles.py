@@ -19,14 +19,21 @@ def _role_dict(role) -> dict:
 
 @roles_app.command("list")
 def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
-    """List the roles with their addresses, tools and handoff targets."""
+    """List the roles with their addresses, members, tools and handoff targets.
+
+    A role with one member is that agent's address; with several, the role's address is their
+    shared queue (`agentops mail claim`)."""
     ws = workspace(ctx)
     roles = ws.roles()
+    book = ws.addresses
+    members = {r.slug: book.members(r.name) for r in roles}
     if as_json:
-        emit_json([{k: v for k, v in _role_dict(r).items() if k != "body"} for r in roles])
+        emit_json([{**{k: v for k, v in _role_dict(r).items() if k != "body"}, "members": members[r.slug],
+                    "queue": len(members[r.slug]) > 1} for r in roles])
         return
-    table(([r.name, r.slug, ", ".join(r.tools), ", ".join(h.agent for h in r.handoffs)] for r in roles),
-          ["role", "address", "tools", "hands off to"])
+    table(([r.name, r.slug + (" (queue)" if len(members[r.slug]) > 1 else ""), ", ".join(members[r.slug]) or "-",
+            ", ".join(r.tools), ", ".join(h.agent for h in r.handoffs)] for r in roles),
+          ["role", "address", "members", "tools", "hands off to"])
 
 
 @roles_app.command("show")

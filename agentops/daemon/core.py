@@ -36,6 +36,7 @@ from typing import Any, Callable, TextIO
 from agentops.daemon import heartbeat
 from agentops.daemon.logs import drop_handlers, log, make_logger
 from agentops.daemon.tasks import InactiveTask, registered_tasks
+from agentops.errors import AgentOpsError
 from agentops.leases import open_for_writing
 from agentops.store import utcnow
 
@@ -412,9 +413,16 @@ class Daemon:
             self._task_state[task.name] = f"inactive: {exc}"
             log(self.logger, logging.INFO, "task-inactive", task=task.name, reason=str(exc))
         except Exception as exc:
-            self._task_state[task.name] = f"error: {type(exc).__name__}: {exc}"
+            state = f"error: {type(exc).__name__}: {exc}"
+            if self._task_state.get(task.name) == state:
+                return  # the retry at each rescan failed as before: said once already
+            self._task_state[task.name] = state
             self.stats.error(f"{task.name}: {type(exc).__name__}: {exc}")
-            log(self.logger, logging.ERROR, "task-error", exc_info=True, task=task.name, stage="start")
+            if isinstance(exc, AgentOpsError):  # a problem to fix in the workspace (a roster naming an
+                # unknown role): one clear line, no traceback; the task starts once it is fixed
+                log(self.logger, logging.ERROR, "task-error", task=task.name, stage="start", error=str(exc))
+            else:
+                log(self.logger, logging.ERROR, "task-error", exc_info=True, task=task.name, stage="start")
         else:
             self._task_state[task.name] = "active"
 
