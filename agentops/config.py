@@ -172,6 +172,9 @@ def load_config(path: Path) -> Config:
         raise WorkspaceError(f"{path.name}: TOML error: {exc}", hint="fix the syntax") from None
     except UnicodeDecodeError:
         raise WorkspaceError(f"{path.name}: not valid UTF-8") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise WorkspaceError(f"{path.name}: values nested too deeply to read",
+                             hint="agentops.toml needs a few levels at most; see the Configuration section") from None
     try:
         return Config.model_validate(data)
     except PydanticValidationError as exc:

@@ -96,9 +96,10 @@ def parse_role(text: str, source: str, path: Path | None = None) -> Role:
 def load_role(path: Path, root: Path | None = None) -> Role:
     source = str(path.relative_to(root)) if root else path.name
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"{source}: not valid UTF-8") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{source}: file: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{exc.start}); save it as UTF-8") from None
     return parse_role(text, source, path)
 
 
@@ -128,8 +129,10 @@ def load_roles(roles_dir: Path, root: Path | None = None) -> tuple[list[Role], l
         except ValidationError as exc:
             for line in exc.problems or [exc.message]:
                 rest = line[len(source) + 1 :] if line.startswith(source + ":") else line
-                field, _, message = rest.partition(": ")
-                problems.append(Problem(source, field.strip() or "frontmatter", message or rest))
+                field, sep, message = rest.partition(": ")
+                if not sep:  # a message naming no field
+                    field, message = "file", rest.strip()
+                problems.append(Problem(source, field.strip() or "frontmatter", message))
     return roles, problems
 
 
@@ -146,7 +149,7 @@ def check_roles(roles: list[Role], root: Path | None = None, parse_problems: lis
             by_slug[role.slug] = role
         if role.slug in ("all", "user", "postmaster"):
             problems.append(Problem(src, "name", f"'{role.name}' is a reserved address; rename the role"))
-    known = ", ".join(sorted(r.name for r in roles)) or "none"
+    known = ", ".join(sorted({r.name for r in roles})) or "none"  # a duplicate role is named once
     for role in roles:
         src = _source(role, root)
         for i, ref in enumerate(role.agents):
@@ -173,7 +176,7 @@ def find_role(roles: list[Role], name: str) -> Role:
     for role in roles:
         if role.slug == wanted:
             return role
-    known = ", ".join(sorted(r.name for r in roles)) or "none"
+    known = ", ".join(sorted({r.name for r in roles})) or "none"  # a duplicate role is named once
     raise NotFoundError(f"no role named '{name}' (known: {known})", hint="see `agentops roles list`")
 
 

@@ -172,7 +172,7 @@ def _pipelines(ws, conn) -> list[dict]:
 def _spec_owner(path: Path) -> str | None:
     """The `owner:` line of a spec, read cheaply (no YAML parse: status must stay fast)."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", errors="replace") as fh:  # a bad spec is pipeline check's to report
             for _, line in zip(range(200), fh):
                 if line.startswith("owner:"):
                     return line.split(":", 1)[1].strip().strip("'\"") or None

@@ -71,3 +71,39 @@ def test_an_argument_that_is_not_utf8_is_refused(ws):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 4 and r.stderr.startswith("Error: argument 3 is not UTF-8 text (byte 0xff"), r.stderr
     assert not [p for p in ws.inbox("data-engineer").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("value", ["[" * 100_000 + "]" * 100_000, "{a=" * 5_000 + "1" + "}" * 5_000])
+def test_agentops_toml_nested_too_deeply_is_one_line(ws, value):
+    ws.config_path.write_text(f"x = {value}\n")
+    r = run_agentops("status")
+    assert r.returncode == 3 and r.stderr == ("Error: agentops.toml: values nested too deeply to read (agentops.toml "
+                                              "needs a few levels at most; see the Configuration section)\n"), r.stderr
+
+
+def test_spec_and_role_files_that_are_not_utf8_give_no_traceback(ws):
+    (ws.pipelines_dir / "broken.yaml").write_bytes(b"name: broken\nowner: dev\xff\xfe\n")
+    (ws.roles_dir / "Broken.agent.md").write_bytes(b"---\nname: Broken\xff\n---\nbody\n")
+    r = run_agentops("status", "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    import json
+
+    problems = json.loads(r.stdout)["problems"]
+    assert "role file roles/Broken.agent.md: file: not valid UTF-8 (byte 0xff at offset 16); save it as UTF-8 " \
+           "(see `agentops roles check`)" in problems
+    r = run_agentops("prompt", "devops")
+    assert r.returncode == 0 and "Traceback" not in r.stderr and "# You are DevOps" in r.stdout, r.stderr
+    r = run_agentops("roles", "check")
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[0] == ("roles/Broken.agent.md: file: not valid UTF-8 (byte 0xff at offset 16); "
+                                        "save it as UTF-8")
+
+
+def test_roles_check_names_a_duplicated_role_once_in_known(ws):
+    src = ws.roles_dir / "Data Engineer.agent.md"
+    (ws.roles_dir / "data-engineer-copy.agent.md").write_text(
+        src.read_text().replace("agent: Database Engineer", "agent: Nobody", 1))
+    r = run_agentops("roles", "check")
+    assert r.returncode == 1
+    [line] = [ln for ln in r.stdout.splitlines() if "unknown role 'Nobody'" in ln]
+    assert line.count("Data Engineer,") == 1, line
