@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agentops.errors import UsageError, ValidationError
+from agentops.errors import AgentOpsError, UsageError, ValidationError
 
 TARGETS = ("vscode", "claude", "agents-md")
 
@@ -94,9 +94,25 @@ def _frontmatter(data: dict) -> str:
     return "---\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000) + "---\n"
 
 
+def _frontmatter_as_written(role) -> str | None:
+    """The role file's own frontmatter text (`model: GPT-5.2` stays a string, comments and key order
+    stay), or None when the file cannot be read as it was parsed."""
+    from agentops.roles import split_frontmatter
+
+    if role.path is None:
+        return None
+    try:
+        yaml_text = split_frontmatter(role.path.read_bytes().decode("utf-8"), role.path.name)[0]
+    except (OSError, ValueError, AgentOpsError):
+        return None
+    return "---\n" + yaml_text.rstrip("\n") + "\n---\n"
+
+
 def render_vscode(ws, role) -> str:
+    """A VS Code custom agent: the role file's frontmatter as written (VS Code reads the same
+    fields), its body, and the workspace protocol."""
     body = role.body.rstrip() + "\n\n" + protocol(ws, role_address(ws, role), role)
-    return _frontmatter(role.frontmatter()) + body
+    return (_frontmatter_as_written(role) or _frontmatter(role.frontmatter())) + body
 
 
 def render_claude(ws, role) -> str:

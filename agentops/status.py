@@ -38,6 +38,18 @@ DEFAULT_SINCE = "7d"
 RECENT = 20
 
 
+def number(value) -> str:
+    """A figure for people: 10112.86 -> `10112.86`, 12345678.0 -> `12345678`, never `1.012e+04`."""
+    if value is None:
+        return "-"
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)
+    if abs(value) >= 1e15 or (value and abs(value) < 1e-4):
+        return f"{value:.4g}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def _delivered_at(entry: os.DirEntry) -> float | None:
     """When a Maildir message was delivered: the time its name starts with (`<seconds>.M<usec>...`,
     the Maildir convention agentops follows), else the file's mtime. Reading the name instead of
@@ -339,7 +351,7 @@ def problems(status: dict[str, Any]) -> list[str]:
         if c["severity"] == "error":
             out.append(f"check {c['check']} on {c['dataset']} failed ({c['pipeline']}, observed {c['observed']})")
     for a in status["quality"]["anomalies"]:
-        out.append(f"anomaly: {a['pipeline']} {a['metric']} = {a['value']:g} (expected ~{a['expected']:g}, "
+        out.append(f"anomaly: {a['pipeline']} {a['metric']} = {number(a['value'])} (expected ~{number(a['expected'])}, "
                    f"z={a['zscore']:.1f})")
     for a in status["agents"]:
         disp = a.get("dispatch")
@@ -366,7 +378,7 @@ def agent_work(ws, agent: str) -> list[str]:
     for a in status["quality"]["anomalies"]:
         owner = next((p["owner"] for p in status["pipelines"] if p["name"] == a["pipeline"]), None)
         if owner == agent:
-            items.append(f"Anomaly in `{a['pipeline']}`: {a['metric']} = {a['value']:g} (expected ~{a['expected']:g})")
+            items.append(f"Anomaly in `{a['pipeline']}`: {a['metric']} = {number(a['value'])} (expected ~{number(a['expected'])})")
     me = next((a for a in status["agents"] if a["name"] == agent), None)
     if me and me["drafts"]:
         items.append(f"{me['drafts']} draft(s) waiting in .agent/email/drafts (send with `agentops mail send --draft ID`)")

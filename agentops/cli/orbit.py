@@ -11,6 +11,7 @@ import sys
 import typer
 
 from agentops.cli.common import JSON_HELP, emit_json, show_rows, workspace
+from agentops.status import number
 
 orbit_app = typer.Typer(help="The Orbit event log: pipeline runs, jobs, quality checks, metrics, anomalies.",
                         no_args_is_help=True)
@@ -193,7 +194,7 @@ def anomalies(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline
     with _open(ctx) as orbit:
         rows = orbit.anomalies(pipeline=pipeline, since=since)
     show_rows(rows, as_json, ["pipeline", "dataset", "metric", "value", "expected", "z", "direction", "method", "ts"],
-              lambda r: [r["pipeline"], r["dataset"], r["metric"], f"{r['value']:g}", f"{r['expected']:.4g}",
+              lambda r: [r["pipeline"], r["dataset"], r["metric"], number(r["value"]), number(r["expected"]),
                          r["zscore"], r["direction"], r["method"], r["ts"][:19]], "no anomalies")
 
 

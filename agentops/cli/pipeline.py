@@ -136,8 +136,11 @@ def lineage(ctx: typer.Context,
             continue
         r = result[key]
         typer.echo(f"{key} ({len(r['datasets'])} dataset(s), {len(r['stages'])} stage(s)):")
-        for d in r["datasets"]:
-            typer.echo(f"  {'  ' * (d['hops'] - 1)}{d['name']}")
+        by_hops: dict[int, list[str]] = {}
+        for d in r["datasets"]:  # grouped by distance, not indented: an indent would read as "child of the line above"
+            by_hops.setdefault(d["hops"], []).append(d["name"])
+        for hops, names in sorted(by_hops.items()):
+            typer.echo(f"  {hops} hop{'s' if hops > 1 else ' '}:  {', '.join(names)}")
         typer.echo(f"  pipelines: {', '.join(r['pipelines']) or '-'}")
         typer.echo(f"  owners:    {', '.join(r['owners']) or '-'}")
         if key == "downstream" and r["stages"]:
@@ -189,7 +192,7 @@ def backfill(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline 
 @pipeline_app.command("render")
 def render(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline name."),
            template: str = typer.Option("all", "--template", "-t",
-                                        help="design | etl_workflow | runbook | quality_report | airflow_dag | a file name | all."),
+                                        help="design | etl_workflow | runbook | quality_report | airflow_dag (or a unique start: airflow) | a .j2 file of templates/ | all."),
            out: Optional[str] = typer.Option(None, "--out", help="Folder to write to (default .agent/data/<pipeline>/).")):
     """Render the design, ETL workflow, runbook, quality report and Airflow DAG; print the paths."""
     from agentops.pipelines import load_specs

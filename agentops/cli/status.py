@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from agentops.cli.common import workspace
+from agentops.status import number
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +87,7 @@ def render_terminal(s: dict):
                       f"{c['dataset']}: observed {c['observed']} (threshold {c['threshold']})")
         for a in q["anomalies"]:
             t.add_row(_short(a["ts"]), a["pipeline"], Text(f"anomaly {a['metric']}", style="magenta"),
-                      f"{a['value']:g} vs ~{a['expected']:g} (z={a['zscore']:.1f}, {a['direction']})")
+                      f"{number(a['value'])} vs ~{number(a['expected'])} (z={a['zscore']:.1f}, {a['direction']})")
         parts.append(t)
     if s["perf_open"]:
         t = Table("Open performance issues", "pipeline", "task", "bottleneck", "note")

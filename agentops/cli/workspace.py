@@ -24,6 +24,8 @@ def init(
     for p in result.overwritten:
         typer.echo(f"overwritten  {p.relative_to(result.root)}")
     kept = [p for p in result.kept]
-    if kept:
+    if kept and force:  # with --force only what is already the packaged text, or is no regular file, is kept
+        typer.echo(f"kept         {len(kept)} existing file(s) (already as packaged, or not regular files)")
+    elif kept:
         typer.echo(f"kept         {len(kept)} existing file(s) (use --force to overwrite)")
     typer.echo(f"Workspace ready at {result.root}")

@@ -129,16 +129,37 @@ def context(ws, spec, specs=None) -> dict[str, Any]:
     }
 
 
-def resolve_templates(ws, template: str | None) -> list[str]:
-    """`None`/`all` -> every pipeline template; a short name (`design`) or a file name otherwise."""
-    if template in (None, "", "all"):
-        return list(TEMPLATES.values())
-    name = TEMPLATES.get(template, template)
+# templates agentops renders for other purposes: a pipeline is not their context
+NOT_PIPELINE = frozenset({"handoff.email.j2", "prompt.md.j2", "protocol.md.j2", "status.md.j2"})
+
+
+def pipeline_templates(ws) -> list[str]:
+    """The templates a pipeline renders: the five above, and any other `.j2` file the workspace's
+    `templates/` adds."""
     from agentops.render import template_names
 
-    if name not in template_names(ws) and not name.endswith(".j2") and f"{name}.j2" in template_names(ws):
-        name = f"{name}.j2"
-    return [name]
+    return [n for n in template_names(ws) if n not in NOT_PIPELINE]
+
+
+def resolve_templates(ws, template: str | None) -> list[str]:
+    """`None`/`all` -> every pipeline template; a short name (`design`, or a unique start of one:
+    `airflow`, `etl`, `quality`) or a pipeline template's file name otherwise."""
+    from agentops.errors import UsageError
+
+    if template in (None, "", "all"):
+        return list(TEMPLATES.values())
+    starts = [key for key in TEMPLATES if key.startswith(template)]
+    if template in TEMPLATES or len(starts) == 1:
+        return [TEMPLATES[template if template in TEMPLATES else starts[0]]]
+    known = pipeline_templates(ws)
+    for name in (template, f"{template}.j2"):
+        if name in known:
+            return [name]
+    extra = [n for n in known if n not in TEMPLATES.values()]
+    raise UsageError("template", f"no pipeline template '{template}'" + (
+        f" ('{template}' is not rendered for a pipeline)" if template in NOT_PIPELINE or f"{template}.j2" in NOT_PIPELINE
+        else ""), hint=f"use {', '.join(TEMPLATES)}, a unique start of one (airflow), "
+                       + (f"{', '.join(extra)}, " if extra else "") + "all, or a .j2 file added to templates/")
 
 
 def render_pipeline(ws, spec, template: str | None = None, out_dir: str | os.PathLike | None = None,
