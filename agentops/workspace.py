@@ -37,7 +37,7 @@ DEFAULT_CONFIG = """\
 # [[agents]]
 # name = "dana"
 # role = "Data Engineer"
-# on_mail = ["claude", "-p", "--agent", "{agent}", "{prompt_file}"]   # argv, never a shell string
+# on_mail = ["claude", "-p", "Read {prompt_file} and do what it says. Your address is {agent}."]  # argv
 #
 # [mail]
 # max_bytes = 10485760        # larger drop files are dead-lettered
