@@ -43,7 +43,7 @@ def test_render_out_dir_and_single_template(ws, cli, tmp_path):
     r = cli("pipeline", "render", "orders_daily", "--template", "runbook", "--out", tmp_path / "docs")
     assert r.exit_code == 0 and [p.name for p in (tmp_path / "docs").iterdir()] == ["runbook.md"]
     r = cli("pipeline", "render", "orders_daily", "--template", "nope")
-    assert r.exit_code == 5 and "no template 'nope'" in r.output
+    assert r.exit_code == 2 and "no pipeline template 'nope'" in r.output  # a usage error (issue 12.12)
 
 
 def test_workspace_template_overrides_packaged(ws):
