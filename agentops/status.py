@@ -142,10 +142,6 @@ def _rows(cur) -> list[dict]:
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def _table_exists(conn, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
-
-
 def _pipelines(ws, conn) -> list[dict]:
     spec_names = {p.stem: p for p in ws.pipelines_dir.glob("*.yaml")} if ws.pipelines_dir.is_dir() else {}
     names = set(spec_names) | {r[0] for r in conn.execute("SELECT DISTINCT pipeline FROM runs")}
@@ -206,11 +202,9 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
     db = ws.db()
     conn = db.conn
     try:
-        dispatch = {}
-        if _table_exists(conn, "dispatch_runs"):
-            dispatch = {r["agent"]: r for r in _rows(conn.execute(
-                "SELECT agent, action, attempt, started, finished, exit_code, log, runs, failures, gave_up "
-                "FROM dispatch_runs"))}
+        dispatch = {r["agent"]: r for r in _rows(conn.execute(
+            "SELECT agent, action, attempt, started, finished, exit_code, log, runs, failures, gave_up "
+            "FROM dispatch_runs"))}
         drafts = _drafts_by_sender(ws)
         agents = []
         for name, agent in sorted(book.agents.items()):

@@ -17,7 +17,6 @@ import pytest
 
 from agentops.daemon import Daemon, Task, read_state
 from agentops.leases import open_for_writing
-from agentops.daemon.tasks import InactiveTask, optional_import
 from agentops.errors import ConflictError
 
 
@@ -193,12 +192,6 @@ def test_mail_listeners_get_inboxes_and_their_errors_are_contained(ws):
     d.on_mail(got.append)
     d.mail_arrived({"devops"})
     assert got == [{"devops"}] and d.stats.errors == 1
-
-
-def test_missing_module_makes_a_task_inactive():
-    with pytest.raises(InactiveTask):
-        optional_import("agentops.no_such_module.here", "x")
-    assert optional_import("agentops.store", "utcnow")
 
 
 def test_open_for_writing(tmp_path):

@@ -23,7 +23,6 @@ with the set of agent names whose inbox received new mail.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -92,21 +91,6 @@ class Task:
         except (FileNotFoundError, NotADirectoryError):
             return []
         return [p for p in (folder / name for name in names) if match(p)]
-
-
-def optional_import(module: str, attr: str):
-    """`module.attr`, or InactiveTask when that module (not one of its own imports) is missing: for
-    tasks from optional extras. (The built-in tasks import directly: a broken import is an error.)"""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-            raise InactiveTask(f"{module} is not available") from None
-        raise
-    try:
-        return getattr(mod, attr)
-    except AttributeError:
-        raise InactiveTask(f"{module}.{attr} is not available") from None
 
 
 def _is_drop(path: Path, folder: Path, suffixes: Iterable[str]) -> bool:

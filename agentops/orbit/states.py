@@ -58,13 +58,3 @@ def next_attempt(label: str, current: str | None, current_attempt: int | None, n
         allowed = sorted(TRANSITIONS[current])
         hint = f"from {current} it may go to {', '.join(allowed)}" if allowed else f"{current} is final for attempt {cur_attempt}"
     raise ValidationError(f"{label}: illegal transition {current} -> {new} (attempt {cur_attempt})", hint=hint)
-
-
-def allowed(current: str | None, current_attempt: int, new: str, attempt: int | None) -> bool:
-    """The table as a predicate (used by the tests)."""
-    if current is None or (attempt is not None and attempt > current_attempt):
-        return True
-    if attempt is not None and attempt < current_attempt:
-        return False
-    return new == current or new in TRANSITIONS[current] or (
-        current == "up_for_retry" and new in RETRY_STARTS and attempt is None)
