@@ -109,7 +109,8 @@ def ingest_file(orbit: Orbit, path: Path, *, progress: Callable[[int], None] | N
         key = f"orbit.ingest:{path.name}:{st.st_size}:{st.st_mtime_ns}"
         got = orbit.db.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         skip = int(got[0]) if got else 0
-    return orbit.log_many(_lines(f), progress=progress, source=str(path), checkpoint=key, skip=skip)
+    return orbit.log_many(_lines(f), progress=progress, source=str(path), checkpoint=key, skip=skip,
+                          file_name=path.name)
 
 
 def _unique(dest_dir: Path, name: str) -> Path:

@@ -7,6 +7,7 @@ all, so a reader never sees an event without its effect. Alert mail is sent afte
 
 from __future__ import annotations
 
+import hashlib
 import operator
 import time
 from contextlib import contextmanager
@@ -133,6 +134,10 @@ class Orbit:
         code passes a model instance of any registered kind. `result.derived` lists the anomaly,
         alert and upstream_failed events the write caused (alerts with their mail `status`)."""
         model = parse(event)
+        if model.id is None and model is not event:  # a dict or JSON (the CLI, MCP): id from content + ts
+            if model.ts is None:
+                model.ts = format_ts(None)
+            model.id = content_id(model.__pydantic_serializer__.to_json(model, exclude_none=True))
         with self._tx() as conn:
             batch = _Batch(conn, self, [model.id] if model.id else [])
             result = batch.add(model)
@@ -146,13 +151,16 @@ class Orbit:
 
     def log_many(self, items: Iterable[dict | str | bytes | Event], *, chunk_size: int = CHUNK,
                  progress: Callable[[int], None] | None = None, source: str = "",
-                 checkpoint: str | None = None, skip: int = 0, send_alerts: bool = True) -> IngestReport:
+                 checkpoint: str | None = None, skip: int = 0, send_alerts: bool = True,
+                 file_name: str | None = None) -> IngestReport:
         """Validate and append many events (JSONL lines, dicts or models), one transaction per chunk.
 
         Bad events are reported as (line, reason) and skipped; good ones are kept. `progress(n)` is
         called after each chunk with the lines done. `checkpoint` names a meta key that records,
         in the same transaction, how many lines are done; `skip` lines are passed over first.
         Lines (JSON or dicts) naming a kind agentops writes itself are rejected (as in `log`).
+        `file_name`: the lines come from this file, and a line without an `id` gets one from the
+        file name and the line (`line_id`), so ingesting the file again changes nothing.
         """
         report = IngestReport(source=source)
         started = time.perf_counter()
@@ -167,7 +175,7 @@ class Orbit:
                     lineno = chunk[-1][0]
                 elif not checkpoint:
                     break
-                self._write_chunk(chunk, report, checkpoint, lineno)
+                self._write_chunk(chunk, report, checkpoint, lineno, file_name)
                 if progress:
                     progress(lineno)
                 if len(chunk) < chunk_size:
@@ -178,7 +186,8 @@ class Orbit:
             self.send_alerts()
         return report
 
-    def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int) -> None:
+    def _write_chunk(self, chunk, report: IngestReport, checkpoint: str | None, lineno: int,
+                     file_name: str | None) -> None:
         # the core validator TypeAdapter.validate_json/validate_python call (same defaults), without the wrapper
         validate_json, validate_python = adapter().validator.validate_json, adapter().validator.validate_python
         from pydantic import ValidationError as PydanticValidationError
@@ -198,6 +207,8 @@ class Orbit:
                         continue
                     lines += 1
                     ev = validate_json(raw)
+                    if ev.id is None and file_name is not None:
+                        ev.__dict__["id"] = line_id(file_name, raw)  # as `ev.id = ...`, without __setattr__
                 elif isinstance(raw, (Event, Record)):
                     lines += 1
                     ev = parse(raw)
@@ -310,6 +321,21 @@ class Orbit:
             return find_spec(self.ws, pipeline)
         except (AgentOpsError, OSError, ValueError):
             return None
+
+
+def line_id(file_name: str, line: bytes | str) -> str:
+    """The id of a line without one in a JSONL file (drop files, `orbit ingest`): from the file's
+    name and the line's bytes, so the same file ingested again is a no-op."""
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogatepass")
+    return "line:" + hashlib.blake2b(file_name.encode("utf-8", "surrogateescape") + b"\0" + line,
+                                     digest_size=16).hexdigest()
+
+
+def content_id(data: bytes) -> str:
+    """The id of an event logged without one through `Orbit.log` (the CLI, MCP): from its content
+    with its `ts` (the stored JSON), so the same event sent again is a no-op."""
+    return "event:" + hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 @contextmanager
