@@ -30,9 +30,12 @@ def _open(ctx: typer.Context):
     return Orbit.open(workspace(ctx))
 
 
-def _fields(args: list[str]) -> dict:
-    """`--run-id r1 --passed false --before '{"s": 3}' --flag` -> {"run_id": "r1", ...}."""
+def _fields(kind: str, args: list[str]) -> dict:
+    """`--run-id r1 --passed false --before '{"s": 3}'` -> {"run_id": "r1", "passed": False, ...}:
+    each value converted to its field's type in the kind's model (`orbit.events.cli_value`). A flag
+    without a value, a flag given twice and a value that does not convert are errors naming the flag."""
     from agentops.errors import ValidationError
+    from agentops.orbit.events import cli_value
 
     out: dict = {}
     i = 0
@@ -42,18 +45,14 @@ def _fields(args: list[str]) -> dict:
             raise ValidationError(f"orbit log: unexpected argument {arg!r}", hint="give fields as --name value")
         name, eq, value = arg[2:].partition("=")
         if not eq:
-            if i + 1 < len(args) and not args[i + 1].startswith("--"):
-                value = args[i + 1]
-                i += 1
-            else:
-                value = "true"
+            if i + 1 >= len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
+                raise ValidationError(f"orbit log: --{name} needs a value", hint=f"give it as --{name} VALUE")
+            value = args[i + 1]
+            i += 1
         key = name.replace("-", "_")
-        if value[:1] in "{[":
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        out[key] = value
+        if key in out:
+            raise ValidationError(f"orbit log: --{name} given twice", hint="give each field once")
+        out[key] = cli_value(kind, key, value, f"--{name}")
         i += 1
     return out
 
@@ -65,15 +64,14 @@ def log(ctx: typer.Context, kind: str = typer.Argument(..., help=KIND_HELP),
     """Log one event: `orbit log run --pipeline p --run-id r1 --state failed --error "..."`."""
     from agentops.errors import ValidationError
 
+    from agentops.orbit.events import loads
+
     event: dict = {}
     if json_text:
-        try:
-            event = json.loads(json_text)
-        except ValueError as exc:
-            raise ValidationError(f"--event: not valid JSON: {exc}") from None
+        event = loads(json_text, "--event")
         if not isinstance(event, dict):
             raise ValidationError("--event: must be a JSON object")
-    event.update(_fields(ctx.args))
+    event.update(_fields(kind, ctx.args))
     event["kind"] = kind
     with _open(ctx) as orbit:
         result = orbit.log(event)

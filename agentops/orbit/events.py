@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from types import UnionType
 from functools import lru_cache
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
                       ValidationError as PydanticValidationError)
 
 from agentops.errors import ValidationError
@@ -60,10 +61,30 @@ def _ts(value: Any, _utc=timezone.utc, _parse=datetime.fromisoformat) -> Any:
             if len(value) == 25 and value[19:] == "+00:00":
                 return value[:19] + ".000000+00:00"
         return f"{value[:10]}T{value[11:19]}.{dt.microsecond:06d}+00:00"
-    return format_ts(dt)
+    try:
+        return format_ts(dt)
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+        raise ValueError(f"out of range in UTC: {value[:40]!r} (years 1 to 9999)") from None
 
 
 Timestamp = Annotated[str | None, BeforeValidator(_ts)]
+MAX_DEPTH = 16  # nesting of the JSON objects an event may hold (perf before/after)
+
+
+def _plain_json(value: Any, depth: int = 0) -> Any:
+    """JSON a reader can parse back: finite numbers, at most MAX_DEPTH levels of nesting."""
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("NaN and Infinity are not JSON numbers")
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        for item in (value.values() if isinstance(value, dict) else value):
+            _plain_json(item, depth + 1)
+    return value
+
+
+Figures = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 
 
 class Event(BaseModel):
@@ -80,6 +101,7 @@ class Event(BaseModel):
 
 
 _Event = Event  # the name older imports use
+
 
 class _PipelineEvent(Event):
     owner: Name | None = Field(None, description="who gets alerts when the pipeline spec does not say")
@@ -221,7 +243,7 @@ class MetricEvent(_PipelineEvent):
     pipeline: Name
     dataset: Name | None = None
     name: Name
-    value: Annotated[float, Field(allow_inf_nan=False, ge=-1e300, le=1e300)]
+    value: Number
     run_id: Name | None = None
 
     def derive(self, batch, seq, result) -> None:
@@ -242,8 +264,8 @@ class PerfEvent(_PipelineEvent):
     task: Name | None = None
     bottleneck: Bottleneck
     note: Text | None = None
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
+    before: Figures | None = None
+    after: Figures | None = None
     status: Literal["open", "resolved"] = "open"
 
     def derive(self, batch, seq, result) -> None:
@@ -464,9 +486,9 @@ def parse(raw: str | bytes | dict | Event | Record) -> Event | Record:
         return raw
     try:
         if isinstance(raw, (str, bytes, bytearray)):
-            model = adapter().validate_json(raw)
+            model = adapter().validate_json(raw, strict=True)
         else:
-            model = adapter().validate_python(raw)
+            model = adapter().validate_python(raw, strict=True)
     except PydanticValidationError as exc:
         lines = problems(exc)
         raise ValidationError(lines[0] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""),
@@ -474,6 +496,71 @@ def parse(raw: str | bytes | dict | Event | Record) -> Event | Record:
     if model.kind not in USER_KINDS:
         raise ValidationError(own_kind(model.kind))
     return model
+
+
+def loads(text: str, what: str) -> Any:
+    """JSON text a person gave (`--event`, a field value), or ValidationError in one line naming
+    `what`: not JSON, nested too deeply, NaN or Infinity, a number too large."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValidationError(f"{what}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ValidationError(f"{what}: not valid JSON: {exc}") from None
+    try:
+        return _plain_json(value)
+    except ValueError as exc:
+        raise ValidationError(f"{what}: JSON {exc}") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def cli_value(kind: str, field: str, text: str, flag: str) -> Any:
+    """A command-line value converted to the type of `field` in `kind`'s model; a field the model
+    does not have (or a kind that does not exist) stays text, and validation then names it."""
+    from agentops.errors import ValidationError
+
+    model = MODELS.get(kind)
+    info = model.model_fields.get(field) if model is not None and hasattr(model, "model_fields") else None
+    if info is None:
+        return text
+    types = [t for t in _members(info.annotation) if t is not type(None)]
+    want = set(types)
+    low = text.strip().lower()
+    if bool in want and low in ("true", "false"):
+        return low == "true"
+    if int in want:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if float in want:
+        try:
+            value = float(text)
+        except ValueError:
+            pass
+        else:
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValidationError(f"{flag}: {text!r} is not a finite number")
+            return value
+    if dict in want or any(get_origin(t) is dict for t in want):
+        return loads(text, flag)
+    if str in want or any(get_origin(t) is Literal for t in want):
+        return text
+    expected = {bool: "true or false", int: "a whole number", float: "a number"}
+    raise ValidationError(f"{flag}: {text!r} is not {' or '.join(expected[t] for t in types if t in expected)}",
+                          hint=f"give {kind}.{field} as {expected.get(types[0], 'text')}")
+
+
+def _members(annotation) -> list:
+    """The types a field accepts: Annotated unwrapped, unions flattened."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for a in get_args(annotation) for m in _members(a)]
+    return [annotation]
 
 
 def dumps(data: dict[str, Any]) -> str:

@@ -206,7 +206,7 @@ class Orbit:
                     if not raw or raw.isspace():  # as `not raw.strip()`, without the copy
                         continue
                     lines += 1
-                    ev = validate_json(raw)
+                    ev = validate_json(raw, strict=True)  # "12" is not a number, "true" not a bool
                     if ev.id is None and file_name is not None:
                         ev.__dict__["id"] = line_id(file_name, raw)  # as `ev.id = ...`, without __setattr__
                 elif isinstance(raw, (Event, Record)):
@@ -214,7 +214,7 @@ class Orbit:
                     ev = parse(raw)
                 else:
                     lines += 1
-                    ev = validate_python(raw)
+                    ev = validate_python(raw, strict=True)
             except PydanticValidationError as exc:
                 rejected.append((n, "; ".join(problems(exc))))
                 continue
