@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from agentops.orbit import Orbit
-from agentops.orbit.anomaly import Settings, day_of, detect, settings_for
+from agentops.orbit.anomaly import Settings, day_of, detect_series, settings_for
 
 S = Settings()
 START = date(2026, 1, 5)  # a Monday
@@ -15,13 +15,14 @@ START = date(2026, 1, 5)  # a Monday
 
 def scan(values, s=S, daily=True):
     """Indexes flagged when the series is fed point by point."""
-    history, found = [], []
+    history, days, found = [], [], []
     for i, v in enumerate(values):
         day = (START + timedelta(days=i)).toordinal() if daily else 0
-        f = detect(history, v, day, s)
+        f = detect_series(history, days, v, day, s)
         if f:
             found.append((i, f.direction, f.method))
-        history.append((v, day))
+        history.append(v)
+        days.append(day)
     return found
 
 
@@ -100,6 +101,32 @@ def test_metric_series_writes_anomaly_event_and_alert(ws):
             orbit.log({"kind": "job", "pipeline": "orders", "task": "load", "rows_out": 1000 + i, "duration_s": 60})
         r = orbit.log({"kind": "job", "pipeline": "orders", "task": "load", "rows_out": 10, "duration_s": 61})
         assert [d["metric"] for d in r.derived if d["kind"] == "anomaly"] == ["rows_out"]
+
+
+def test_one_outlier_does_not_hide_the_next_one():
+    """Two anomalies a few points apart are both flagged (a mean and std would be inflated by the
+    first for the next `window` points and miss the second)."""
+    values = noisy(30)
+    values[20], values[23] = 5000.0, 4000.0
+    assert [(i, d) for i, d, _ in scan(values)] == [(20, "spike"), (23, "spike")]
+    values = noisy(30)
+    values[18], values[21] = 100.0, 5000.0
+    assert [(i, d) for i, d, _ in scan(values)] == [(18, "drop"), (21, "spike")]
+    # and in daily seasonal history: one Monday without its peak, then the next one without it
+    weekly = [3000.0 if (START + timedelta(days=i)).weekday() == 0 else 1000.0 for i in range(12 * 7)]
+    weekly[9 * 7] = weekly[10 * 7] = 1000.0
+    flagged = [(i, d) for i, d, m in scan(weekly) if i >= 5 * 7]
+    assert flagged == [(9 * 7, "drop"), (10 * 7, "drop")]
+
+
+def test_values_at_the_float_limit_neither_overflow_nor_poison_the_series(ws):
+    big = [1.7e308, -1.7e308, 1.7e308, -1.7e308, 1e308]
+    scan(noisy(10) + big + noisy(10))  # no OverflowError
+    with Orbit.open(ws) as orbit:
+        for i, v in enumerate(noisy(6) + big):
+            orbit.log({"kind": "metric", "pipeline": "p", "name": "m", "value": v, "ts": f"2026-01-{i + 1:02d}"})
+        r = orbit.log({"kind": "metric", "pipeline": "p", "name": "m", "value": 1000, "ts": "2026-01-20"})
+        assert r.seq is not None
 
 
 def test_day_of():

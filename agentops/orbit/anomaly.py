@@ -1,13 +1,16 @@
-"""Anomaly detection on numeric series: a rolling z-score with weekly seasonality.
+"""Anomaly detection on numeric series: a robust rolling z-score with weekly seasonality.
 
 A point is compared with the `window` points before it in its series (metric events keyed by
 pipeline, dataset and name; job figures rows_out, bytes and duration_s keyed by pipeline and task):
 
 - no alarm before `min_points` points of history;
-- expected = their mean; z = (value - mean) / std, where std is floored at 1% of |mean| so a
-  perfectly flat series still yields a finite z;
-- no alarm when |value - mean| < `min_relative_change` x |mean| (noise on a flat series);
+- expected = their median; z = (value - median) / (1.4826 x MAD), the median absolute deviation
+  scaled to a normal distribution's standard deviation, floored at 1% of |median| so a perfectly
+  flat series still yields a finite z. Median and MAD ignore a few outliers in the window, so one
+  bad day does not hide the next (a mean and standard deviation would be pulled by it);
+- no alarm when |value - median| < `min_relative_change` x |median| (noise on a flat series);
 - `direction` spike only alarms above, drop only below, both either way; alarm when |z| >= threshold.
+- No squares or sums are computed, so no value a metric may hold (any finite float) overflows.
 
 Seasonality: when the series is daily (one point per calendar day, by the event's `ts`) and its
 history holds at least `min_points` earlier points on the same weekday (within the last
@@ -22,7 +25,6 @@ changes the keys it sets).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Sequence
@@ -59,35 +61,35 @@ def day_of(ts: str) -> int:
         return 0
 
 
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else ordered[mid - 1] / 2 + ordered[mid] / 2  # halves first: no overflow
+
+
 def _score(values: Sequence[float], value: float, s: Settings, method: str) -> Finding | None:
-    n = len(values)
-    mean = sum(values) / n
-    diff = value - mean
-    if diff == 0:
+    center = _median(values)
+    diff = value - center
+    if diff == 0 or diff != diff:
         return None
-    scale = abs(mean)
+    scale = abs(center)
     if scale and abs(diff) < s.min_relative_change * scale:
         return None
-    var = sum((x - mean) ** 2 for x in values) / n
-    std = max(math.sqrt(var), 0.01 * scale, 1e-9)
-    z = diff / std
-    if abs(z) < s.threshold:
+    spread = max(1.4826 * _median([abs(x - center) for x in values]), 0.01 * scale, 1e-9)
+    z = diff / spread
+    if z != z or abs(z) < s.threshold:  # NaN: inf / inf, only from values near the float limit
         return None
     direction = "spike" if z > 0 else "drop"
     if s.direction != "both" and s.direction != direction:
         return None
     z = max(min(z, 1e9), -1e9)
-    return Finding(value, mean, z, direction, method)
-
-
-def detect(history: Sequence[tuple[float, int]], value: float, day: int, s: Settings) -> Finding | None:
-    """Score `value` (on day ordinal `day`) against `history`: (value, day ordinal) pairs, oldest first."""
-    return detect_series([v for v, _ in history], [d for _, d in history], value, day, s)
+    return Finding(value, center, z, direction, method)
 
 
 def detect_series(values: list[float], days: list[int], value: float, day: int, s: Settings) -> Finding | None:
-    """`detect` over a history kept as two parallel lists (values, day ordinals), oldest first: the
-    ingest path keeps each series this way, so the window is a slice rather than a rebuilt list."""
+    """Score `value` (on day ordinal `day`) against a history kept as two parallel lists (values,
+    day ordinals), oldest first: the batch writer keeps each series this way."""
     n = len(values)
     if n < s.min_points:
         return None

@@ -312,7 +312,7 @@ class AnomalyEvent(Event):
     expected: Number
     zscore: Number
     direction: Literal["spike", "drop"]
-    method: Literal["rolling", "seasonal", "robust", "robust-seasonal"] | None = None
+    method: Literal["rolling", "seasonal"] | None = None
     source_seq: int | None = None
 
     def derive(self, batch, seq, result) -> None:
