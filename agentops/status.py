@@ -232,6 +232,9 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
         failed_checks = _rows(conn.execute(
             'SELECT pipeline, run_id, dataset, "check", severity, observed, threshold, ts FROM checks '
             "WHERE passed = 0 AND ts >= ? ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))
+        for c in failed_checks:  # figures are stored as JSON text: numbers stay numbers
+            for k in ("observed", "threshold"):
+                c[k] = json.loads(c[k]) if c[k] is not None else None
         anomalies = _rows(conn.execute(
             "SELECT pipeline, dataset, metric, value, expected, zscore, direction, ts FROM anomalies "
             "WHERE ts >= ? ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))

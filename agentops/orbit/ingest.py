@@ -17,6 +17,7 @@ import errno
 import gc
 import json
 import os
+import sqlite3
 import stat
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,12 @@ from agentops.store import utcnow
 
 HINT = "give the path of a .jsonl file"
 HARD_LINK = "a hard link to another file (never read)"
+BAD_NAME = "its name is not valid UTF-8 (never read; rename it and drop it again)"
+
+
+def shown(name: str) -> str:
+    """A file name as text that can be written anywhere (bytes that are not UTF-8 as \\xNN)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def not_regular(mode: int) -> str | None:
@@ -142,7 +149,8 @@ def set_aside(ws, path: Path, reason: str) -> Path:
     dest = _unique(rejected_dir, path.name)
     safefs.rename(ws, path, dest)
     safefs.write_atomic(ws, rejected_dir / f"{dest.name}.reason",
-                        json.dumps({"file": path.name, "reason": reason, "time": utcnow()}, ensure_ascii=False) + "\n")
+                        json.dumps({"file": shown(path.name), "reason": reason, "time": utcnow()},
+                                   ensure_ascii=False) + "\n")
     return dest
 
 
@@ -162,10 +170,11 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
             st = os.lstat(p)
         except FileNotFoundError:
             continue
-        why = not_regular(st.st_mode) or (HARD_LINK if st.st_nlink > 1 else None)
+        why = (not_regular(st.st_mode) or (HARD_LINK if st.st_nlink > 1 else None)
+               or (BAD_NAME if shown(p.name) != p.name else None))
         if why:
             set_aside(ws, p, why)
-            total.set_aside.append((p.name, why))
+            total.set_aside.append((shown(p.name), why))
         else:
             files.append(p)
     if not files:
@@ -183,6 +192,13 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
                 total.set_aside.append((path.name, why))
                 continue
             except NotFoundError:
+                continue
+            except sqlite3.OperationalError:
+                raise  # the database (locked, full disk): the file stays for the next pass
+            except Exception as exc:  # anything else about this file: set aside, never retried forever
+                why = f"could not be ingested: {type(exc).__name__}: {exc}"
+                set_aside(ws, path, why)
+                total.set_aside.append((path.name, why))
                 continue
             total.merge(report)
             if report.rejected:
