@@ -262,30 +262,33 @@ def orbit_rejected(ws) -> list[dict[str, Any]]:
     """What Orbit ingest set aside in `.agent/orbit/rejected/`: `<drop>.rejected.jsonl` (the lines of a
     drop file that were refused, one JSON object each with its line number and reason) and
     `<name>.reason` (a whole entry that could not be read). The first reason of each, read from the
-    first line only (links are not followed)."""
+    first line only (through agentops.safefs: no link is followed)."""
+    import stat as st_
+
+    from agentops import safefs
+    from agentops.errors import AgentOpsError
+
     folder = ws.orbit_dir / "rejected"
     try:
-        with os.scandir(folder) as it:
-            entries = sorted((e for e in it if e.is_file(follow_symlinks=False)), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
+        entries = sorted(name for name, st in safefs.scan(ws, folder) if st_.S_ISREG(st.st_mode))
+    except (FileNotFoundError, NotADirectoryError, AgentOpsError):
         return []
     out = []
-    for e in entries:
-        if not (e.name.endswith(".rejected.jsonl") or e.name.endswith(".reason")):
+    for name in entries:
+        if not (name.endswith(".rejected.jsonl") or name.endswith(".reason")):
             continue
         try:
-            fd = os.open(e.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with open(fd, "rb") as fh:
+            with open(safefs.open_file(ws, folder / name), "rb") as fh:
                 first = fh.readline(64 * 1024)
                 lines = (1 + sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 16), b""))) if first else 0
             info = json.loads(first.decode("utf-8", "replace")) if first else {}
-        except (OSError, ValueError):
+        except (OSError, ValueError, AgentOpsError):
             info, lines = {}, 0
         info = info if isinstance(info, dict) else {}
         line = info.get("line")
         reason = str(info.get("reason", "unreadable"))
-        out.append({"file": f".agent/orbit/rejected/{e.name}", "source": info.get("file"),
-                    "lines": lines if e.name.endswith(".rejected.jsonl") else None,
+        out.append({"file": f".agent/orbit/rejected/{name}", "source": info.get("file"),
+                    "lines": lines if name.endswith(".rejected.jsonl") else None,
                     "reason": f"line {line}: {reason}" if line else reason})
     return out
 
@@ -304,14 +307,18 @@ def orphan_boxes(ws, book) -> list[dict[str, Any]]:
     """Inboxes no agent owns any more (an agent renamed, a roster added after mail went to role
     addresses) and role queues whose role no longer has several members: mail there is read by
     no one. Each with how many messages it holds."""
+    import stat as st_
+
+    from agentops import safefs
+    from agentops.errors import AgentOpsError
+
     owned = set(book.agents) | {"user", "postmaster"}
     shared = {r for r in book.roles if len(book.members(r)) > 1}
     out = []
     for root, keep, kind in ((ws.inbox_root, owned, "inbox"), (ws.queues_root, shared, "queues")):
         try:
-            with os.scandir(root) as it:
-                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
-        except (FileNotFoundError, NotADirectoryError):
+            names = sorted(n for n, st in safefs.scan(ws, root) if st_.S_ISDIR(st.st_mode) and not n.startswith("."))
+        except (FileNotFoundError, NotADirectoryError, AgentOpsError):
             continue
         for name in names:
             if name not in keep:

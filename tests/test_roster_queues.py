@@ -161,3 +161,13 @@ def test_daemon_with_a_roster_naming_an_unknown_role_says_so_once(ws):
     assert len(errors) == len({re.search(r"task=(\S+)", line).group(1) for line in errors}), err  # once per task
     r = run_agentops("status")
     assert r.returncode == 3 and r.stderr.startswith("Error: agentops.toml:agents[0].role: unknown role 'Data Wizard'")
+
+
+def test_status_reads_no_rejected_file_through_a_link(ws, cli, tmp_path):
+    outside = tmp_path / "secret.jsonl"
+    outside.write_text('{"file": "x", "line": 1, "reason": "SECRET from outside"}\n')
+    rejected = ws.orbit_dir / "rejected"
+    rejected.mkdir(parents=True, exist_ok=True)
+    (rejected / "evil.jsonl.rejected.jsonl").symlink_to(outside)
+    s = json.loads(cli("status", "--json").output)
+    assert "SECRET" not in json.dumps(s)
