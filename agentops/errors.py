@@ -57,7 +57,8 @@ class ValidationError(AgentOpsError):
 class UsageError(ValidationError):
     """A bad value for an option or a tool argument (`--since yesterday`). `option` is the parameter's
     name: the CLI shows it as the flag (`--since: ...`, exit 2 with the `--help` hint), the MCP server
-    as the argument (`orbit_runs: since: ...`)."""
+    as the argument (`orbit_runs: since: ...`). An empty `option` is a usage error naming no option
+    (a missing argument, options that do not go together)."""
 
     exit_code = 2
 
@@ -67,11 +68,11 @@ class UsageError(ValidationError):
 
     def for_tool(self) -> str:
         """The text for an MCP tool error: the argument's own name, not a CLI flag."""
-        text = f"{self.option}: {self.message}"
+        text = f"{self.option}: {self.message}" if self.option else self.message
         return f"{text} ({self.hint})" if self.hint else text
 
     def __str__(self) -> str:
-        text = f"--{self.option.replace('_', '-')}: {self.message}"
+        text = f"--{self.option.replace('_', '-')}: {self.message}" if self.option else self.message
         return f"{text} ({self.hint})" if self.hint else text
 
 

@@ -107,3 +107,19 @@ def test_roles_check_names_a_duplicated_role_once_in_known(ws):
     assert r.returncode == 1
     [line] = [ln for ln in r.stdout.splitlines() if "unknown role 'Nobody'" in ln]
     assert line.count("Data Engineer,") == 1, line
+
+
+@pytest.mark.parametrize("args, line", [
+    (["pipeline", "lineage"], "Error: name a DATASET, or pass --list to see them"),
+    (["orbit", "export"], "Error: orbit export: say which format (use --openlineage)"),
+    (["pipeline", "backfill", "orders_daily", "--start", "x", "--end", "2026-01-01"],
+     "Error: --start: 'x' is not a date (use YYYY-MM-DD)"),
+])
+def test_missing_or_conflicting_options_are_usage_errors(ws, args, line):
+    import shutil
+
+    from tests.conftest import REPO
+
+    shutil.copy(REPO / ".agent" / "data" / "pipelines" / "orders_daily.yaml", ws.pipelines_dir)
+    r = run_agentops(*args)
+    assert r.returncode == 2 and r.stderr.splitlines()[0] == line, r.stderr

@@ -94,7 +94,7 @@ def test_dry_run_text_and_errors(seeded, cli):
     r = cli("pipeline", "backfill", "orders_daily", "--start", "2026-03-01", "--end", "2026-03-02", "--dry-run")
     assert r.exit_code == 0 and "2026-03-01  nothing to do" in r.output and "dry run: nothing queued" in r.output
     r = cli("pipeline", "backfill", "orders_daily", "--start", "2026-03-05", "--end", "2026-03-01", "--dry-run")
-    assert r.exit_code == 4 and "before --start" in r.output
+    assert r.exit_code == 2 and r.output.startswith("Error: --end: 2026-03-01 is before --start 2026-03-05")
     r = cli("pipeline", "backfill", "clickstream", "--start", "2026-03-01", "--end", "2026-03-02", "--dry-run")
     assert r.exit_code == 4 and "no schedule" in r.output
     with pytest.raises(ValidationError, match="reprocess"):

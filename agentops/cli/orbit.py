@@ -203,11 +203,11 @@ def export(ctx: typer.Context,
            namespace: str = typer.Option("agentops", "--namespace", help="OpenLineage job namespace."),
            since: str = typer.Option(None, "--since", help=SINCE_HELP)):
     """Export run and check events as OpenLineage RunEvents, one JSON per line."""
-    from agentops.errors import ValidationError
+    from agentops.errors import UsageError
     from agentops.orbit.openlineage import check_path, export as do_export
 
     if not openlineage:
-        raise ValidationError("orbit export: say which format", hint="use --openlineage")
+        raise UsageError("", "orbit export: say which format", hint="use --openlineage")
     target = check_path(out)
     with _open(ctx) as orbit:
         if target is None:
@@ -227,11 +227,11 @@ def import_(ctx: typer.Context, path: str = typer.Argument(..., help="OpenLineag
     """Import OpenLineage RunEvents (from agentops, Airflow, dbt or Spark) as Orbit runs and checks."""
     from pathlib import Path
 
-    from agentops.errors import ValidationError
+    from agentops.errors import UsageError
     from agentops.orbit.openlineage import import_file
 
     if not openlineage:
-        raise ValidationError("orbit import: say which format", hint="use --openlineage")
+        raise UsageError("", "orbit import: say which format", hint="use --openlineage")
     with _open(ctx) as orbit:
         report = import_file(orbit, Path(path))
     if as_json:

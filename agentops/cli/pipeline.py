@@ -107,14 +107,14 @@ def lineage(ctx: typer.Context,
             list_all: bool = typer.Option(False, "--list", help="List every dataset."),
             as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Dataset lineage across every spec: upstream, downstream, and the impact of a change."""
-    from agentops.errors import ValidationError
+    from agentops.errors import UsageError
     from agentops.pipelines import load_specs
     from agentops.pipelines.lineage import datasets, lineage as trace
 
     specs, _ = load_specs(workspace(ctx), check=False)
     if list_all or not dataset:
         if not list_all:
-            raise ValidationError("name a DATASET, or pass --list to see them")
+            raise UsageError("", "name a DATASET, or pass --list to see them")
         names = datasets(specs)
         emit_json(names) if as_json else typer.echo("\n".join(names))
         return

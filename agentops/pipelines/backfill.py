@@ -35,7 +35,7 @@ def parse_day(value: str | date, what: str) -> date:
     try:
         return date.fromisoformat(str(value).strip()[:10])
     except ValueError:
-        raise ValidationError(f"--{what} '{value}' is not a date", hint="use YYYY-MM-DD") from None
+        raise UsageError(what, f"'{value}' is not a date", hint="use YYYY-MM-DD") from None
 
 
 def task_states(ws, spec) -> dict[tuple[str, str], dict[str, Any]]:
@@ -77,7 +77,7 @@ def plan_backfill(ws, spec, start, end, reprocess: str = "none",
         raise UsageError("reprocess", f"'{reprocess}' is not one of {', '.join(REPROCESS)}")
     start_d, end_d = parse_day(start, "start"), parse_day(end, "end")
     if end_d < start_d:
-        raise ValidationError(f"--end {end_d} is before --start {start_d}", hint="swap them")
+        raise UsageError("end", f"{end_d} is before --start {start_d}", hint="swap them")
     cron = spec.cron
     if cron is None:
         raise ValidationError(f"pipeline '{spec.name}' has no schedule ({spec.processing}); a backfill "
