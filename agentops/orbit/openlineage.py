@@ -4,8 +4,11 @@ Export, one JSON RunEvent per line:
 - each `run` event -> eventType by state (running START, succeeded/skipped COMPLETE, failed/upstream_failed
   FAIL, canceled ABORT, queued/up_for_retry OTHER); job `namespace` / `pipeline` (a task run is job
   `pipeline.task` with a `parent` facet naming the pipeline run); runId a UUID (the run_id itself when it
-  is one, else uuid5 of pipeline/run_id[/task]); an `errorMessage` facet for the error; an `agentops`
-  run facet with the exact Orbit fields, so a round trip is lossless.
+  is one, else uuid5 of pipeline/run_id[/task]); `inputs`/`outputs` from the pipeline spec (a task run:
+  its stage's inputs and outputs; a pipeline run: what its stages read that none of them writes, and
+  everything they write); a `nominalTime` facet from the logical date; an `errorMessage` facet for the
+  error; an `agentops` run facet with the exact Orbit fields, so a round trip is lossless. Its
+  `_schemaURL` is the JSON schema shipped in this repository (`agentops/schemas/AgentopsRunFacet.json`).
 - each `check` event -> an OTHER RunEvent of its run whose input dataset carries a
   `dataQualityAssertions` facet (assertion, success, severity, expected = threshold, actual = observed).
 
@@ -31,7 +34,9 @@ ERROR_SCHEMA = "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.js
 PARENT_SCHEMA = "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
 DQ_SCHEMA = ("https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json"
              "#/$defs/DataQualityAssertionsDatasetFacet")
-AGENTOPS_SCHEMA = "https://github.com/agentops/agentops/blob/main/README.md#orbit-openlineage-facet"
+NOMINAL_SCHEMA = "https://openlineage.io/spec/facets/1-0-1/NominalTimeRunFacet.json#/$defs/NominalTimeRunFacet"
+SCHEMA_FILE = "agentops/schemas/AgentopsRunFacet.json"  # in this repository (and the installed package)
+AGENTOPS_SCHEMA = f"https://raw.githubusercontent.com/agentops/agentops/main/{SCHEMA_FILE}#/$defs/AgentopsRunFacet"
 
 EVENT_TYPE = {"queued": "OTHER", "running": "START", "succeeded": "COMPLETE", "failed": "FAIL",
               "up_for_retry": "OTHER", "upstream_failed": "FAIL", "skipped": "COMPLETE", "canceled": "ABORT"}
@@ -63,17 +68,53 @@ def _run_part(ev: dict, namespace: str) -> tuple[dict, dict]:
     return run, job
 
 
-def to_openlineage(ev: dict, namespace: str = "agentops") -> dict | None:
-    """One Orbit event (as stored) -> an OpenLineage RunEvent dict, or None for other kinds."""
+def _nominal(logical_date: str | None) -> str | None:
+    """A logical date (a date or a date-time) as the ISO 8601 date-time nominalStartTime needs."""
+    if not logical_date:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        dt = datetime.fromisoformat(logical_date)
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).isoformat().replace("+00:00", "Z")
+
+
+def stage_datasets(spec, task: str | None) -> tuple[list[str], list[str]]:
+    """(inputs, outputs) of a task run (its stage's) or of a pipeline run (what the stages read that
+    none of them writes; everything they write), from the pipeline spec."""
+    if spec is None:
+        return [], []
+    if task:
+        stage = next((s for s in spec.stages if s.name == task), None)
+        return (list(stage.inputs), list(stage.outputs)) if stage is not None else ([], [])
+    written = list(dict.fromkeys(d for s in spec.stages for d in s.outputs))
+    read = [d for d in dict.fromkeys(d for s in spec.stages for d in s.inputs) if d not in written]
+    return read, written
+
+
+def to_openlineage(ev: dict, namespace: str = "agentops", spec=None, logical_date: str | None = None
+                   ) -> dict | None:
+    """One Orbit event (as stored) -> an OpenLineage RunEvent dict, or None for other kinds. `spec`
+    (the pipeline's, when known) gives a run's input and output datasets; `logical_date` is the run's
+    when the event itself does not repeat it (the nominalTime facet). Used by the export and
+    reusable by anything that sends RunEvents live."""
     kind = ev.get("kind")
     if kind == "run":
         run, job = _run_part(ev, namespace)
+        nominal = _nominal(ev.get("logical_date") or ev.get("partition") or logical_date)
+        if nominal:
+            run["facets"]["nominalTime"] = _facet(NOMINAL_SCHEMA, nominalStartTime=nominal)
         run["facets"]["agentops"] = _facet(AGENTOPS_SCHEMA, kind="run",
                                            **{k: ev.get(k) for k in RUN_FIELDS})
         if ev.get("error"):
             run["facets"]["errorMessage"] = _facet(ERROR_SCHEMA, message=ev["error"], programmingLanguage="unknown")
+        inputs, outputs = stage_datasets(spec, ev.get("task"))
         return {"eventTime": ev["ts"], "producer": PRODUCER, "schemaURL": RUN_EVENT_SCHEMA,
-                "eventType": EVENT_TYPE[ev["state"]], "run": run, "job": job, "inputs": [], "outputs": []}
+                "eventType": EVENT_TYPE[ev["state"]], "run": run, "job": job,
+                "inputs": [{"namespace": namespace, "name": d, "facets": {}, "inputFacets": {}} for d in inputs],
+                "outputs": [{"namespace": namespace, "name": d, "facets": {}, "outputFacets": {}} for d in outputs]}
     if kind == "check" and ev.get("run_id"):
         run, job = _run_part({**ev, "task": None}, namespace)
         run["facets"]["agentops"] = _facet(AGENTOPS_SCHEMA, kind="check", pipeline=ev["pipeline"],
@@ -101,8 +142,16 @@ def export(orbit, out: IO[str], *, namespace: str = "agentops", since: str | Non
         sql += " AND ts >= ?"
         params.append(parse_since(since))
     n = 0
+    specs: dict[str, Any] = {}
     for (data,) in orbit.db.conn.execute(sql + " ORDER BY seq", params):
-        ol = to_openlineage(json.loads(data), namespace)
+        ev = json.loads(data)
+        if ev.get("pipeline") not in specs:
+            specs[ev.get("pipeline")] = orbit.spec(ev["pipeline"]) if ev.get("pipeline") else None
+        logical = None
+        if ev.get("kind") == "run" and not ev.get("logical_date"):
+            row = orbit.run(ev["pipeline"], ev["run_id"], ev.get("task")) or orbit.run(ev["pipeline"], ev["run_id"])
+            logical = row["logical_date"] if row else None
+        ol = to_openlineage(ev, namespace, specs[ev.get("pipeline")], logical)
         if ol is not None:
             out.write(json.dumps(ol, separators=(",", ":"), ensure_ascii=False) + "\n")
             n += 1
