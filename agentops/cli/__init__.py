@@ -27,6 +27,10 @@ COMMANDS = {
     "mail": ("mail", "Mail between agents: send, inbox, read, ack, claim, thread,..."),
     "orbit": ("orbit", "The Orbit event log: pipeline runs, jobs, quality checks,..."),
     "pipeline": ("pipeline", "Pipeline specs (.agent/data/pipelines/*.yaml): check, plan,..."),
+    "reserve": ("reserve", "Claim files or datasets before changing them: all targets or..."),
+    "release": ("reserve", "Release reservations by id or target; --force releases..."),
+    "reservations": ("reserve", "List active reservations (--all: also released and expired):..."),
+    "guard": ("reserve", "A git pre-commit hook that refuses commits touching paths..."),
 }
 
 _OPTIONS = """\
