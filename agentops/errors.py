@@ -7,7 +7,8 @@ Exit codes (documented in the README):
   3  workspace not found or not valid (agentops.toml, roles)
   4  input rejected (a bad event, message, spec or address)
   5  not found (message, agent, pipeline, dead letter)
-  6  conflict (a lock held by another process, a message claimed by someone else)
+  6  conflict (a lock held by another process, a message claimed by someone else, a reservation
+     another agent holds: reserve, pipeline backfill/run, guard check)
 """
 
 from __future__ import annotations

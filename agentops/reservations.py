@@ -593,3 +593,11 @@ def pipeline_datasets(spec, stages: Iterable[str] | None = None) -> tuple[set[st
         if wanted is None:
             writes.add(dst.name)
     return writes, reads - writes
+
+
+def check_pipeline(ws, spec, agent: str | None, *, stages: Iterable[str] | None = None, ignore: bool = False,
+                   action: str = "") -> list[str]:
+    """`check_datasets` for the datasets the named stages (default: all) of `spec` write and read."""
+    writes, reads = pipeline_datasets(spec, stages)
+    return check_datasets(ws, agent, writes=writes, reads=reads, ignore=ignore,
+                          action=action or f"pipeline {spec.name}")

@@ -283,3 +283,25 @@ def _events(ws) -> list[dict]:
 
     with Orbit.open(ws) as orbit:
         return orbit.events(kind="reservation", limit=None)
+
+
+def test_backfill_is_refused_before_anything_is_queued(ws):
+    add_examples(ws)
+    rs.reserve(ws, "database-engineer", ["dataset:warehouse.fact_orders"], reason="partitioning fact_orders")
+    args = ("pipeline", "backfill", "orders_daily", "--start", "2026-11-01", "--end", "2026-11-03")
+    r = run_agentops(*args, "--as", "data-engineer")
+    assert r.returncode == 6, r.stderr
+    assert "warehouse.fact_orders" in r.stderr and "database-engineer" in r.stderr
+    assert "partitioning fact_orders" in r.stderr
+    r = run_agentops(*args, env={"AGENTOPS_AGENT": "data-engineer"})
+    assert r.returncode == 6 and "database-engineer" in r.stderr
+    assert json.loads(run_agentops("orbit", "runs", "--json").stdout) == []
+    r = run_agentops(*args, "--as", "data-engineer", "--ignore-reservations")
+    assert r.returncode == 0, r.stderr
+    assert "warning: ignored reservation" in r.stderr and "database-engineer" in r.stderr
+    assert json.loads(run_agentops("orbit", "runs", "--json").stdout)
+    over = [e for e in _events(ws) if e["action"] == "overridden"]
+    assert over and over[0]["agent"] == "data-engineer" and "backfill orders_daily" in over[0]["detail"]
+    # the holder itself may backfill what it reserved
+    r = run_agentops(*args, "--as", "database-engineer", "--reprocess", "completed")
+    assert r.returncode == 0, r.stderr

@@ -16,6 +16,10 @@ pipeline_app = typer.Typer(help="Pipeline specs (.agent/data/pipelines/*.yaml): 
                            no_args_is_help=True)
 
 
+AS_HELP = "The acting agent, for reservations (default: $AGENTOPS_AGENT)."
+IGNORE_HELP = "Write datasets another agent reserved exclusively anyway (logged in Orbit)."
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(pipeline_app, name="pipeline")
 
@@ -153,14 +157,21 @@ def backfill(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline 
              end: str = typer.Option(..., "--end", help="Last day (YYYY-MM-DD), inclusive."),
              reprocess: str = typer.Option("none", "--reprocess", help="none | failed | completed."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; queue nothing."),
+             as_agent: Optional[str] = typer.Option(None, "--as", help=AS_HELP),
+             ignore_reservations: bool = typer.Option(False, "--ignore-reservations", help=IGNORE_HELP),
              as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Partitions x stages to run, honouring Orbit's states; queue them as backfill runs in Orbit."""
     from agentops.pipelines.backfill import plan_backfill, queue_backfill
+    from agentops.reservations import acting_agent
 
     ws = workspace(ctx)
     spec, _ = _spec_or_exit(ws, name)
+    agent = acting_agent(ws, as_agent)
     bp = plan_backfill(ws, spec, start, end, reprocess)
-    queued = None if dry_run else queue_backfill(ws, spec, bp)
+    queued = None if dry_run else queue_backfill(ws, spec, bp, agent=agent,
+                                                 ignore_reservations=ignore_reservations)
+    for w in (queued or {}).get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
     bp.pop("_states", None)
     if as_json:
         emit_json({**bp, "dry_run": dry_run, "queued": queued})

@@ -142,9 +142,20 @@ def run_id_for(partition: str) -> str:
     return f"backfill__{partition}"
 
 
-def queue_backfill(ws, spec, bplan: dict[str, Any]) -> dict[str, Any]:
+def queue_backfill(ws, spec, bplan: dict[str, Any], *, agent: str | None = None,
+                   ignore_reservations: bool = False) -> dict[str, Any]:
     """Queue the plan in Orbit: per partition a pipeline run and its tasks, state `queued`, run type
-    `backfill`. Ids are deterministic (pipeline, run, task, attempt), so a repeat queues nothing twice."""
+    `backfill`. Ids are deterministic (pipeline, run, task, attempt), so a repeat queues nothing twice.
+
+    First, reservations (agentops.reservations.check_pipeline): a dataset the planned stages write
+    that another agent than `agent` holds exclusively stops it before anything is queued
+    (ReservationConflict naming the holder) unless `ignore_reservations` (logged); reads of such
+    datasets come back as `warnings`."""
+    from agentops.reservations import check_pipeline
+
+    stages = {t["task"] for t in bplan["tasks"]}
+    warnings = check_pipeline(ws, spec, agent, stages=stages, ignore=ignore_reservations,
+                              action=f"backfill {spec.name} {bplan.get('start')}..{bplan.get('end')}") if stages else []
     states = bplan.get("_states") or {}
     events: list[dict[str, Any]] = []
     by_partition: dict[str, list[dict[str, Any]]] = {}
@@ -166,7 +177,8 @@ def queue_backfill(ws, spec, bplan: dict[str, Any]) -> dict[str, Any]:
             events.append(ev)
     written, rejected = _write_events(ws, events)
     return {"runs": len(by_partition), "tasks": len(bplan["tasks"]), "events": len(events),
-            "written": written, "already_queued": len(events) - written - len(rejected), "rejected": rejected}
+            "written": written, "already_queued": len(events) - written - len(rejected), "rejected": rejected,
+            "warnings": warnings}
 
 
 def _write_events(ws, events: list[dict[str, Any]]) -> tuple[int, list[str]]:
