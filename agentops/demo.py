@@ -247,7 +247,31 @@ class Demo:
         anomaly = self.wait_mail("data-engineer", "anomal")
         say(f"   postmaster -> data-engineer: \"{anomaly['subject']}\"")
 
-        say("8. The team's status:")
+        self.reservation_step(day)
+
+        say("9. The team's status:")
+
+    def reservation_step(self, day) -> None:
+        """The Database Engineer reserves a table for a schema migration; the Data Engineer's backfill
+        that writes it is refused before it starts, naming the holder (agentops.reservations)."""
+        say = self.say
+        say("8. The Database Engineer reserves warehouse.fact_orders for a migration; lineage names who is "
+            "affected, and the Data Engineer's backfill of it is refused before it starts.")
+        self.show("reserve", "--as", "database-engineer", "dataset:warehouse.fact_orders", "--ttl", "1h",
+                  "--reason", "repartitioning fact_orders by order_date")
+        notice = self.wait_mail("data-engineer", "reserved dataset:warehouse.fact_orders")
+        say(f"   postmaster -> data-engineer: \"{notice['subject']}\"")
+        proc = self.agentops("pipeline", "backfill", "orders_daily", "--start", day(2), "--end", day(1),
+                             "--reprocess", "completed", "--as", "data-engineer", check=False)
+        if proc.returncode != 6:
+            raise DemoError(f"the backfill of a reserved table exited {proc.returncode}, not 6 (refused)")
+        say(f"    $ agentops pipeline backfill orders_daily --start {day(2)} --end {day(1)} --reprocess completed "
+            "--as data-engineer")
+        for line in proc.stderr.strip().splitlines():
+            say(f"    {line}")
+        say(f"    (exit {proc.returncode}: refused, nothing queued)")
+        self.agentops("release", "--as", "database-engineer")
+        say("   The migration done, the Database Engineer releases it (agentops release --as database-engineer).")
 
 
 def demo_folder(target: Path | None) -> Path:

@@ -490,6 +490,30 @@ def build_server(ws=None, *, find=None) -> MCPServer:
         spec = find_spec(ws, name)
         return _result(Plan.model_validate(plan(spec, recorded_durations(ws, spec.name))))
 
+    # --- reservations -------------------------------------------------------------------------
+    @tool(name="reserve", annotations=WRITE)
+    async def reserve_tool(
+        agent: Agent,
+        targets: Annotated[list[str], Field(min_length=1, description="paths/globs or dataset:NAME")],
+        ttl: str = "2h",
+        shared: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Reserve files or datasets before changing them: all or none; a conflict names the holder."""
+        from agentops.reservations import reserve
+
+        return _result(reserve(here(), agent, targets, ttl=ttl, shared=shared, reason=reason).as_dict())
+
+    @tool(name="release", annotations=WRITE)
+    async def release_tool(
+        agent: Agent,
+        targets: Annotated[list[str], Field(description="ids or targets; empty: all yours")] = [],
+    ) -> dict[str, Any]:
+        """Release your reservations."""
+        from agentops.reservations import release
+
+        return _result({"released": [r.as_dict() for r in release(here(), agent, targets)]})
+
     # --- status -------------------------------------------------------------------------------
     @tool(annotations=READ)
     async def status(since: Since = "7d") -> dict[str, Any]:

@@ -286,7 +286,7 @@ def reserve(ws, agent: str, targets: Iterable[str], *, ttl: str | float | None =
                 for c in conflicts:
                     _event(conn, at, "conflict", agent, reservation=c.holder.id, target=c.target,
                            holder=c.holder.agent, exclusive=exclusive, reason=reason,
-                           detail=f"overlaps {c.holder.target} ({c.holder.mode}); e.g. {c.example}")
+                           detail=f"overlaps {c.holder.target}")
                 rows = []
             else:
                 rows = []
@@ -601,3 +601,181 @@ def check_pipeline(ws, spec, agent: str | None, *, stages: Iterable[str] | None 
     writes, reads = pipeline_datasets(spec, stages)
     return check_datasets(ws, agent, writes=writes, reads=reads, ignore=ignore,
                           action=action or f"pipeline {spec.name}")
+
+
+# status and prompt ------------------------------------------------------------------------------
+def status_section(conn, since_ts: str | None, limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+    """`status`'s `reservations`: the active ones, and the conflicts (refused reservations, refused or
+    overridden writes) since `since_ts`, newest first."""
+    import json
+
+    try:
+        rows = active(conn)
+        events = conn.execute("SELECT data FROM events WHERE kind = 'reservation' AND ts >= ? AND "
+                              "json_extract(data, '$.action') IN ('conflict', 'overridden') ORDER BY seq DESC "
+                              "LIMIT ?", (since_ts or "", limit)).fetchall()
+    except Exception as exc:  # no reservations table yet (a store opened before the migration)
+        if "no such table" in str(exc):
+            return {"active": [], "conflicts": []}
+        raise
+    keep = ("ts", "action", "agent", "target", "holder", "reservation", "detail")
+    return {"active": [r.as_dict() for r in rows],
+            "conflicts": [{k: v for k, v in json.loads(d).items() if k in keep} for (d,) in events]}
+
+
+def prompt_items(ws, agent: str, status: dict[str, Any] | None = None) -> list[str]:
+    """For an agent's prompt: its own active reservations, and others' on what it owns (the datasets
+    and spec files of its pipelines)."""
+    from agentops.pipelines import load_specs
+
+    db = ws.db()
+    try:
+        held = active(db.conn)
+    finally:
+        db.conn.close()
+    if not held:
+        return []
+    items = [f"You hold {r.mode} reservation {r.id} on `{r.target}` until {short_time(r.expires_at)}: release it "
+             f"when done (`agentops release --as {agent} {r.id}`)" for r in held if r.agent == agent]
+    others = [r for r in held if r.agent != agent]
+    if others:
+        specs, _ = load_specs(ws, check=False)
+        mine = [s for s in specs if s.owner == agent]
+        datasets = {d for s in mine for st in s.stages for d in (*st.inputs, *st.outputs)}
+        files = {}
+        for s in mine:
+            try:
+                files[Path(s.source_file).resolve().relative_to(ws.root).as_posix()] = s.name
+            except (ValueError, TypeError):
+                continue
+        for r in others:
+            if r.kind == "dataset":
+                hit = sorted(d for d in datasets if _names(r, d))
+            else:
+                hit = sorted(f for f in files if compile_glob(r.pattern).matches(f))
+            if hit:
+                items.append(f"{r.agent} holds {r.mode} reservation {r.id} on `{r.target}` until "
+                             f"{short_time(r.expires_at)} ({r.reason or 'no reason given'}), covering what you "
+                             f"own: {', '.join(hit[:5])}" + (" ..." if len(hit) > 5 else ""))
+    return items
+
+
+# the daemon -------------------------------------------------------------------------------------
+MAX_WATCHED = 10_000  # files per reservation the daemon keeps an eye on
+
+
+def reserved_files(ws, pattern: str, limit: int = MAX_WATCHED) -> list[str]:
+    """Workspace files (relative) a path reservation covers: a walk from its longest plain prefix,
+    no deeper than the glob can reach, never following links; at most `limit`."""
+    segments = pattern.split("/")
+    fixed = []
+    for seg in segments:
+        if is_glob(seg) or seg == "**":
+            break
+        fixed.append(seg)
+    base = ws.root.joinpath(*fixed) if fixed else ws.root
+    if len(fixed) == len(segments):
+        return [pattern] if base.is_file() and not base.is_symlink() else []
+    depth = None if "**" in segments else len(segments) - len(fixed)
+    glob = compile_glob(pattern)
+    out: list[str] = []
+    prefix = "/".join(fixed)
+    for folder, dirs, files in os.walk(base):
+        rel = os.path.relpath(folder, base)
+        level = 0 if rel == "." else rel.count(os.sep) + 1
+        if depth is not None and level >= depth - 1:
+            dirs[:] = []
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+        for name in files:
+            sub = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+            path = f"{prefix}/{sub}" if prefix else sub
+            if glob.matches(path):
+                out.append(path)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+class Watch:
+    """What the daemon's watch remembers between passes: per reservation, each covered file's
+    (mtime, size); and the (reservation, file) pairs already reported."""
+
+    def __init__(self):
+        self.files: dict[str, dict[str, tuple[int, int]]] = {}
+        self.reported: set[tuple[str, str]] = set()
+
+
+def changed_files(ws, watch: Watch, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One pass of the daemon's watch over exclusively reserved files: a file that changed, appeared
+    or went away since the last pass gets its holder one mail (per reservation and file) and a
+    `changed` event. A reservation's first pass only records what is there. Returns the reports."""
+    db = ws.db()
+    try:
+        held = [r for r in active(db.conn, utc(now)) if r.kind == "path" and r.exclusive]
+    finally:
+        db.conn.close()
+    live = {r.id for r in held}
+    for rid in [k for k in watch.files if k not in live]:
+        del watch.files[rid]
+    reported = []
+    for r in held:
+        current = {}
+        for path in reserved_files(ws, r.pattern):
+            try:
+                st = os.stat(ws.root / path, follow_symlinks=False)
+            except OSError:
+                continue
+            current[path] = (st.st_mtime_ns, st.st_size)
+        before = watch.files.get(r.id)
+        watch.files[r.id] = current
+        if before is None:
+            continue
+        changed = [p for p in current if before.get(p) != current[p]] + [p for p in before if p not in current]
+        for path in sorted(changed):
+            if (r.id, path) in watch.reported:
+                continue
+            watch.reported.add((r.id, path))
+            reported.append(_report_change(ws, r, path, gone=path not in current, now=now))
+    return reported
+
+
+def _report_change(ws, r: Reservation, path: str, *, gone: bool, now: datetime | None) -> dict[str, Any]:
+    at = ts(utc(now))
+    what = "was deleted" if gone else "changed"
+    db = ws.db()
+    try:
+        with write_tx(db) as conn:
+            _event(conn, at, "changed", "agentops", reservation=r.id, target=r.target, holder=r.agent,
+                   exclusive=True, detail=f"{path} {what}")
+    finally:
+        db.conn.close()
+    mid = _mail(ws, r.agent, f"[reservations] {path} {what} while you hold {r.target} ({r.id})",
+                f"The agentops daemon saw {path} {what} at {short_time(at)} while you hold {r.id} on {r.target} "
+                f"exclusively (until {short_time(r.expires_at)}).\n\nIf that was not you, another agent changed it "
+                f"despite your reservation: check `git diff -- {path}` and ask the team "
+                f"(`agentops reservations`). You are told once per file per reservation.\n")
+    return {"reservation": r.id, "holder": r.agent, "path": path, "change": what, "message_id": mid}
+
+
+def daemon_task(daemon):
+    """The daemon's watch over reserved files (registered in agentops.daemon.tasks): at each scan
+    (start, every `rescan_seconds`), `changed_files`."""
+    import logging
+
+    from agentops.daemon.tasks import Task
+
+    class ReservationWatch(Task):
+        name = "reservations"
+
+        def __init__(self, daemon):
+            super().__init__(daemon)
+            self.watch = Watch()
+            self.passes = 0
+
+        def scan(self):
+            for item in changed_files(self.ws, self.watch):
+                self.log(logging.WARNING, "reserved-file-changed", **item)
+            self.passes += 1
+            return []
+
+    return ReservationWatch(daemon)

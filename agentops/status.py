@@ -21,7 +21,10 @@ folders, so it stays fast on a large log.
                     "running": int, "backfill": {"total", "done", "failed", "running", "queued",
                     "percent"} | null}],
       "quality":  {"failed_checks": [...], "anomalies": [...]},   # within `since` (default 7d)
-      "perf_open": [...], "alerts": [...], "handoffs": [...]
+      "perf_open": [...], "alerts": [...], "handoffs": [...],
+      "reservations": {"active": [{"id", "agent", "target", "kind", "exclusive", "reason", "created_at",
+                                   "expires_at"}], "conflicts": [{"ts", "action", "agent", "target",
+                                   "holder", "reservation", "detail"}]}   # conflicts within `since`
     }
 """
 
@@ -249,6 +252,9 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
             {k: v for k, v in json.loads(data).items() if k in ("ts", "sender", "target", "label", "sent", "draft")}
             for (data,) in conn.execute("SELECT data FROM events WHERE kind = 'handoff' AND ts >= ? "
                                         "ORDER BY ts DESC LIMIT ?", (since_ts, RECENT))]
+        from agentops.reservations import status_section
+
+        status["reservations"] = status_section(conn, since_ts, RECENT)
     finally:
         conn.close()
     status["roles"] = _role_files(ws)
@@ -383,6 +389,9 @@ def agent_work(ws, agent: str) -> list[str]:
         owner = next((p["owner"] for p in status["pipelines"] if p["name"] == a["pipeline"]), None)
         if owner == agent:
             items.append(f"Anomaly in `{a['pipeline']}`: {a['metric']} = {number(a['value'])} (expected ~{number(a['expected'])})")
+    from agentops.reservations import prompt_items
+
+    items += prompt_items(ws, agent)
     me = next((a for a in status["agents"] if a["name"] == agent), None)
     if me and me["drafts"]:
         items.append(f"{me['drafts']} draft(s) waiting in .agent/email/drafts (send with `agentops mail send --draft ID`)")

@@ -17,6 +17,8 @@ def test_demo_plays_the_whole_day(tmp_path):
     for step in range(1, 9):
         assert f"\n{step}. " in out or out.startswith(f"{step}. ")
     assert "Explore it: cd " + str(target) in out
+    refused = next(line for line in out.splitlines() if "Error: dataset:warehouse.fact_orders" in line)
+    assert "held exclusive by database-engineer" in refused and "(exit 6: refused, nothing queued)" in out
     assert "Traceback" not in out + r.stderr
     ws = Workspace(target)
     # the handoff, the reply and the alerts all reached real Maildirs

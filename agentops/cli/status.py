@@ -105,6 +105,16 @@ def render_terminal(s: dict):
             t.add_row(_short(h.get("ts")), h.get("sender", ""), h.get("target", ""), h.get("label", ""),
                       "sent" if h.get("sent") else f"draft {h.get('draft')}")
         parts.append(t)
+    res = s.get("reservations") or {}
+    if res.get("active") or res.get("conflicts"):
+        t = Table("Reservations", "holder", "target", "mode", "until", "reason / conflict")
+        for r in res.get("active", []):
+            t.add_row(r["agent"], r["target"], "exclusive" if r["exclusive"] else "shared", _short(r["expires_at"]),
+                      r["reason"] or "")
+        for c in res.get("conflicts", []):
+            t.add_row(c.get("holder", ""), c.get("target", ""), Text(c.get("action", ""), style="red"), _short(c.get("ts")),
+                      f"{c.get('agent') or 'an unnamed agent'}: {c.get('detail', '')}")
+        parts.append(t)
     verdict = Text()
     if s["problems"]:
         verdict.append(f"{len(s['problems'])} problem(s):\n", style="bold red")

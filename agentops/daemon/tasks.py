@@ -261,6 +261,13 @@ def dispatch_task(daemon):
     return daemon_task(daemon)
 
 
+def reservations_task(daemon):
+    """Mail the holder when a file reserved exclusively changes (`agentops.reservations`)."""
+    from agentops.reservations import daemon_task
+
+    return daemon_task(daemon)
+
+
 # registry -----------------------------------------------------------------------------------
 TaskFactory = Callable[["Daemon"], "DaemonTask | None"]
 _FACTORIES: list[TaskFactory] = []
@@ -277,5 +284,5 @@ def registered_tasks() -> list[TaskFactory]:
     return list(_FACTORIES)
 
 
-for _builtin in (MailTask, OrbitIngestTask, SpecCheckTask, dispatch_task):
+for _builtin in (MailTask, OrbitIngestTask, SpecCheckTask, dispatch_task, reservations_task):
     register_task(_builtin)
