@@ -212,4 +212,33 @@ def m007_one_schema_version(db: Database) -> None:
     db.execute("PRAGMA user_version = 0")
 
 
+
+@_step
+def m008_reservations(db: Database) -> None:
+    """Reservations (agentops/reservations.py), derived from `reservation` events in the same
+    transaction (`ReservationEvent.derive`). `kind` path|dataset; `pattern` the normalized glob or
+    dataset name; active while `released_at` is NULL and `expires_at` (ISO 8601 UTC text) is later
+    than now; `expiry_logged` says an `expired` event was written once it was seen past its expiry."""
+    db.execute(
+        """
+        CREATE TABLE reservations (
+            id            TEXT PRIMARY KEY,
+            agent         TEXT NOT NULL,
+            kind          TEXT NOT NULL,
+            pattern       TEXT NOT NULL,
+            exclusive     INTEGER NOT NULL,
+            reason        TEXT,
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT NOT NULL,
+            released_at   TEXT,
+            released_by   TEXT,
+            release_note  TEXT,
+            expiry_logged INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    db.execute("CREATE INDEX reservations_live ON reservations(released_at, expires_at)")
+    db.execute("CREATE INDEX reservations_agent ON reservations(agent, expires_at)")
+
+
 NAMES = [fn.__name__ for fn in _STEPS]

@@ -206,24 +206,27 @@ def _active(conn, now: str, kind: str | None = None) -> list[Reservation]:
     return _rows(conn, "WHERE released_at IS NULL AND expires_at > ? ORDER BY created_at", (now,))
 
 
-def _event(conn, at: str, action: str, agent: str | None, **fields: Any) -> None:
-    """One `reservation` event, validated by its model in the Orbit registry, in this transaction."""
+def _orbit(ws):
+    from agentops.orbit import Orbit
+
+    return Orbit.open(ws)
+
+
+def _event(orbit, at: str, action: str, agent: str | None, **fields: Any) -> None:
+    """One `reservation` event through the Orbit registry (its deriver keeps the `reservations`
+    row), inside the caller's write transaction."""
     from agentops.orbit.events import ReservationEvent
-    from agentops.store import insert_event
 
-    ev = ReservationEvent(kind="reservation", ts=at, action=action, agent=agent, **fields)
-    data = ev.model_dump(mode="json", exclude_none=True, exclude={"kind", "ts", "id"})
-    insert_event(conn, "reservation", data, ts=ev.ts, agent=agent)
+    orbit.log(ReservationEvent(kind="reservation", ts=at, action=action, agent=agent, **fields), send_alerts=False)
 
 
-def _note_expired(conn, now: str) -> int:
+def _note_expired(orbit, conn, now: str) -> int:
     """Write one `expired` event for each reservation seen past its expiry (dated at the expiry).
     Nothing depends on this: an expired reservation stopped counting at its `expires_at`."""
     rows = _rows(conn, "WHERE released_at IS NULL AND expires_at <= ? AND expiry_logged = 0", (now,))
     for r in rows:
-        _event(conn, r.expires_at, "expired", "agentops", reservation=r.id, target=r.target, holder=r.agent,
+        _event(orbit, r.expires_at, "expired", "agentops", reservation=r.id, target=r.target, holder=r.agent,
                exclusive=bool(r.exclusive), expires=r.expires_at)
-        conn.execute("UPDATE reservations SET expiry_logged = 1 WHERE id = ?", (r.id,))
     return len(rows)
 
 
@@ -276,15 +279,15 @@ def reserve(ws, agent: str, targets: Iterable[str], *, ttl: str | float | None =
     now = utc(now)
     at, until = ts(now), ts(now + life)
     exclusive = not shared
-    db = ws.db()
+    orbit = _orbit(ws)
     try:
-        with write_tx(db) as conn:
-            _note_expired(conn, at)
+        with write_tx(orbit.db) as conn:
+            _note_expired(orbit, conn, at)
             held = _active(conn, at)
             conflicts = [c for t in wanted for c in conflicts_with(held, agent, t, exclusive)]
             if conflicts:
                 for c in conflicts:
-                    _event(conn, at, "conflict", agent, reservation=c.holder.id, target=c.target,
+                    _event(orbit, at, "conflict", agent, reservation=c.holder.id, target=c.target,
                            holder=c.holder.agent, exclusive=exclusive, reason=reason,
                            detail=f"overlaps {c.holder.target}")
                 rows = []
@@ -293,13 +296,11 @@ def reserve(ws, agent: str, targets: Iterable[str], *, ttl: str | float | None =
                 for t in dict.fromkeys(wanted):
                     r = Reservation(_new_id(), agent, t.kind, t.pattern, int(exclusive), reason, at, until,
                                     None, None, None)
-                    conn.execute(f"INSERT INTO reservations ({', '.join(_COLUMNS)}) VALUES "
-                                 f"({', '.join('?' * len(_COLUMNS))})", r)
-                    _event(conn, at, "reserved", agent, reservation=r.id, target=r.target, holder=agent,
+                    _event(orbit, at, "reserved", agent, reservation=r.id, target=r.target, holder=agent,
                            exclusive=exclusive, reason=reason, expires=until)
                     rows.append(r)
     finally:
-        db.conn.close()
+        orbit.close()
     if conflicts:
         raise ReservationConflict(conflicts, hint=None if len(conflicts) > 1 else "nothing was reserved")
     result = Reserved(rows)
@@ -314,10 +315,10 @@ def renew(ws, reservation_id: str, *, ttl: str | float | None = None, agent: str
     agent = agent_name(ws, agent) if agent else None
     now = utc(now)
     at, until = ts(now), ts(now + life)
-    db = ws.db()
+    orbit = _orbit(ws)
     try:
-        with write_tx(db) as conn:
-            _note_expired(conn, at)
+        with write_tx(orbit.db) as conn:
+            _note_expired(orbit, conn, at)
             r = _one(conn, reservation_id)
             if agent and r.agent != agent:
                 raise ConflictError(f"reservation {r.id} is held by {r.agent}, not {agent}",
@@ -330,12 +331,11 @@ def renew(ws, reservation_id: str, *, ttl: str | float | None = None, agent: str
                 conflicts = conflicts_with(others, r.agent, Target(r.kind, r.pattern), bool(r.exclusive))
                 if conflicts:
                     raise ReservationConflict(conflicts, hint=f"{r.id} expired and its target was taken since")
-            conn.execute("UPDATE reservations SET expires_at = ?, expiry_logged = 0 WHERE id = ?", (until, r.id))
-            _event(conn, at, "renewed", r.agent, reservation=r.id, target=r.target, holder=r.agent,
+            _event(orbit, at, "renewed", r.agent, reservation=r.id, target=r.target, holder=r.agent,
                    exclusive=bool(r.exclusive), expires=until)
             return r._replace(expires_at=until)
     finally:
-        db.conn.close()
+        orbit.close()
 
 
 def _one(conn, reservation_id: str) -> Reservation:
@@ -353,10 +353,10 @@ def release(ws, agent: str, items: Iterable[str] = (), *, now: datetime | None =
     items = [i for i in items if i.strip()]
     now = utc(now)
     at = ts(now)
-    db = ws.db()
+    orbit = _orbit(ws)
     try:
-        with write_tx(db) as conn:
-            _note_expired(conn, at)
+        with write_tx(orbit.db) as conn:
+            _note_expired(orbit, conn, at)
             mine = [r for r in _active(conn, at) if r.agent == agent]
             chosen: dict[str, Reservation] = {}
             if not items:
@@ -379,12 +379,11 @@ def release(ws, agent: str, items: Iterable[str] = (), *, now: datetime | None =
                                         hint=f"see `agentops reservations --agent {agent}`")
                 chosen.update((r.id, r) for r in hits)
             for r in chosen.values():
-                conn.execute("UPDATE reservations SET released_at = ?, released_by = ? WHERE id = ?", (at, agent, r.id))
-                _event(conn, at, "released", agent, reservation=r.id, target=r.target, holder=r.agent,
+                _event(orbit, at, "released", agent, reservation=r.id, target=r.target, holder=r.agent,
                        exclusive=bool(r.exclusive))
             return [r._replace(released_at=at, released_by=agent) for r in chosen.values()]
     finally:
-        db.conn.close()
+        orbit.close()
 
 
 def force_release(ws, reservation_id: str, reason: str, *, by: str | None = None,
@@ -396,19 +395,17 @@ def force_release(ws, reservation_id: str, reason: str, *, by: str | None = None
     by = agent_name(ws, by) if by else "user"
     now = utc(now)
     at = ts(now)
-    db = ws.db()
+    orbit = _orbit(ws)
     try:
-        with write_tx(db) as conn:
-            _note_expired(conn, at)
+        with write_tx(orbit.db) as conn:
+            _note_expired(orbit, conn, at)
             r = _one(conn, reservation_id)
             if r.released_at:
                 raise ConflictError(f"reservation {r.id} was already released at {short_time(r.released_at)}")
-            conn.execute("UPDATE reservations SET released_at = ?, released_by = ?, release_note = ? WHERE id = ?",
-                         (at, by, reason, r.id))
-            _event(conn, at, "forced", by, reservation=r.id, target=r.target, holder=r.agent,
+            _event(orbit, at, "forced", by, reservation=r.id, target=r.target, holder=r.agent,
                    exclusive=bool(r.exclusive), reason=reason)
     finally:
-        db.conn.close()
+        orbit.close()
     r = r._replace(released_at=at, released_by=by, release_note=reason)
     mailed = _mail(ws, r.agent, f"[reservations] {r.id} on {r.target} was released by {by}",
                    f"Your {r.mode} reservation {r.id} on {r.target} (taken {short_time(r.created_at)}, "
@@ -523,7 +520,8 @@ def check_datasets(ws, agent: str | None, *, writes: Iterable[str] = (), reads: 
     if not writes and not reads:
         return []
     at = ts(utc(now))
-    db = ws.db()
+    orbit = _orbit(ws)
+    db = orbit.db
     try:
         held = [r for r in active(db.conn, utc(now)) if r.kind == "dataset" and r.agent != agent]
         if not held:
@@ -545,9 +543,9 @@ def check_datasets(ws, agent: str | None, *, writes: Iterable[str] = (), reads: 
                                     f"{short_time(r.expires_at)}: {r.reason or 'no reason given'}); it may change")
         if not blocked:
             return warnings
-        with write_tx(db) as conn:
+        with write_tx(db):
             for c in blocked:
-                _event(conn, at, "overridden" if ignore else "conflict", agent, reservation=c.holder.id,
+                _event(orbit, at, "overridden" if ignore else "conflict", agent, reservation=c.holder.id,
                        target=c.target, holder=c.holder.agent, exclusive=True,
                        detail=f"{action or 'write'}: writes {c.target}")
     finally:
@@ -742,13 +740,13 @@ def changed_files(ws, watch: Watch, *, now: datetime | None = None) -> list[dict
 def _report_change(ws, r: Reservation, path: str, *, gone: bool, now: datetime | None) -> dict[str, Any]:
     at = ts(utc(now))
     what = "was deleted" if gone else "changed"
-    db = ws.db()
+    orbit = _orbit(ws)
     try:
-        with write_tx(db) as conn:
-            _event(conn, at, "changed", "agentops", reservation=r.id, target=r.target, holder=r.agent,
+        with write_tx(orbit.db):
+            _event(orbit, at, "changed", "agentops", reservation=r.id, target=r.target, holder=r.agent,
                    exclusive=True, detail=f"{path} {what}")
     finally:
-        db.conn.close()
+        orbit.close()
     mid = _mail(ws, r.agent, f"[reservations] {path} {what} while you hold {r.target} ({r.id})",
                 f"The agentops daemon saw {path} {what} at {short_time(at)} while you hold {r.id} on {r.target} "
                 f"exclusively (until {short_time(r.expires_at)}).\n\nIf that was not you, another agent changed it "

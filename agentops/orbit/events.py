@@ -387,6 +387,41 @@ class DispatchEvent(Event):
                      f"ON CONFLICT(agent) DO UPDATE SET {updates}", tuple(row.values()))
 
 
+@register("agentops")
+class ReservationEvent(Event):
+    """Written by `agentops.reservations`: a reservation taken, renewed, released (or forced), seen
+    expired, refused (conflict), overridden by `--ignore-reservations`, or a reserved file changed."""
+
+    kind: Literal["reservation"]
+    action: Literal["reserved", "renewed", "released", "forced", "expired", "conflict", "overridden", "changed"]
+    reservation: Name | None = Field(None, description="the reservation's id (the holder's, for a conflict)")
+    target: Text | None = Field(None, description="path glob or dataset:NAME")
+    holder: Name | None = None
+    exclusive: bool | None = None
+    reason: Text | None = None
+    expires: Timestamp = None
+    detail: Text | None = None
+
+    def derive(self, batch, seq, result) -> None:
+        """reservations: the row taken (reserved), extended (renewed), ended (released, forced) or
+        noted past its expiry (expired); conflicts, overrides and changes only log."""
+        action, rid = self.action, self.reservation
+        if action == "reserved":
+            dataset = self.target.startswith("dataset:")
+            batch.insert("INSERT INTO reservations (id, agent, kind, pattern, exclusive, reason, created_at, "
+                         "expires_at) VALUES (?,?,?,?,?,?,?,?)",
+                         (rid, self.holder, "dataset" if dataset else "path",
+                          self.target[len("dataset:"):] if dataset else self.target, int(bool(self.exclusive)),
+                          self.reason, self.ts, self.expires))
+        elif action == "renewed":
+            batch.insert("UPDATE reservations SET expires_at = ?, expiry_logged = 0 WHERE id = ?", (self.expires, rid))
+        elif action in ("released", "forced"):
+            batch.insert("UPDATE reservations SET released_at = ?, released_by = ?, release_note = ? WHERE id = ?",
+                         (self.ts, self.agent, self.reason if action == "forced" else None, rid))
+        elif action == "expired":
+            batch.insert("UPDATE reservations SET expiry_logged = 1 WHERE id = ?", (rid,))
+
+
 def own_kind(kind: str) -> str:
     """The refusal of a kind only agentops writes, when someone else tries to log it."""
     return f"kind {kind!r} is written by agentops itself; log {', '.join(USER_KINDS[:-1])} or {USER_KINDS[-1]}"
