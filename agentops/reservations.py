@@ -433,12 +433,7 @@ def reservations(ws, *, agent: str | None = None, include_all: bool = False,
 
 def active(conn, now: datetime | None = None) -> list[Reservation]:
     """Active reservations read through an open connection (status, prompt)."""
-    try:
-        return _active(conn, ts(utc(now)))
-    except Exception as exc:  # an Orbit store from before the reservations migration is migrated on open
-        if "no such table" in str(exc):
-            return []
-        raise
+    return _active(conn, ts(utc(now)))
 
 
 # mail -------------------------------------------------------------------------------------------
@@ -607,15 +602,10 @@ def status_section(conn, since_ts: str | None, limit: int = 20) -> dict[str, lis
     overridden writes) since `since_ts`, newest first."""
     import json
 
-    try:
-        rows = active(conn)
-        events = conn.execute("SELECT data FROM events WHERE kind = 'reservation' AND ts >= ? AND "
-                              "json_extract(data, '$.action') IN ('conflict', 'overridden') ORDER BY seq DESC "
-                              "LIMIT ?", (since_ts or "", limit)).fetchall()
-    except Exception as exc:  # no reservations table yet (a store opened before the migration)
-        if "no such table" in str(exc):
-            return {"active": [], "conflicts": []}
-        raise
+    rows = active(conn)
+    events = conn.execute("SELECT data FROM events WHERE kind = 'reservation' AND ts >= ? AND "
+                          "json_extract(data, '$.action') IN ('conflict', 'overridden') ORDER BY seq DESC "
+                          "LIMIT ?", (since_ts or "", limit)).fetchall()
     keep = ("ts", "action", "agent", "target", "holder", "reservation", "detail")
     return {"active": [r.as_dict() for r in rows],
             "conflicts": [{k: v for k, v in json.loads(d).items() if k in keep} for (d,) in events]}
