@@ -210,7 +210,7 @@ def overlap(a: str, b: str) -> str | None:
         return plain if compile_glob(pattern).matches(plain) else None
     ga, gb = compile_glob(a), compile_glob(b)
     named = ga.named_chars() | gb.named_chars() | {"/"}
-    other = next(c for c in "xyzXYZ0123456789_" + "".join(chr(c) for c in range(0x100, 0x10000)) if c not in named)
+    other = next(c for c in _spare_chars() if c not in named)
     alphabet = sorted(named) + [other]
     # path-shape states: 0 start, 1 after `/`, 2 after another character (the only accepting one)
     start = (ga.start(), gb.start(), 0)
@@ -239,6 +239,13 @@ def overlap(a: str, b: str) -> str | None:
                 parent[nxt] = (node, ch)  # type: ignore[assignment]
                 queue.append(nxt)
     return None
+
+
+def _spare_chars():
+    """Candidates for the one character standing for every character neither glob names."""
+    yield from "xyzXYZ0123456789_"
+    for code in range(0x100, 0x110000):
+        yield chr(code)
 
 
 def _walk_back(parent: dict, node) -> str:
