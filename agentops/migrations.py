@@ -241,4 +241,25 @@ def m008_reservations(db: Database) -> None:
     db.execute("CREATE INDEX reservations_agent ON reservations(agent, expires_at)")
 
 
+@_step
+def m009_data(db: Database) -> None:
+    """Data quality measured by agentops (SPEC §11): a check result's status (passed|failed|error,
+    where error means it could not run), the reason, up to 5 failing rows (JSON) and the dataset's
+    location; `schemas` holds each dataset's latest recorded columns and types (JSON {column: type})."""
+    for column in ("status", "reason", "samples", "location"):
+        db.execute(f"ALTER TABLE checks ADD COLUMN {column} TEXT")
+    db.execute(
+        """
+        CREATE TABLE schemas (
+            dataset  TEXT PRIMARY KEY,
+            pipeline TEXT NOT NULL,
+            columns  TEXT NOT NULL,
+            run_id   TEXT,
+            ts       TEXT NOT NULL,
+            seq      INTEGER NOT NULL
+        )
+        """
+    )
+
+
 NAMES = [fn.__name__ for fn in _STEPS]

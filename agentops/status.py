@@ -233,7 +233,7 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
         status["orphans"] = orphan_boxes(ws, book)
         status["pipelines"] = _pipelines(ws, conn)
         failed_checks = _rows(conn.execute(
-            'SELECT pipeline, run_id, dataset, "check", severity, observed, threshold, ts FROM checks '
+            'SELECT pipeline, run_id, dataset, "check", severity, observed, threshold, ts, status, reason FROM checks '
             "WHERE passed = 0 AND ts >= ? ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))
         for c in failed_checks:  # figures are stored as JSON text: numbers stay numbers
             for k in ("observed", "threshold"):
@@ -359,7 +359,10 @@ def problems(status: dict[str, Any]) -> list[str]:
                        + (f": {latest['error']}" if latest.get("error") else ""))
     for c in status["quality"]["failed_checks"]:
         if c["severity"] == "error":
-            out.append(f"check {c['check']} on {c['dataset']} failed ({c['pipeline']}, observed {c['observed']})")
+            if c.get("status") == "error":
+                out.append(f"check {c['check']} on {c['dataset']} could not run ({c['pipeline']}): {c['reason']}")
+            else:
+                out.append(f"check {c['check']} on {c['dataset']} failed ({c['pipeline']}, observed {c['observed']})")
     for a in status["quality"]["anomalies"]:
         out.append(f"anomaly: {a['pipeline']} {a['metric']} = {number(a['value'])} (expected ~{number(a['expected'])}, "
                    f"z={a['zscore']:.1f})")

@@ -31,6 +31,8 @@ COMMANDS = {
     "release": ("reserve", "Release reservations by id or target; --force releases..."),
     "reservations": ("reserve", "List active reservations (--all: also released and..."),
     "guard": ("reserve", "A git pre-commit hook that refuses commits touching paths..."),
+    "quality": ("data", "Data-quality checks measured on the data: run."),
+    "dataset": ("data", "Datasets the specs name: list, show, profile."),
 }
 
 _OPTIONS = """\

@@ -180,7 +180,7 @@ def checks(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", 
     with _open(ctx) as orbit:
         rows = orbit.checks(pipeline=pipeline, failed=True if failed else None, since=since)
     show_rows(rows, as_json, ["pipeline", "run", "dataset", "check", "result", "severity", "observed", "threshold", "ts"],
-              lambda r: [r["pipeline"], r["run_id"], r["dataset"], r["check"], "pass" if r["passed"] else "FAIL",
+              lambda r: [r["pipeline"], r["run_id"], r["dataset"], r["check"], {"passed": "pass", "error": "ERROR"}.get(r.get("status"), "pass" if r["passed"] else "FAIL"),
                          r["severity"], r["observed"], r["threshold"], r["ts"][:19]], "no check results")
 
 

@@ -310,3 +310,91 @@ def copy_into_duckdb(con, target: str, ds: OpenDataset) -> int:
         con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM read_csv({literal(spool)}, header = false, "
                     f"columns = {spec}, nullstr = '', allow_quoted_nulls = false, auto_detect = false)")
     return con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+
+
+# what `agentops dataset list|show` prints -------------------------------------------------------------
+def list_datasets(ws) -> list[dict]:
+    """Every dataset the specs name: where it is, its owner, writers and readers, latest check results."""
+    from agentops.pipelines.spec import load_specs
+
+    specs, _ = load_specs(ws, check=False)
+    latest = _latest_checks(ws)
+    out = []
+    for name, ref in sorted(catalog(specs).items()):
+        row = ref.as_dict()
+        results = latest.get(name, [])
+        row["checks"] = {s: sum(1 for r in results if r["status"] == s) for s in ("passed", "failed", "error")}
+        out.append(row)
+    return out
+
+
+def show_dataset(ws, name: str) -> dict:
+    """One dataset: location, owner, lineage, its latest schema, profile and check results."""
+    import difflib
+    import json
+
+    from agentops.errors import NotFoundError
+    from agentops.pipelines.lineage import lineage
+    from agentops.pipelines.spec import load_specs
+
+    specs, _ = load_specs(ws, check=False)
+    cat = catalog(specs)
+    if name not in cat:
+        close = difflib.get_close_matches(name, list(cat), n=3, cutoff=0.5)
+        raise NotFoundError(f"no spec names dataset '{name}'",
+                            hint=f"did you mean {', '.join(close)}?" if close else "see `agentops dataset list`")
+    out = cat[name].as_dict()
+    lin = lineage(specs, name)
+    out["upstream"] = [d["name"] for d in lin["upstream"]["datasets"]]
+    out["downstream"] = [d["name"] for d in lin["downstream"]["datasets"]]
+    out["downstream_owners"] = lin["downstream"]["owners"]
+    out["schema"], out["profile"], out["checks"], out["schema_changes"] = None, {}, [], []
+    if not ws.db_path.exists():
+        return out
+    db = ws.db()
+    try:
+        conn = db.conn
+        row = conn.execute("SELECT columns, ts, pipeline FROM schemas WHERE dataset = ?", (name,)).fetchone()
+        if row:
+            out["schema"] = {"columns": json.loads(row[0]), "recorded": row[1], "pipeline": row[2]}
+        # the latest profile: each metric's last point for this dataset (across pipelines, newest wins)
+        for metric, value, ts in conn.execute(
+                "SELECT name, value, ts FROM metrics WHERE dataset = ? AND seq IN (SELECT MAX(seq) FROM metrics "
+                "WHERE dataset = ? GROUP BY name) ORDER BY name", (name, name)):
+            out["profile"][metric] = value
+            out["profiled"] = max(out.get("profiled") or "", ts)
+        out["checks"] = _latest_checks(ws, conn).get(name, [])
+        for (data,) in conn.execute("SELECT data FROM events WHERE kind = 'schema_change' AND "
+                                    "json_extract(data, '$.dataset') = ? ORDER BY seq DESC LIMIT 5", (name,)):
+            ev = json.loads(data)
+            out["schema_changes"].append({k: ev.get(k) for k in ("ts", "pipeline", "added", "removed", "changed",
+                                                                 "policy", "breaking")})
+    finally:
+        db.conn.close()
+    return out
+
+
+def _latest_checks(ws, conn=None) -> dict[str, list[dict]]:
+    """dataset -> the latest result of each of its checks (per pipeline and check)."""
+    import json
+
+    if conn is None:
+        if not ws.db_path.exists():
+            return {}
+        db = ws.db()
+        try:
+            return _latest_checks(ws, db.conn)
+        finally:
+            db.conn.close()
+    out: dict[str, list[dict]] = {}
+    rows = conn.execute(
+        'SELECT dataset, pipeline, "check", passed, status, severity, observed, threshold, reason, samples, ts, '
+        'run_id FROM checks WHERE seq IN (SELECT MAX(seq) FROM checks GROUP BY pipeline, dataset, "check") '
+        "ORDER BY dataset, pipeline, \"check\"").fetchall()
+    for ds, pipeline, check, passed, status, severity, observed, threshold, reason, samples, ts, run_id in rows:
+        out.setdefault(ds, []).append({
+            "pipeline": pipeline, "check": check, "status": status or ("passed" if passed else "failed"),
+            "severity": severity, "observed": json.loads(observed) if observed is not None else None,
+            "threshold": json.loads(threshold) if threshold is not None else None, "reason": reason,
+            "samples": json.loads(samples) if samples else [], "ts": ts, "run_id": run_id or None})
+    return out

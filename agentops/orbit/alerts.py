@@ -45,6 +45,26 @@ def check_failed(pipeline: str, dataset: str, check: str, run_id: str | None, ts
             f"observed {observed!r}, threshold {threshold!r}.\n")
 
 
+def check_error(pipeline: str, dataset: str, check: str, run_id: str | None, ts: str, location: str | None,
+                reason: str | None) -> tuple[str, str, str]:
+    when = f"run {run_id}" if run_id else f"on {ts[:10]}"
+    return (f"check error: {pipeline} {dataset} {check} {when}",
+            f"[orbit] check could not run: {pipeline} {dataset} {check}",
+            f"Data-quality check {check} on {dataset} ({location or 'no location'}, pipeline {pipeline}, {when}) "
+            f"could not run: {reason}\n")
+
+
+def schema_change(pipeline: str, dataset: str, run_id: str | None, ts: str, added: list, removed: list,
+                  changed: list, policy: str, to: str | None) -> tuple[str, str, str]:
+    when = f"run {run_id}" if run_id else f"on {ts[:10]}"
+    what = "; ".join([*(f"added {c}" for c in added), *(f"removed {c}" for c in removed),
+                      *(f"{c.get('column')} {c.get('old')} -> {c.get('new')}" for c in changed)])
+    return (f"schema change: {dataset} {when} to {to or 'owner'}",
+            f"[orbit] breaking schema change: {dataset}",
+            f"The schema of {dataset} changed ({what}), which its schema_evolution policy '{policy}' does not "
+            f"allow (seen by pipeline {pipeline}, {when}). You own it or a pipeline downstream of it.\n")
+
+
 def anomaly(pipeline: str, dataset: str | None, metric: str, value: float, expected: float, zscore: float,
             direction: str, method: str | None, ts: str) -> tuple[str, str, str]:
     where = f"{pipeline}.{dataset}.{metric}" if dataset else f"{pipeline}.{metric}"

@@ -206,7 +206,7 @@ class JobEvent(_PipelineEvent):
 
 
 _CHECKS = ('INSERT OR REPLACE INTO checks (pipeline, run_id, dataset, "check", passed, severity, observed, '
-           "threshold, ts, seq) VALUES (?,?,?,?,?,?,?,?,?,?)")
+           "threshold, ts, seq, status, reason, samples, location) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
 @register("user")
@@ -222,17 +222,80 @@ class CheckEvent(_PipelineEvent):
     severity: Severity = "error"
     observed: Figure = None
     threshold: Figure = None
+    status: Literal["passed", "failed", "error"] | None = Field(
+        None, description="error: could not run (reason says why); default from passed")
+    reason: Text | None = None
+    samples: Annotated[list[dict[str, Any]], Field(max_length=5)] | None = Field(
+        None, description="up to 5 failing rows or keys")
+    location: Name | None = None
+    partition: Name | None = None
 
     def derive(self, batch, seq, result) -> None:
-        """checks: the latest result per (pipeline, run, dataset, check); a failed error-severity check alerts."""
+        """checks: the latest result per (pipeline, run, dataset, check); a failed error-severity check alerts,
+        as does one that could not run (status error)."""
         run_id = self.run_id or ""
         key = (self.pipeline, run_id, self.dataset, self.check)
+        status = self.status or ("passed" if self.passed else "failed")
+        if (status == "passed") != self.passed:
+            raise ValidationError(f"check: status {status!r} contradicts passed {self.passed}")
         batch.upsert(_CHECKS, key, (*key, int(self.passed), self.severity, _figure(self.observed),
-                                    _figure(self.threshold), self.ts, seq))
-        if not self.passed and self.severity == "error":
+                                    _figure(self.threshold), self.ts, seq, status, self.reason,
+                                    dumps(self.samples) if self.samples else None, self.location))
+        if status == "error" and self.severity == "error":
+            batch.alert(result, "check", *alerts.check_error(self.pipeline, self.dataset, self.check, self.run_id,
+                                                             self.ts, self.location, self.reason),
+                        pipeline=self.pipeline, run_id=self.run_id, owner=self.owner, source_seq=seq, ts=self.ts)
+        elif not self.passed and self.severity == "error":
             batch.alert(result, "check", *alerts.check_failed(self.pipeline, self.dataset, self.check, self.run_id,
                                                               self.ts, self.observed, self.threshold),
                         pipeline=self.pipeline, run_id=self.run_id, owner=self.owner, source_seq=seq, ts=self.ts)
+
+
+_SCHEMAS = "INSERT OR REPLACE INTO schemas (dataset, pipeline, columns, run_id, ts, seq) VALUES (?,?,?,?,?,?)"
+
+
+@register("agentops")
+class SchemaEvent(Event):
+    """Written by `agentops quality run` / `dataset profile`: a dataset's columns and types, each run."""
+
+    kind: Literal["schema"]
+    pipeline: Name
+    dataset: Name
+    run_id: Name | None = None
+    columns: dict[Name, Text]
+
+    def derive(self, batch, seq, result) -> None:
+        """schemas: the dataset's latest recorded columns."""
+        batch.upsert(_SCHEMAS, (self.dataset,), (self.dataset, self.pipeline, dumps(self.columns), self.run_id,
+                                                 self.ts, seq))
+
+
+@register("agentops")
+class SchemaChangeEvent(Event):
+    """Written when a dataset's columns differ from its last `schema` record, judged by its
+    `schema_evolution` policy; a breaking change alerts everyone in `notify` (the dataset's owner and
+    the owners of every pipeline downstream of it)."""
+
+    kind: Literal["schema_change"]
+    pipeline: Name
+    dataset: Name
+    run_id: Name | None = None
+    added: list[Name] = []
+    removed: list[Name] = []
+    changed: list[dict[str, Text]] = []  # {column, old, new}
+    policy: Literal["add_columns", "fail", "ignore"]
+    breaking: bool
+    notify: list[Name] = []
+
+    def derive(self, batch, seq, result) -> None:
+        """A breaking change: one alert per address in notify (the pipeline's owner when empty)."""
+        if not self.breaking:
+            return
+        for to in self.notify or [None]:
+            batch.alert(result, "schema_change", *alerts.schema_change(
+                self.pipeline, self.dataset, self.run_id, self.ts, self.added, self.removed, self.changed,
+                self.policy, to), pipeline=self.pipeline, run_id=self.run_id, owner=None, source_seq=seq,
+                ts=self.ts, to=to)
 
 
 @register("user")
@@ -332,7 +395,7 @@ class AlertEvent(Event):
 
     kind: Literal["alert"]
     key: Text
-    cause: Literal["run", "check", "anomaly"]
+    cause: Literal["run", "check", "anomaly", "schema_change"]
     to: Name
     subject: Text
     pipeline: Name | None = None

@@ -488,9 +488,11 @@ class _Batch:
         return _downstream(spec, task) if spec is not None else []
 
     def alert(self, result: LogResult, cause: str, key: str, subject: str, body: str, *, pipeline: str | None,
-              run_id: str | None, owner: str | None, source_seq: int, ts: str) -> None:
-        """An alert (text from alerts.py); written at flush unless one with this key exists."""
-        self.alert_candidates.append((result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq))
+              run_id: str | None, owner: str | None, source_seq: int, ts: str, to: str | None = None) -> None:
+        """An alert (text from alerts.py); written at flush unless one with this key exists. It goes to
+        `to` when given, else the pipeline's owner (alerts.owner_of)."""
+        self.alert_candidates.append((result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq,
+                                      to))
 
     def day_of(self, ts: str) -> int:
         d = self._days.get(ts[:10])
@@ -566,8 +568,8 @@ class _Batch:
     def _alerts(self) -> None:
         from agentops.orbit.alerts import owner_of
 
-        for result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq in self.alert_candidates:
-            owner = owner_of(self.spec(pipeline) if pipeline else None, owner)
+        for result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq, to in self.alert_candidates:
+            owner = to or owner_of(self.spec(pipeline) if pipeline else None, owner)
             if not self.conn.execute(_ALERT_SQL, (key, ts, cause, pipeline, run_id, owner, subject, body,
                                                   source_seq)).rowcount:
                 continue

@@ -159,6 +159,8 @@ def checks(conn, *, pipeline=None, failed=None, severity=None, since=None, limit
         r["run_id"] = r["run_id"] or None
         for k in ("observed", "threshold"):
             r[k] = json.loads(r[k]) if r[k] is not None else None
+        r["status"] = r.get("status") or ("passed" if r["passed"] else "failed")
+        r["samples"] = json.loads(r["samples"]) if r.get("samples") else []
     return out
 
 

@@ -67,7 +67,10 @@ def quality_results(ws, pipeline: str, limit: int = 5000) -> dict[str, Any]:
             latest[key] = {"ts": ts, "dataset": ev.get("dataset"), "check": ev.get("check"),
                            "passed": bool(ev.get("passed")), "severity": ev.get("severity") or "error",
                            "observed": ev.get("observed"), "threshold": ev.get("threshold"),
-                           "run_id": ev.get("run_id")}
+                           "run_id": ev.get("run_id"),
+                           "status": ev.get("status") or ("passed" if ev.get("passed") else "failed"),
+                           "reason": ev.get("reason"), "samples": ev.get("samples") or [],
+                           "location": ev.get("location")}
     for key, item in latest.items():
         runs = history[key]
         item["runs"] = len(runs)

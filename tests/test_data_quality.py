@@ -1,0 +1,305 @@
+"""`agentops quality run` on real data (SPEC §11): Parquet, CSV, JSON and NDJSON files, DuckDB and
+SQLite databases made in temp folders; every check passing on good data and failing on bad data;
+bad input recorded as `error` with a reason; profiles as metric events; results in Orbit."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import pytest
+
+from agentops.data import quality
+from agentops.orbit.log import Orbit
+from agentops.workspace import Workspace, init_workspace
+from tests.conftest import run_agentops
+
+CHECKS = """
+  - {dataset: DS, check: not_null, column: id}
+  - {dataset: DS, check: unique, column: id}
+  - {dataset: DS, check: unique, columns: [id, status]}
+  - {dataset: DS, check: row_count, min: 10, max: 1000}
+  - {dataset: DS, check: freshness, column: ts, max_age: 1d}
+  - {dataset: DS, check: accepted_values, column: status, values: [a, b]}
+  - {dataset: DS, check: range, column: amount, min: 0, max: 100}
+  - {dataset: DS, check: schema, columns: [id, status, amount, ts, note]}
+  - {dataset: DS, check: sql, name: no_big, query: "SELECT id, amount FROM {dataset} WHERE amount > 100"}
+"""
+LABELS = ["not_null:id", "unique:id", "unique:id,status", "row_count", "freshness:ts", "accepted_values:status",
+          "range:amount", "schema", "sql:no_big"]
+
+GOOD = ("SELECT range + 1 AS id, CASE WHEN range % 2 = 0 THEN 'a' ELSE 'b' END AS status, range % 100 AS amount, "
+        "CAST(? AS TIMESTAMP) - INTERVAL (range) MINUTE AS ts, 'n' AS note FROM range(200)")
+# duplicates and a null id, an unknown status, amounts over 100, old timestamps, 5 rows, no `note`
+BAD = ("SELECT CASE WHEN range = 4 THEN NULL ELSE range % 2 END AS id, CASE WHEN range = 0 THEN 'zzz' ELSE 'a' END "
+       "AS status, range * 100 AS amount, CAST(? AS TIMESTAMP) - INTERVAL 10 DAY AS ts FROM range(5)")
+
+
+def _now() -> str:
+    return (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_dataset(ws, fmt: str, kind: str) -> str:
+    """Write the good or bad rows in `fmt`; return the location YAML."""
+    root = ws.root
+    sql = GOOD if kind == "good" else BAD
+    con = duckdb.connect()
+    folder = root / "data" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if fmt in ("parquet", "csv", "ndjson", "json"):
+            ext = {"parquet": "parquet", "csv": "csv", "ndjson": "ndjson", "json": "json"}[fmt]
+            opts = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true", "ndjson": "FORMAT json",
+                    "json": "FORMAT json, ARRAY true"}[fmt]
+            path = folder / f"part-0.{ext}"
+            con.execute(f"COPY ({sql}) TO '{path}' ({opts})", [_now()])
+            return f"{{path: 'data/{kind}/*.{ext}', format: {fmt}}}"
+        rows = con.execute(sql, [_now()]).fetchall()
+        names = [d[0] for d in con.description]
+        if fmt == "duckdb":
+            db = duckdb.connect(str(root / f"{kind}.duckdb"))
+            db.execute(f"CREATE SCHEMA IF NOT EXISTS app; CREATE TABLE app.t AS {sql}", [_now()])
+            db.close()
+            return f"{{connection: duck_{kind}, table: app.t}}"
+        db = sqlite3.connect(root / f"{kind}.db")
+        types = {"id": "INTEGER", "status": "TEXT", "amount": "INTEGER", "ts": "TEXT", "note": "TEXT"}
+        db.execute(f"CREATE TABLE t ({', '.join(f'{n} {types[n]}' for n in names)})")
+        db.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(names))})",
+                       [tuple(v.isoformat(sep=' ') if isinstance(v, datetime) else v for v in r) for r in rows])
+        db.commit()
+        db.close()
+        return f"{{connection: lite_{kind}, table: t}}"
+    finally:
+        con.close()
+
+
+def make_ws(root, fmt: str) -> Workspace:
+    init_workspace(root)
+    ws = Workspace(root)
+    (root / "agentops.toml").write_text(
+        "".join(f'[connections.duck_{k}]\nkind = "duckdb"\npath = "{k}.duckdb"\n'
+                f'[connections.lite_{k}]\nkind = "sqlite"\npath = "{k}.db"\n' for k in ("good", "bad")), "utf-8")
+    ws.refresh()
+    locs = {k: write_dataset(ws, fmt, k) for k in ("good", "bad")}
+    spec = f"""name: shop
+owner: data-engineer
+schedule: "@daily"
+sources:
+  - {{name: raw.good, kind: file, format: csv, location: {locs['good']}}}
+  - {{name: raw.bad, kind: file, format: csv, location: {locs['bad']}}}
+stages:
+  - {{name: clean, kind: transform, inputs: [raw.good, raw.bad], outputs: [staging.orders]}}
+quality:
+{CHECKS.replace('DS', 'raw.good')}
+{CHECKS.replace('DS', 'raw.bad')}
+"""
+    ws.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    (ws.pipelines_dir / "shop.yaml").write_text(spec, "utf-8")
+    return ws
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "json", "ndjson", "duckdb", "sqlite"])
+def test_every_check_passes_on_good_data_and_fails_on_bad(_workspace_env, fmt):
+    ws = make_ws(_workspace_env, fmt)
+    report = quality.run(ws, "shop")
+    by = {(r.dataset, r.check): r for r in report.results}
+    for label in LABELS:
+        good, bad = by[("raw.good", label)], by[("raw.bad", label)]
+        assert good.status == "passed", (fmt, label, good)
+        assert bad.status == "failed", (fmt, label, bad)
+    assert by[("raw.bad", "not_null:id")].observed == 1
+    assert by[("raw.bad", "unique:id")].observed == 2  # 0,1,0,1 -> two surplus rows
+    assert by[("raw.bad", "row_count")].observed == 5
+    assert by[("raw.bad", "accepted_values:status")].observed == 1
+    assert by[("raw.bad", "range:amount")].observed == 3  # 200, 300, 400
+    assert by[("raw.bad", "sql:no_big")].observed == 3
+    assert by[("raw.bad", "freshness:ts")].observed > 9 * 86400
+    assert by[("raw.good", "freshness:ts")].observed < 86400
+    assert "missing note" in by[("raw.bad", "schema")].observed
+    # failing rows: at most 5, the real ones
+    assert by[("raw.bad", "not_null:id")].samples[0]["id"] is None
+    assert by[("raw.bad", "accepted_values:status")].samples[0]["status"] == "zzz"
+    assert {s["amount"] for s in by[("raw.bad", "range:amount")].samples} == {200, 300, 400}
+    assert sorted(s["id"] for s in by[("raw.bad", "unique:id")].samples) == [0, 1]
+    assert {s["amount"] for s in by[("raw.bad", "sql:no_big")].samples} == {200, 300, 400}
+    assert not report.ok
+
+    # the profile: row count and per column null fraction, distinct, min, max, mean
+    prof = next(d for d in report.datasets if d.dataset == "raw.good").profile
+    assert prof.metrics["row_count"] == 200
+    assert prof.metrics["null_fraction:id"] == 0 and prof.metrics["min:id"] == 1 and prof.metrics["max:id"] == 200
+    assert prof.metrics["mean:amount"] == pytest.approx(49.5)
+    assert 190 <= prof.metrics["distinct:id"] <= 210  # approximate is fine
+    bad_prof = next(d for d in report.datasets if d.dataset == "raw.bad").profile
+    assert bad_prof.metrics["null_fraction:id"] == pytest.approx(0.2)
+
+    # everything is in Orbit: check events with status and samples, metric events per column
+    with Orbit.open(ws) as orbit:
+        checks = {(c["dataset"], c["check"]): c for c in orbit.checks(pipeline="shop", limit=None)}
+        assert checks[("raw.bad", "not_null:id")]["status"] == "failed"
+        assert checks[("raw.bad", "not_null:id")]["samples"][0]["id"] is None
+        assert checks[("raw.good", "unique:id")]["passed"] is True
+        metrics = orbit.metrics("shop", "null_fraction:id", dataset="raw.bad")
+        assert [m["value"] for m in metrics] == [pytest.approx(0.2)]
+
+
+def test_one_aggregate_pass_per_dataset(_workspace_env):
+    """All column checks and the profile of a dataset come from one SELECT over it (every statement
+    the engine runs is recorded)."""
+    from agentops.data.checks import measure
+    from agentops.data.datasets import open_dataset
+    from agentops.pipelines.spec import find_spec
+
+    ws = make_ws(_workspace_env, "parquet")
+    spec = find_spec(ws, "shop")
+    ds = open_dataset(ws, "raw.good", spec.location("raw.good"))
+    columns = ds.engine.columns(ds.relation)
+    seen: list[str] = []
+    run = ds.engine.run
+    ds.engine.run = lambda sql, params=(): (seen.append(sql), run(sql, params))[1]
+    column_checks = [q for q in spec.checks_for("raw.good") if q.check not in ("sql", "schema")]
+    results, prof = measure(ds, columns, column_checks)
+    ds.close()
+    assert all(r.status == "passed" for r in results) and len(results) == 7
+    assert len(seen) == 1 and seen[0].count("read_parquet") == 1 and seen[0].startswith("SELECT COUNT(*)")
+
+
+BAD_INPUT = """name: shop
+owner: data-engineer
+schedule: "@daily"
+sources:
+  - {name: raw.missing, kind: file, format: parquet, location: {path: "data/none/date={partition}/*.parquet"}}
+  - {name: raw.broken, kind: file, format: parquet, location: {path: data/broken.parquet}}
+  - {name: raw.ok, kind: file, format: csv, location: {path: data/ok.csv}}
+  - {name: lite.gone, kind: database, format: table, location: {connection: lite, table: gone}}
+  - {name: pg.orders, kind: database, format: table, location: {connection: pg, table: public.orders}}
+stages:
+  - {name: s, kind: transform, inputs: [raw.missing, raw.broken, raw.ok, lite.gone, pg.orders], outputs: [o]}
+quality:
+  - {dataset: raw.missing, check: row_count, min: 1}
+  - {dataset: raw.broken, check: not_null, column: id}
+  - {dataset: raw.ok, check: sql, name: bad_sql, query: "SELEC nonsense"}
+  - {dataset: raw.ok, check: range, column: name, min: 0}
+  - {dataset: raw.ok, check: not_null, column: nope}
+  - {dataset: raw.ok, check: not_null, column: id}
+  - {dataset: lite.gone, check: row_count, min: 1}
+  - {dataset: pg.orders, check: row_count, min: 1}
+"""
+
+
+@pytest.fixture
+def bad_ws(_workspace_env):
+    root = _workspace_env
+    init_workspace(root)
+    (root / "agentops.toml").write_text('[connections.lite]\nkind = "sqlite"\npath = "lite.db"\n'
+                                        '[connections.pg]\nkind = "postgres"\ndsn_env = "AGENTOPS_TEST_UNSET_DSN"\n',
+                                        "utf-8")
+    (root / "data").mkdir()
+    (root / "data" / "broken.parquet").write_bytes(b"PAR1 this is not parquet at all")
+    (root / "data" / "ok.csv").write_text("id,name\n1,ann\n2,bob\n", "utf-8")
+    sqlite3.connect(root / "lite.db").close()
+    ws = Workspace(root)
+    ws.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    (ws.pipelines_dir / "shop.yaml").write_text(BAD_INPUT, "utf-8")
+    return ws
+
+
+EXPECTED_ERRORS = {
+    ("raw.missing", "row_count"): "(data/none/date=2026-01-01/*.parquet): error: no file matches the path",
+    ("raw.broken", "not_null:id"): "(data/broken.parquet): error: ",
+    ("raw.ok", "sql:bad_sql"): "(data/ok.csv): error: SQL error: Parser Error: syntax error",
+    ("raw.ok", "range:name"): "(data/ok.csv): error: range needs a numeric column; 'name' is VARCHAR",
+    ("raw.ok", "not_null:nope"): "(data/ok.csv): error: no column 'nope' (columns: id, name)",
+    ("lite.gone", "row_count"): "(lite:gone): error: no such table: gone",
+    ("pg.orders", "row_count"): "(pg:public.orders): error: environment variable AGENTOPS_TEST_UNSET_DSN is not set",
+}
+
+
+def test_bad_input_is_an_error_per_check_and_the_rest_still_run(bad_ws, monkeypatch):
+    monkeypatch.delenv("AGENTOPS_TEST_UNSET_DSN", raising=False)
+    report = quality.run(bad_ws, "shop", partition="2026-01-01")
+    by = {(r.dataset, r.check): r for r in report.results}
+    for key, text in EXPECTED_ERRORS.items():
+        r = by[key]
+        assert r.status == "error", r
+        assert text in quality.line(r) and quality.line(r).startswith(f"{key[0]} {key[1]} ("), quality.line(r)
+    assert by[("raw.ok", "not_null:id")].status == "passed"  # the good check on the same dataset still ran
+    with Orbit.open(bad_ws) as orbit:
+        rows = {(c["dataset"], c["check"]): c for c in orbit.checks(pipeline="shop")}
+    assert rows[("pg.orders", "row_count")]["status"] == "error"
+    assert "AGENTOPS_TEST_UNSET_DSN is not set" in rows[("pg.orders", "row_count")]["reason"]
+    assert rows[("raw.ok", "not_null:id")]["status"] == "passed"
+
+
+def test_cli_bad_input_exits_non_zero_without_traceback(bad_ws):
+    out = run_agentops("quality", "run", "shop", "--partition", "2026-01-01", env={"AGENTOPS_WORKSPACE": str(bad_ws.root)})
+    assert out.returncode == 1, out
+    assert "Traceback" not in out.stdout + out.stderr
+    for (dataset, check), text in EXPECTED_ERRORS.items():
+        assert any(line.strip().startswith(f"{dataset} {check} (") and text in line for line in out.stdout.splitlines()), \
+            (dataset, check, out.stdout)
+    assert "1 passed, 0 failed, 7 error(s)" in out.stderr
+    js = run_agentops("quality", "run", "shop", "--json", "--dataset", "raw.ok", env={"AGENTOPS_WORKSPACE": str(bad_ws.root)})
+    assert js.returncode == 1
+    data = json.loads(js.stdout)
+    assert data["counts"] == {"passed": 1, "failed": 0, "error": 3} and data["ok"] is False
+
+
+def test_cli_passing_run_exits_zero_and_dataset_commands(_workspace_env, cli):
+    ws = make_ws(_workspace_env, "parquet")
+    good_only = (ws.pipelines_dir / "shop.yaml").read_text().split("  - {dataset: raw.bad")[0]
+    (ws.pipelines_dir / "shop.yaml").write_text(good_only, "utf-8")
+    result = cli("quality", "run", "shop")
+    assert result.exit_code == 0, result.output
+    assert "9 passed, 0 failed, 0 error(s)" in result.output
+    shown = json.loads(cli("dataset", "show", "raw.good", "--json").output)
+    assert shown["where"] == "data/good/*.parquet" and shown["readers"] == ["shop.clean"]
+    assert shown["schema"]["columns"]["id"] == "BIGINT" and shown["profile"]["row_count"] == 200
+    assert {c["check"] for c in shown["checks"]} == set(LABELS)
+    listed = {r["name"]: r for r in json.loads(cli("dataset", "list", "--json").output)}
+    assert listed["raw.good"]["checks"] == {"passed": 9, "failed": 0, "error": 0}
+    assert listed["staging.orders"]["where"] == "warehouse:staging.orders"
+    text = cli("dataset", "show", "raw.good").output
+    assert "schema (" in text and "null_fraction:id" in text and "sql:no_big: passed" in text
+    prof = cli("dataset", "profile", "raw.bad")
+    assert prof.exit_code == 0 and "raw.bad (data/bad/*.parquet): 5 rows, 4 columns" in prof.output
+
+
+def test_anomaly_check_from_profiles_of_real_data(_workspace_env):
+    """Fourteen days of ~1,000 rows, then a day with a tenth of the rows and nulls in the key:
+    the profile's row_count and null_fraction:id series flag it, and the anomaly checks fail."""
+    root = _workspace_env
+    init_workspace(root)
+    ws = Workspace(root)
+    con = duckdb.connect()
+    days = [f"2026-01-{d:02d}" for d in range(1, 16)]
+    for i, day in enumerate(days):
+        n, nulls = (100, 30) if day == days[-1] else (1000 + 7 * (i % 3), 0)
+        (root / "data" / f"date={day}").mkdir(parents=True)
+        con.execute(f"COPY (SELECT CASE WHEN range < {nulls} THEN NULL ELSE range END AS id FROM range({n})) "
+                    f"TO '{root}/data/date={day}/p.parquet' (FORMAT parquet)")
+    ws.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    (ws.pipelines_dir / "p.yaml").write_text("""name: p
+owner: data-engineer
+schedule: "@daily"
+sources: [{name: raw.o, kind: file, format: parquet, location: {path: "data/date={partition}/*.parquet"}}]
+stages: [{name: s, kind: transform, inputs: [raw.o], outputs: [o]}]
+quality:
+  - {dataset: raw.o, check: anomaly, metric: row_count}
+  - {dataset: raw.o, check: anomaly, metric: null_fraction, column: id}
+""", "utf-8")
+    for i, day in enumerate(days):
+        report = quality.run(ws, "p", partition=day,
+                             now=datetime(2026, 1, 1, 6, tzinfo=timezone.utc) + timedelta(days=i))
+        # metric timestamps are "now" of the run; keep the series in day order
+        by = {r.check: r for r in report.results}
+        if day != days[-1]:
+            assert by["anomaly:row_count"].status == "passed", (day, by)
+    assert by["anomaly:row_count"].status == "failed" and by["anomaly:row_count"].observed == 100
+    assert "drop" in by["anomaly:row_count"].reason
+    assert by["anomaly:null_fraction:id"].status == "failed"
+    with Orbit.open(ws) as orbit:
+        anomalies = {a["metric"] for a in orbit.anomalies("p")}
+    assert {"row_count", "null_fraction:id"} <= anomalies
