@@ -1,5 +1,5 @@
 """The `orbit` MCP server (SPEC §10): the workspace's mail, Orbit log, pipelines, handoffs and status
-as 14 tools for agents. `agentops mcp` serves it over stdio.
+as 17 tools for agents. `agentops mcp` serves it over stdio.
 
 Each tool is a thin wrapper over the library (`agentops.mail`, `agentops.orbit`, `agentops.pipelines`,
 `agentops.handoff`, `agentops.status`); nothing here decides anything the CLI would not. Descriptions
@@ -199,6 +199,12 @@ class Quality(_Out):
     anomalies: list[AnomalyRow]
 
 
+class QualityRun(_Out):
+    ok: bool
+    run_id: str
+    checks: list[dict[str, Any]]  # dataset, check, status, observed, threshold, reason
+
+
 class Problem(_Out):
     file: str
     path: str = ""
@@ -309,7 +315,7 @@ def _result(out: BaseModel | dict) -> CallToolResult:
 
 
 def build_server(ws=None, *, find=None) -> MCPServer:
-    """The `orbit` server over workspace `ws`, with its 14 tools. Each call sees the workspace as it
+    """The `orbit` server over workspace `ws`, with its 17 tools. Each call sees the workspace as it
     is now (roster, roles, settings re-read), as a fresh CLI command would. Without `ws`, each call
     looks for the workspace with `find()` and, until there is one, fails with its error."""
     from agentops import __version__
@@ -462,6 +468,15 @@ def build_server(ws=None, *, find=None) -> MCPServer:
             anomalies = orbit.anomalies(pipeline=pipeline, since=since, limit=limit)
         return _result(Quality(failed_checks=[CheckRow.model_validate(c) for c in checks],
                                anomalies=[AnomalyRow.model_validate(a) for a in anomalies]))
+
+    @tool(annotations=WRITE)
+    async def quality_run(pipeline: Pipeline, dataset: str | None = None, partition: str | None = None) -> QualityRun:
+        """Measure a pipeline's checks and profiles on the data; recorded in Orbit."""
+        from agentops.data.quality import run
+
+        report = run(here(), pipeline, dataset=dataset, partition=partition)
+        rows = [{k: v for k, v in r.as_dict().items() if k != "samples" and v is not None} for r in report.results]
+        return _result(QualityRun(ok=report.ok, run_id=report.run_id, checks=rows))
 
     # --- pipelines ----------------------------------------------------------------------------
     @tool(annotations=READ)

@@ -303,3 +303,21 @@ quality:
     with Orbit.open(ws) as orbit:
         anomalies = {a["metric"] for a in orbit.anomalies("p")}
     assert {"row_count", "null_fraction:id"} <= anomalies
+
+
+def test_mcp_quality_run(bad_ws, monkeypatch):
+    from tests.test_mcp import error, ok, session
+
+    monkeypatch.delenv("AGENTOPS_TEST_UNSET_DSN", raising=False)
+
+    async def script(call):
+        return (await call("quality_run", {"pipeline": "shop", "dataset": "raw.ok"}),
+                await call("quality_run", {"pipeline": "nope"}))
+
+    done, missing = session(bad_ws, script)
+    out = ok(done)
+    assert out["ok"] is False and out["run_id"].startswith("quality-")
+    by = {c["check"]: c for c in out["checks"]}
+    assert by["not_null:id"]["status"] == "passed" and by["range:name"]["status"] == "error"
+    assert "numeric column" in by["range:name"]["reason"]
+    assert "no pipeline 'nope'" in error(missing)

@@ -22,8 +22,8 @@ from agentops.workspace import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = {"mail_send", "mail_inbox", "mail_read", "mail_ack", "mail_claim", "mail_search", "mail_thread",
-         "handoff", "orbit_log", "orbit_runs", "orbit_quality", "pipeline_check", "pipeline_plan", "status",
-         "reserve", "release"}
+         "handoff", "orbit_log", "orbit_runs", "orbit_quality", "quality_run", "pipeline_check", "pipeline_plan",
+         "status", "reserve", "release"}
 TOKEN_BUDGET = 2000  # names + descriptions + input schemas of every tool, as characters / 4 (issue 12.14)
 
 
