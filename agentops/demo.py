@@ -3,8 +3,9 @@
 A scratch workspace (seeded from the current workspace's roles, templates and pipeline specs, else
 the packaged ones), the real daemon in the background, and "agents" that drop `.email` and `.jsonl`
 files and run `agentops` commands as separate processes: a handoff and its reply, DevOps asked for
-capacity, a run that fails (alerting its owner) and is retried, a three-day backfill, a volume
-anomaly and its alert mail, then the status report. Nothing here is simulated inside the process:
+capacity, a run that fails (alerting its owner) and is retried, a three-day backfill, fifteen days
+of order files (generated on the spot) measured by `agentops quality run` until a short day with
+missing keys fails a check and trips the anomaly detection (alert mails), then the status report. Nothing here is simulated inside the process:
 every step is a file or a subprocess, so what the demo shows is what a user gets.
 """
 
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -231,21 +232,10 @@ class Demo:
         say(f"   {pipeline_runs} backfill run(s) with {len(done) // 2 - pipeline_runs} task(s) went "
             "queued -> running -> succeeded.")
 
-        say("7. Daily row counts for fact_orders: 14 ordinary days, then today's load is a fraction "
-            "of normal -> an anomaly and an alert mail.")
-        series = [10120, 9980, 10340, 10050, 9890, 10210, 10400, 9950, 10080, 10300, 10150, 9870, 10230, 10010]
-        start = datetime.now(timezone.utc) - timedelta(days=len(series))
-        metrics = [{"kind": "metric", "pipeline": "orders_daily", "dataset": "warehouse.fact_orders",
-                    "name": "row_count", "value": v, "ts": (start + timedelta(days=i)).isoformat()}
-                   for i, v in enumerate(series)]
-        metrics.append({"kind": "metric", "pipeline": "orders_daily", "dataset": "warehouse.fact_orders",
-                        "name": "row_count", "value": 1240})
-        metrics.append({"kind": "check", "pipeline": "orders_daily", "run_id": run, "dataset": "warehouse.fact_orders",
-                        "check": "row_count_min", "passed": False, "severity": "error", "observed": 1240,
-                        "threshold": 5000})
-        self.drop_events("quality.jsonl", metrics)
-        anomaly = self.wait_mail("data-engineer", "anomal")
-        say(f"   postmaster -> data-engineer: \"{anomaly['subject']}\"")
+        say("7. orders_daily's raw.orders lands one Parquet file per day (made now: ~200 orders a day). "
+            "agentops measures 14 ordinary days, then today's file, which holds a tenth of the rows and "
+            "nulls in customer_id: a failed check and anomalies, from the data itself.")
+        self.quality_day_files(today, say)
 
         self.reservation_step(day)
 
@@ -272,6 +262,28 @@ class Demo:
         say(f"    (exit {proc.returncode}: refused, nothing queued)")
         self.agentops("release", "--as", "database-engineer")
         say("   The migration done, the Database Engineer releases it (agentops release --as database-engineer).")
+
+
+    def quality_day_files(self, today: date, say: Say) -> None:
+        """Write 15 days of order files (the last one short), measure them with `agentops quality run`
+        (checks, profile, anomaly detection on every column) and wait for the alert mail."""
+        from agentops.data.sample import write_orders
+
+        days = [(today - timedelta(days=n)).isoformat() for n in range(14, -1, -1)]
+        written = write_orders(self.root, days, short_day=days[-1])
+        say(f"   {sum(written.values())} rows in {len(days)} files under data/raw/orders/ "
+            f"(today: {written[days[-1]]} rows)")
+        history = [a for d in days[:-1] for a in ("--partition", d)]
+        self.agentops("quality", "run", "orders_daily", "--dataset", "raw.orders", *history)
+        proc = self.agentops("quality", "run", "orders_daily", "--dataset", "raw.orders", "--partition", days[-1],
+                             check=False)
+        self.say(f"    $ agentops quality run orders_daily --dataset raw.orders --partition {days[-1]}   "
+                 f"(exit {proc.returncode})")
+        for line in proc.stdout.rstrip().splitlines():
+            if "passed (" not in line:
+                self.say(f"    {line}")
+        anomaly = self.wait_mail("data-engineer", "anomal")
+        say(f"   postmaster -> data-engineer: \"{anomaly['subject']}\"")
 
 
 def demo_folder(target: Path | None) -> Path:

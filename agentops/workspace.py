@@ -312,8 +312,9 @@ def _make_root(target: Path) -> Path:
     return target.resolve()
 
 
-def init_workspace(target: Path, *, force: bool = False) -> InitResult:
+def init_workspace(target: Path, *, force: bool = False, examples: bool = False) -> InitResult:
     """Create a complete workspace at `target`. Never overwrites an existing file unless `force`.
+    `examples`: also the example pipeline specs (orders_daily, customers_dim, clickstream).
 
     Every write goes through `agentops.safefs`: a file that is a link (or not a regular file) is
     kept as it is, and a folder (`roles/`, `templates/`, `.agent/`, ...) linked outside the
@@ -355,6 +356,11 @@ def init_workspace(target: Path, *, force: bool = False) -> InitResult:
         for f in sorted(src.rglob("*")):
             if f.is_file() and "__pycache__" not in f.parts:
                 write(target / name / f.relative_to(src), f.read_bytes())
+    if examples:
+        from agentops.resources import example_pipelines
+
+        for f in sorted(example_pipelines().glob("*.yaml")):
+            write(ws.pipelines_dir / f.name, f.read_bytes())
     write(target / CONFIG_FILE, DEFAULT_CONFIG.encode())
     write(target / ".gitignore", ("\n".join(GITIGNORE_LINES) + "\n").encode())
     command, args = _mcp_command()

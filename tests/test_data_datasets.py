@@ -212,3 +212,38 @@ def test_register_inputs_missing_warehouse_table_and_unknown_connection(data_ws)
     with pytest.raises(DataError, match=r"dataset shop.items \(nope:items\): no connection 'nope'"):
         register_inputs(con, data_ws, spec, ["shop.items"])
     con.close()
+
+
+def test_init_examples_brings_the_example_specs_with_locations(tmp_path, cli):
+    target = tmp_path / "fresh"
+    result = cli("init", target, "--examples")
+    assert result.exit_code == 0, result.output
+    ws = Workspace(target)
+    names = sorted(p.name for p in ws.pipelines_dir.glob("*.yaml"))
+    assert names == ["clickstream.yaml", "customers_dim.yaml", "orders_daily.yaml"]
+    from agentops.pipelines.spec import find_spec, load_specs
+
+    specs, problems = load_specs(ws)
+    assert not problems, problems
+    orders = find_spec(ws, "orders_daily")
+    assert orders.location("raw.orders").describe("2026-11-25") == "data/raw/orders/date=2026-11-25/*.parquet"
+    assert orders.location("warehouse.fact_orders").table == "analytics.fact_orders"
+    plain = tmp_path / "plain"
+    assert cli("init", plain).exit_code == 0 and not list(Workspace(plain).pipelines_dir.glob("*.yaml"))
+
+
+def test_quality_on_the_example_spec_with_generated_orders(tmp_path, cli, monkeypatch):
+    """The README's example: `agentops init --examples`, a few days of order files, `quality run`."""
+    from agentops.data.sample import write_orders
+
+    target = tmp_path / "w"
+    assert cli("init", target, "--examples").exit_code == 0
+    monkeypatch.setenv("AGENTOPS_WORKSPACE", str(target))
+    written = write_orders(target, ["2026-11-24", "2026-11-25"], short_day="2026-11-25")
+    assert written["2026-11-25"] == 20 and 180 <= written["2026-11-24"] <= 220
+    good = cli("quality", "run", "orders_daily", "--dataset", "raw.orders", "--partition", "2026-11-24")
+    assert good.exit_code == 0, good.output
+    bad = cli("quality", "run", "orders_daily", "--dataset", "raw.orders", "--partition", "2026-11-25")
+    assert bad.exit_code == 1
+    assert "raw.orders not_null:customer_id (data/raw/orders/date=2026-11-25/*.parquet): failed (observed 6" \
+        in bad.output

@@ -31,7 +31,12 @@ def test_demo_plays_the_whole_day(tmp_path):
     status = json.loads(run_agentops("status", "--json", env={"AGENTOPS_WORKSPACE": str(target)}).stdout)
     orders = next(p for p in status["pipelines"] if p["name"] == "orders_daily")
     assert orders["backfill"]["done"] == orders["backfill"]["total"] >= 2
-    assert status["quality"]["anomalies"][0]["direction"] == "drop"
+    # the failed check and the anomaly come from the generated data, measured by `quality run`
+    drops = [(a["dataset"], a["metric"]) for a in status["quality"]["anomalies"] if a["direction"] == "drop"]
+    assert ("raw.orders", "row_count") in drops
+    failed = {(c["dataset"], c["check"]) for c in status["quality"]["failed_checks"]}
+    assert ("raw.orders", "not_null:customer_id") in failed
+    assert len(list(target.glob("data/raw/orders/date=*/part-0.parquet"))) == 15
     assert {h["label"] for h in status["handoffs"]} == {"Coordinate with DevOps", "Report capacity to Data Engineer"}
     assert status["daemon"]["running"] is False and status["daemon"]["routed"] >= 5
     assert not list(ws.orbit_dir.glob("*.jsonl"))  # the daemon ingested every drop file

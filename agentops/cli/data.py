@@ -50,16 +50,31 @@ def _change(change: dict) -> str:
 @quality_app.command("run")
 def run(ctx: typer.Context, pipeline: str = typer.Argument(..., help="Pipeline name."),
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset."),
-        partition: Optional[str] = typer.Option(None, "--partition", "-p",
-                                                help="Fill {partition} in file paths (default: every partition)."),
+        partition: Optional[list[str]] = typer.Option(
+            None, "--partition", "-p", help="Fill {partition} in file paths (default: every partition); "
+            "repeat to measure several partitions in order, each recorded as its own run."),
         run_id: Optional[str] = typer.Option(None, "--run-id", help="Record the results under this run."),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Run the declared checks on the data and profile each dataset; exit 1 on an error-severity failure or a
     check that could not run."""
     from agentops.data.quality import run as run_quality
 
-    _print_report(run_quality(workspace(ctx), pipeline, dataset=dataset, partition=partition, run_id=run_id),
-                  as_json)
+    ws = workspace(ctx)
+    partitions = list(partition or []) or [None]
+    reports = [run_quality(ws, pipeline, dataset=dataset, partition=p, run_id=run_id) for p in partitions]
+    if as_json and len(reports) > 1:
+        emit_json([r.as_dict() for r in reports])
+        if not all(r.ok for r in reports):
+            raise typer.Exit(1)
+        return
+    failed = False
+    for report in reports:
+        try:
+            _print_report(report, as_json)
+        except typer.Exit:
+            failed = True
+    if failed:
+        raise typer.Exit(1)
 
 
 @dataset_app.command("list")

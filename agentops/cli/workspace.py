@@ -14,11 +14,13 @@ def register(app: typer.Typer) -> None:
 def init(
     directory: Path = typer.Argument(Path("."), help="Folder to make a workspace (created if missing)."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that differ from the packaged ones."),
+    examples: bool = typer.Option(False, "--examples", help="Also add the example pipeline specs "
+                                  "(orders_daily, customers_dim, clickstream) to .agent/data/pipelines/."),
 ):
     """Create a complete workspace: roles, templates, .agent/, agentops.toml, .gitignore, MCP config."""
     from agentops.workspace import init_workspace
 
-    result = init_workspace(directory, force=force)
+    result = init_workspace(directory, force=force, examples=examples)
     for p in result.created:
         typer.echo(f"created      {p.relative_to(result.root)}")
     for p in result.overwritten:
