@@ -17,6 +17,8 @@ Cases (targets from issue 8):
   startup    `agentops --help` and `agentops mail send` vs `python3 -c "import sqlite3, email"`
   memory     daemon VmRSS/VmHWM after routing 100,000 messages
   pipelines  check+plan of a 5,000-stage spec; a 365-day x 50-stage backfill dry run
+  quality    `quality run` (every check type + profile) on a 10,000,000-row Parquet file, vs one
+             hand-written DuckDB query computing the same figures (quality_bench.py)
 """
 
 from __future__ import annotations
@@ -538,12 +540,18 @@ def case_pipelines(tmp: Path, scale: dict, repeat: int) -> list[Row]:
                 "<= 1 s", med(b) <= 1, note=f"whole process {med(wb):.2f} s", samples=b)]
 
 
+def case_quality(tmp: Path, scale: dict, repeat: int) -> list[Row]:
+    from quality_bench import case_quality as run_case
+
+    return run_case(tmp, scale, repeat, new_workspace, Row)
+
+
 CASES = {"routing": case_routing, "latency": case_latency, "orbit": case_orbit, "reads": case_reads,
-         "startup": case_startup, "memory": case_memory, "pipelines": case_pipelines}
+         "startup": case_startup, "memory": case_memory, "pipelines": case_pipelines, "quality": case_quality}
 FULL = {"routing": 5000, "latency": 1000, "orbit": 1_000_000, "reads": (1_000_000, 100_000, 200),
-        "memory": 100_000, "pipelines": (5000, (365, 50)), "startup": 21}
+        "memory": 100_000, "pipelines": (5000, (365, 50)), "startup": 21, "quality": 10_000_000}
 QUICK = {"routing": 300, "latency": 60, "orbit": 3000, "reads": (2000, 300, 5),
-         "memory": 300, "pipelines": (300, (30, 10)), "startup": 3}
+         "memory": 300, "pipelines": (300, (30, 10)), "startup": 3, "quality": 20_000}
 
 
 # output ---------------------------------------------------------------------------------------

@@ -18,12 +18,12 @@ def test_quick_benchmark_run_prints_the_table_and_writes_json(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["case", "figure", "value", "same-run", "baseline", "ratio", "target", "result"]
     cases = {line.split()[0] for line in lines[2:] if line.strip() and not line.startswith(("notes:", " "))}
-    assert cases == {"routing", "latency", "orbit", "reads", "startup", "memory", "pipelines"}
+    assert cases == {"routing", "latency", "orbit", "reads", "startup", "memory", "pipelines", "quality"}
     data = json.loads(out.read_text())
     assert data["quick"] is True and not data["errors"]
     assert data["machine"]["nproc"] >= 1 and data["machine"]["python"]
     rows = {(row["case"], row["metric"]): row for row in data["rows"]}
-    assert len(rows) == 13  # startup: --help, mail send with no daemon and with a daemon running
+    assert len(rows) == 14  # startup: --help, mail send with no daemon and with a daemon running
     for row in rows.values():
         assert row["value"] > 0 and row["target"] and isinstance(row["ok"], bool)
     routing = next(row for row in data["rows"] if row["case"] == "routing")

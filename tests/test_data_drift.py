@@ -117,3 +117,23 @@ def test_diff_and_judge_units():
     assert drift.breaking(d, "fail") and drift.breaking(d, "add_columns") and not drift.breaking(d, "ignore")
     assert not drift.breaking(drift.diff({"a": "INT"}, {"a": "INTEGER", "b": "TEXT"}), "add_columns")
     assert drift.describe(d) == "added c; removed b"
+
+
+def test_schema_kinds_log_and_derive(_workspace_env):
+    """The two kinds through the registry: `schema` upserts the dataset's row in `schemas`; a breaking
+    `schema_change` alerts each address in `notify`; a user cannot log either."""
+    from agentops.errors import ValidationError
+    from agentops.orbit.events import SchemaChangeEvent, SchemaEvent
+
+    init_workspace(_workspace_env)
+    ws = Workspace(_workspace_env)
+    with Orbit.open(ws) as orbit:
+        orbit.log(SchemaEvent(kind="schema", pipeline="p", dataset="d", columns={"a": "BIGINT"}, agent="agentops"))
+        orbit.log(SchemaEvent(kind="schema", pipeline="p", dataset="d", columns={"a": "VARCHAR"}, agent="agentops"))
+        assert quality.last_schema(orbit, "d") == {"a": "VARCHAR"}
+        result = orbit.log(SchemaChangeEvent(kind="schema_change", pipeline="p", dataset="d", policy="fail",
+                                             breaking=True, changed=[{"column": "a", "old": "BIGINT", "new": "VARCHAR"}],
+                                             notify=["devops", "developer"], agent="agentops"))
+        assert sorted(d["owner"] for d in result.derived if d["kind"] == "alert") == ["developer", "devops"]
+        with pytest.raises(ValidationError, match="written by agentops"):
+            orbit.log({"kind": "schema", "pipeline": "p", "dataset": "d", "columns": {}})
