@@ -150,9 +150,7 @@ def attach_duckdb(con, alias: str, path: Path, *, read_only: bool = True) -> Non
     if alias in attached:
         return
     if not Path(path).is_file():
-        if not read_only:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        else:
+        if read_only:
             raise DataError(f"no DuckDB database at {path}" + (" (nothing has been written to the warehouse yet)"
                                                               if alias == catalog_alias(WAREHOUSE) else ""))
     try:
