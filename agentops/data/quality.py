@@ -150,8 +150,7 @@ def measure_dataset(ws, spec, name: str, location, partition, duck, checks: list
 def _alias(ds, name: str) -> None:
     """In DuckDB the dataset is also a view under its own name, so a `sql` check reads like stage SQL."""
     q = DuckEngine.quote
-    schema, _, rel = name.rpartition(".") if "." in name else ("", "", name)
-    schema, rel = (name.split(".", 1) if "." in name else (None, name))
+    schema, rel = name.split(".", 1) if "." in name else (None, name)
     try:
         if schema:
             ds.engine.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}")
