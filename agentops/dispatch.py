@@ -363,15 +363,6 @@ def _rel(ws, path: Path) -> str:
         return str(path)
 
 
-def last_runs(ws) -> dict[str, dict]:
-    """Each agent's latest dispatch (from `dispatch_runs`), for `status`."""
-    db = ws.db()
-    try:
-        return {row["agent"]: row for row in db["dispatch_runs"].rows}
-    finally:
-        db.conn.close()
-
-
 def mail_gave_up(ws, result: RunResult, attempts: int) -> None:
     """Tell `user` that dispatch gave up on an agent, with the log path."""
     from agentops import mail

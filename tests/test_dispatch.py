@@ -103,6 +103,15 @@ def events(ws: Workspace, kind="dispatch") -> list[dict]:
         db.conn.close()
 
 
+def dispatch_row(ws: Workspace, agent: str) -> dict:
+    """The agent's `dispatch_runs` row (derived from its dispatch events; `status` shows it)."""
+    db = ws.db()
+    try:
+        return next(r for r in db["dispatch_runs"].rows if r["agent"] == agent)
+    finally:
+        db.conn.close()
+
+
 def wait_for(predicate, timeout=10.0, step=0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -171,7 +180,7 @@ def test_run_once_writes_prompt_log_and_events(ws, fake, tmp_path):
     assert [e["action"] for e in evs] == ["started", "succeeded"]
     assert evs[1]["exit_code"] == 0 and evs[1]["attempt"] == 1 and evs[1]["duration_s"] >= 0
     assert evs[1]["log"] == str(result.log.relative_to(ws.root))
-    last = dispatch.last_runs(ws)["dana"]
+    last = dispatch_row(ws, "dana")
     assert last["action"] == "succeeded" and last["runs"] == 1 and last["failures"] == 0
     assert last["log"] == evs[1]["log"]
 
@@ -288,7 +297,7 @@ def test_always_fails_gives_up_and_mails_user(ws, fake, tmp_path):
     assert len(msgs) == 1
     assert log in msgs[0].get_payload(decode=True).decode()
     assert "postmaster" in str(msgs[0]["From"])
-    assert dispatch.last_runs(ws)["dana"]["gave_up"] == 1
+    assert dispatch_row(ws, "dana")["gave_up"] == 1
 
 
 def test_stop_kills_running_agents_and_joins(ws, fake, tmp_path):

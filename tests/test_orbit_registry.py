@@ -88,11 +88,11 @@ def test_library_writes_never_pause_the_garbage_collector(orbit):
 
 
 def test_dispatch_and_handoff_events_are_typed_and_derive_their_rows(ws, orbit):
-    from agentops.dispatch import last_runs, record
+    from agentops.dispatch import record
 
     record(ws, "data-engineer", "started", attempt=1, log=ws.root / "x.log")
     record(ws, "data-engineer", "succeeded", attempt=1, exit_code=0, duration_s=1.23456)
-    row = last_runs(ws)["data-engineer"]
+    row = next(r for r in orbit.db["dispatch_runs"].rows if r["agent"] == "data-engineer")
     assert (row["action"], row["exit_code"], row["duration_s"], row["runs"], row["log"]) == (
         "succeeded", 0, 1.235, 1, "x.log")
     ev = orbit.events(kind="dispatch")[-1]
