@@ -35,6 +35,12 @@ def test_every_kind_is_registered_with_its_writer():
     assert set(MODELS) == set(USER_KINDS) | set(AGENTOPS_KINDS)
 
 
+def test_orbit_log_help_names_every_user_kind():
+    from agentops.cli.orbit import KIND_HELP
+
+    assert re.findall(r"\w+", KIND_HELP.replace(" or ", ", ")) == list(USER_KINDS)
+
+
 def test_the_mcp_description_of_the_kinds_comes_from_the_models(ws):
     text = describe()
     for kind in USER_KINDS:

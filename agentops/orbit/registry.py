@@ -23,7 +23,8 @@ Adding a kind (e.g. `schema_change`):
    A deriver that refuses the event raises ValidationError before it adds anything;
 3. its table in a new numbered migration (`agentops/migrations.py`);
 4. a test that logs it and reads the derived row back.
-`orbit log KIND`, the MCP `orbit_log` description and the refusal messages follow the registry.
+Validation, the MCP `orbit_log` description and the refusal messages follow the registry; a new
+user kind also goes into `orbit log`'s help line (`KIND_HELP` in `cli/orbit.py`; a test checks it).
 """
 
 from __future__ import annotations
