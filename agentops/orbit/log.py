@@ -97,10 +97,10 @@ class IngestReport:
 class Orbit:
     """The Orbit event log of one workspace. `Orbit.open(ws)`; use as a context manager or `close()`."""
 
-    def __init__(self, db, ws=None, settings=None):
+    def __init__(self, db, ws=None):
         self.db = db
         self.ws = ws
-        self.settings = settings if settings is not None else (ws.config.orbit if ws is not None else None)
+        self.settings = ws.config.orbit if ws is not None else None  # anomaly settings; defaults without a workspace
         self._series_settings: dict[tuple, _anomaly.Settings] = {}
         # current state read by earlier batches of this connection; valid while no other
         # connection has committed (PRAGMA data_version unchanged), dropped on any rollback
