@@ -321,3 +321,21 @@ def test_mcp_quality_run(bad_ws, monkeypatch):
     assert by["not_null:id"]["status"] == "passed" and by["range:name"]["status"] == "error"
     assert "numeric column" in by["range:name"]["reason"]
     assert "no pipeline 'nope'" in error(missing)
+
+
+def test_errors_and_samples_show_in_the_report_status_and_orbit_checks(bad_ws, cli, monkeypatch):
+    monkeypatch.delenv("AGENTOPS_TEST_UNSET_DSN", raising=False)
+    quality.run(bad_ws, "shop", partition="2026-01-01")
+    out = bad_ws.root / "out"
+    result = cli("pipeline", "render", "shop", "--template", "quality_report", "--out", out)
+    assert result.exit_code == 0, result.output
+    report = next(out.glob("*quality*")).read_text()
+    assert "| ERROR | `raw.ok` | range:name |" in report
+    assert "range needs a numeric column; 'name' is VARCHAR" in report
+    status = json.loads(cli("status", "--json").output)
+    errors = {(c["dataset"], c["check"]): c for c in status["quality"]["failed_checks"]}
+    assert errors[("lite.gone", "row_count")]["status"] == "error"
+    text = cli("status").output
+    assert "check row_count on lite.gone could not run (shop): no such table: gone" in text
+    checks = cli("orbit", "checks").output
+    assert "ERROR" in checks and "pass" in checks
