@@ -157,3 +157,16 @@ def test_postgres_error_never_echoes_the_dsn(pg_ws, monkeypatch):
     r = report.results[0]
     assert r.status == "error" and "cannot connect to Postgres ($AGENTOPS_TEST_PG_DSN)" in r.reason
     assert "s3cr3t-pw" not in quality.line(r)
+
+
+def test_a_sql_check_cannot_change_the_database(pg_ws, pg_dsn):
+    import psycopg
+
+    spec = pg_ws.pipelines_dir / "shop.yaml"
+    spec.write_text(spec.read_text() + '  - {dataset: pg.good, check: sql, name: evil, query: "DROP TABLE app.good"}\n'
+                    '  - {dataset: pg.good, check: sql, name: evil2, query: "SELECT 1 FROM app.good; DROP TABLE app.good"}\n')
+    report = quality.run(pg_ws, "shop", dataset="pg.good")
+    by = {r.check: r for r in report.results}
+    assert by["sql:evil"].status == "error" and by["sql:evil2"].status == "error"
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM app.good").fetchone()[0] == 200

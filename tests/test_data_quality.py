@@ -339,3 +339,19 @@ def test_errors_and_samples_show_in_the_report_status_and_orbit_checks(bad_ws, c
     assert "check row_count on lite.gone could not run (shop): no such table: gone" in text
     checks = cli("orbit", "checks").output
     assert "ERROR" in checks and "pass" in checks
+
+
+@pytest.mark.parametrize("fmt, statement", [
+    ("parquet", "COPY (SELECT 1) TO 'leak.csv'"),
+    ("sqlite", "DROP TABLE t"),
+    ("duckdb", "DROP TABLE app.t"),
+])
+def test_a_sql_check_runs_no_statement_but_its_select(_workspace_env, fmt, statement):
+    ws = make_ws(_workspace_env, fmt)
+    spec = ws.pipelines_dir / "shop.yaml"
+    spec.write_text(spec.read_text() + f'  - {{dataset: raw.good, check: sql, name: evil, query: "{statement}"}}\n')
+    report = quality.run(ws, "shop", dataset="raw.good")
+    assert next(r for r in report.results if r.check == "sql:evil").status == "error"
+    assert not (ws.root / "leak.csv").exists()
+    again = quality.run(ws, "shop", dataset="raw.good")  # the table is still there
+    assert next(r for r in again.results if r.check == "row_count").observed == 200

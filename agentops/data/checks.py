@@ -452,8 +452,9 @@ def _sql_check(ds, chk, r: Result) -> None:
             r.samples = _rows(names, rows)
     except engine_errors() as exc:
         _rollback(ds)
-        try:  # the query alone, so the message points into the user's text, not the wrapper
-            ds.engine.run_limit(query, (), 1)
+        try:  # the query alone, planned but never run, so the message points into the user's text
+            explain = "EXPLAIN QUERY PLAN " if ds.engine.name == "sqlite" else "EXPLAIN "
+            ds.engine.run(explain + query)
         except engine_errors() as alone:
             _rollback(ds)
             exc = alone

@@ -99,6 +99,7 @@ def postgres_connect(dsn_env: str):
 
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        conn.execute("SET default_transaction_read_only = on")  # checks and reads only, whatever the SQL
     except psycopg.Error as exc:
         # the DSN may hold a password: name the variable, never echo its value
         raise DataError(f"cannot connect to Postgres (${dsn_env}): {_scrub(first_line(exc), dsn)}") from None
