@@ -84,9 +84,11 @@ def _fmt(v) -> str:
 
 
 def datasets_to_check(spec) -> list[str]:
-    """A pipeline's datasets a quality run measures: those with declared checks (any other one is
-    measured by name: `--dataset`, or `agentops dataset profile`)."""
-    return list(dict.fromkeys(q.dataset for q in spec.quality))
+    """A pipeline's datasets a quality run measures: those with checks, then any other with a location
+    (profiled and its schema recorded; one that cannot be read is reported, but has no check to fail)."""
+    names = list(dict.fromkeys(q.dataset for q in spec.quality))
+    names += [n for n in spec.dataset_names() if n not in names and spec.location(n) is not None]
+    return names
 
 
 def run(ws, pipeline: str, *, dataset: str | None = None, partition: str | None = None, run_id: str | None = None,
