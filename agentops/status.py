@@ -13,7 +13,7 @@ folders, so it stays fast on a large log.
                     "dispatch": {"action", "attempt", "started", "finished", "exit_code", "log",
                                  "runs", "failures", "gave_up"} | null}],
       "queues":   [{"role", "waiting"}],
-      "orphans":  [{"box", "messages"}],              # inboxes and queues no agent or shared role owns
+      "orphans":  [{"box", "messages", "unread"}],    # inboxes and queues no agent or shared role owns
       "roles":    {"files", "problems": [str]},       # role files and what is wrong with them
       "orbit_rejected": [{"file", "source", "lines", "reason"}],  # in .agent/orbit/rejected/
       "pipelines":[{"name", "owner", "spec", "latest": {"run_id", "state", "run_type",
@@ -330,7 +330,8 @@ def orphan_boxes(ws, book) -> list[dict[str, Any]]:
             if name not in keep:
                 box = root / name
                 held = _count_files(box / "new") + _count_files(box / "cur")
-                out.append({"box": f".agent/email/{kind}/{name}/", "messages": held})
+                out.append({"box": f".agent/email/{kind}/{name}/", "messages": held,
+                            "unread": _maildir_counts(box)[0]})
     return out
 
 

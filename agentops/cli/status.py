@@ -63,6 +63,9 @@ def render_terminal(s: dict):
                   style="bold" if a["unread"] else None)
     for q in s["queues"]:
         t.add_row(f"{q['role']} (queue)", "", str(q["waiting"]), "", "", "", "")
+    for o in s.get("orphans", []):  # mail nobody reads: an inbox or queue no agent owns any more
+        t.add_row(Text(o["box"].removeprefix(".agent/email/"), style="yellow"), f"(no agent; {o['messages']} held)",
+                  str(o["unread"]), "", "", "", "")
     parts.append(t)
 
     if s["pipelines"]:
