@@ -165,6 +165,28 @@ def check_roles(roles: list[Role], root: Path | None = None, parse_problems: lis
     return problems
 
 
+def shared_role_problems(roles: list[Role], members, root: Path | None = None) -> list[Problem]:
+    """A role with several members whose body still tells its reader that the role's address or
+    inbox is theirs (`your address is `data-engineer``, `.agent/email/inbox/data-engineer/`), as role
+    files written before the roster did: each member has an address of their own, and the role's
+    address is their shared queue. `members(role_name)` -> the role's agents."""
+    import re
+
+    out = []
+    for role in roles:
+        names = members(role.name)
+        if len(names) < 2:
+            continue
+        said = re.search(rf"address is `?{re.escape(role.slug)}\b|\.agent/email/inbox/{re.escape(role.slug)}/"
+                         rf"|mail inbox {re.escape(role.slug)}\b", role.body, re.IGNORECASE)
+        if said:
+            out.append(Problem(_source(role, root), "body",
+                               f"says '{said.group(0)}', but {len(names)} agents share this role "
+                               f"({', '.join(names)}): each has their own address, and '{role.slug}' is their "
+                               "shared queue; refer to the workspace protocol instead (see the packaged role files)"))
+    return out
+
+
 def _source(role: Role, root: Path | None) -> str:
     if role.path is None:
         return role.name

@@ -302,10 +302,15 @@ def orbit_rejected(ws) -> list[dict[str, Any]]:
 def _role_files(ws) -> dict[str, Any]:
     """How many role files there are and every problem with them (a file that does not parse is
     no role at all: its agents cannot send or receive), as `roles check` finds them."""
-    from agentops.roles import check_roles
+    from agentops.errors import AgentOpsError
+    from agentops.roles import check_roles, shared_role_problems
 
     roles, parse_problems = ws.roles_with_problems()
     found = check_roles(roles, ws.root, parse_problems)
+    try:
+        found += shared_role_problems(roles, ws.addresses.members, ws.root)
+    except AgentOpsError:  # a roster problem: collect() has failed on it already
+        pass
     return {"files": len(roles) + len({p.file for p in parse_problems}), "problems": [str(p) for p in found]}
 
 

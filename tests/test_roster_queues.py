@@ -172,3 +172,20 @@ def test_status_reads_no_rejected_file_through_a_link(ws, cli, tmp_path):
     (rejected / "evil.jsonl.rejected.jsonl").symlink_to(outside)
     s = json.loads(cli("status", "--json").output)
     assert "SECRET" not in json.dumps(s)
+
+
+def test_roles_check_flags_a_shared_role_body_that_claims_the_role_address(ws, cli):
+    ws = _roster(ws)
+    assert cli("roles", "check").exit_code == 0  # the packaged role bodies refer to the protocol
+    role = ws.roles_dir / "Data Engineer.agent.md"
+    role.write_text(role.read_text() + "\n**Email:** your address is `data-engineer`; your inbox is "
+                    "`.agent/email/inbox/data-engineer/`.\n")  # as role files said before the roster
+    r = cli("roles", "check")
+    assert r.exit_code == 1
+    assert r.output.startswith("roles/Data Engineer.agent.md: body: says 'address is `data-engineer'"), r.output
+    assert "2 agents share this role (dana, dave)" in r.output
+    s = json.loads(cli("status", "--json").output)
+    assert any("2 agents share this role" in p for p in s["problems"])
+    role.write_text(role.read_text().replace("your address is `data-engineer`", "x"))
+    (ws.root / "agentops.toml").write_text(ROSTER.replace('name = "dave"\nrole = "Data Engineer"', 'name = "dave"\nrole = "Developer"'))
+    assert cli("roles", "check").exit_code == 0  # one member: the role's address is hers

@@ -68,8 +68,13 @@ def check(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
     from agentops.addresses import roster_problems
     from agentops.roles import Problem
 
+    from agentops.roles import shared_role_problems
+
     problems = check_roles(roles, ws.root, parse_problems)
-    problems += [Problem("agentops.toml", field, message) for field, message in roster_problems(roles, ws.config.agents)]
+    roster = [Problem("agentops.toml", field, message) for field, message in roster_problems(roles, ws.config.agents)]
+    problems += roster
+    if not roster:
+        problems += shared_role_problems(roles, ws.addresses.members, ws.root)
     if as_json:
         emit_json({"roles": len(roles), "problems": [p.__dict__ for p in problems]})
     else:
