@@ -102,6 +102,23 @@ class ConflictError(AgentOpsError):
     exit_code = 6
 
 
+_SPACE_ERRNOS = (28, 122, 27)  # ENOSPC, EDQUOT, EFBIG (errno numbers on Linux)
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """A `StorageError` for an OSError or SQLite error that means the file system is full (no
+    space or no inodes left), or None: the CLI turns these into one line instead of a traceback."""
+    if isinstance(exc, StorageError):
+        return exc
+    errno = getattr(exc, "errno", None)
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if errno in _SPACE_ERRNOS or name == "SQLITE_FULL" or "database or disk is full" in str(exc):
+        where = getattr(exc, "filename", None)
+        return StorageError(f"the disk is full (no space or no inodes left){f' writing {where}' if where else ''}",
+                            hint="free space on that file system and run the command again; nothing was lost")
+    return None
+
+
 def error_lines(exc: AgentOpsError, command: str | None = None) -> list[str]:
     """What the CLI prints for `exc` (on stderr, before exiting with `exc.exit_code`); a usage error
     in `command` (`agentops mail send`) ends with the --help hint."""

@@ -76,8 +76,8 @@ def _maildir_counts(box: Path) -> tuple[int, int, float | None]:
     for sub in ("new", "cur"):
         try:
             it = os.scandir(box / sub)
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # a file where the folder belongs: nothing to count (routing dead-letters to it)
         with it:
             for entry in it:
                 if entry.name.startswith("."):

@@ -27,7 +27,19 @@ class Store:
         self.conn = conn
         self.path = path
         self.root = root
+        self.identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
         self._database = None
+
+    def replaced(self) -> bool:
+        """True when the file at `path` is no longer the one this store opened (deleted, or
+        swapped): a long-lived writer (the daemon) checks at each batch and reopens."""
+        if self.path is None or self.identity is None:
+            return False
+        try:
+            st = check_db_files(self.root, self.path)
+        except Exception:
+            return True
+        return st is None or (st.st_dev, st.st_ino) != self.identity
 
     @property
     def database(self):
@@ -67,8 +79,13 @@ def open_db(path: Path, root: Path | None = None) -> Store:
 
     path = Path(path)
     root = Path(root) if root is not None else path.resolve().parent
-    check_db_files(root, path)
+    if check_db_files(root, path) is None:
+        # the store was deleted: a `-wal`/`-shm` left behind belongs to the old file (perhaps still
+        # open in a daemon), and SQLite would read its pages into the new one
+        for suffix in ("-wal", "-shm"):
+            safefs.unlink(root, path.with_name(path.name + suffix))
     real = safefs.real_path(root, path)
+    conn = None
     try:
         conn = sqlite3.connect(str(real), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -77,7 +94,11 @@ def open_db(path: Path, root: Path | None = None) -> Store:
             _migrate(db, root, path)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        st = check_db_files(root, path)
+        db.identity = (st.st_dev, st.st_ino) if st is not None else None
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         raise _store_error(path, root, exc) from None
     return db
 
@@ -114,7 +135,19 @@ def _migrate(db: Store, root: Path, path: Path) -> None:
 
 
 def _store_error(path: Path, root: Path, exc: Exception):
-    from agentops.errors import WorkspaceError
+    from agentops.errors import StorageError, WorkspaceError, storage_error
+
+    full = storage_error(exc)
+    if full is None:
+        try:  # SQLite says "unable to open" or "disk I/O error" when it cannot create its -wal or -shm
+            vfs = os.statvfs(path.parent)
+            if vfs.f_bavail == 0 or vfs.f_favail == 0:
+                full = StorageError("x")
+        except OSError:
+            pass
+    if full is not None:
+        return StorageError(f"the disk holding {path.name} is full (no space or no inodes left)",
+                            hint="free space on that file system and run the command again; nothing was lost")
 
     try:
         shown = path.relative_to(root)

@@ -88,11 +88,17 @@ def run(argv: list[str]) -> int | None:
     if parsed is None:
         return None
     from agentops.cli.mail_send import run as send
-    from agentops.errors import AgentOpsError, error_lines
+    from agentops.errors import AgentOpsError, error_lines, storage_error
 
     workspace, values = parsed
     try:
-        send(workspace, **values)
+        try:
+            send(workspace, **values)
+        except Exception as exc:  # a full disk reaches us as OSError or sqlite3.OperationalError
+            full = storage_error(exc)
+            if full is None or isinstance(exc, AgentOpsError):
+                raise
+            raise full from None
     except AgentOpsError as exc:
         try:
             if sys.stderr is not None:

@@ -16,7 +16,7 @@ from typer import _click as click  # typer's own (vendored) click: its commands,
 from typer.core import TyperGroup
 
 from agentops.cli import COMMANDS, HELP
-from agentops.errors import AgentOpsError, UsageError, error_lines
+from agentops.errors import AgentOpsError, UsageError, error_lines, storage_error
 
 MAX_INT = 2**63 - 1  # what SQLite stores: a larger --limit would be an OverflowError deep inside
 
@@ -119,6 +119,12 @@ class AgentOpsGroup(TyperGroup):
             for line in error_lines(exc):
                 typer.echo(line, err=True)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:  # a full disk reaches us as OSError or sqlite3.OperationalError
+            full = storage_error(exc)
+            if full is None:
+                raise
+            typer.echo(error_lines(full)[0], err=True)
+            raise typer.Exit(full.exit_code) from None
 
 
 app = typer.Typer(

@@ -91,24 +91,27 @@ class _Pending:
 class _Enqueue:
     """The watchdog handler: turns an event into `(path, kind, time)` on the queue. Nothing else."""
 
-    def __init__(self, put: Callable[[tuple], None]):
+    def __init__(self, put: Callable[[tuple], None], lost: Callable[[], None] = lambda: None):
         self._put = put
+        self._lost = lost
 
     def dispatch(self, event) -> None:
         kind = event.event_type
-        if kind == "moved":
+        if kind == "events_lost":  # the kernel's inotify queue overflowed: scan again
+            self._lost()
+        elif kind == "moved":
             self._put((os.fsdecode(event.dest_path), "moved", time.monotonic()))
         elif kind in ("closed", "created") or (kind == "modified" and not event.is_directory):
             self._put((os.fsdecode(event.src_path), kind, time.monotonic()))
 
 
-def _handler(put):
+def _handler(put, lost):
     """A real `FileSystemEventHandler` subclass (watchdog imported only when the daemon runs)."""
     from watchdog.events import FileSystemEventHandler
 
     class EnqueueHandler(FileSystemEventHandler):
         def __init__(self):
-            self._enqueue = _Enqueue(put)
+            self._enqueue = _Enqueue(put, lost)
 
         def dispatch(self, event):
             self._enqueue.dispatch(event)
@@ -121,12 +124,17 @@ def _native_observer():
     holds each of those for 0.5 s to pair it with an IN_MOVED_TO, and every event queued behind it
     waits too. Routing renames each drop file out of the drop zone (into the spool, a folder not
     watched), so the held events would add up to half a second to every delivery. We need only
-    what arrives: a file renamed in then comes as an unpaired IN_MOVED_TO, i.e. a created event."""
+    what arrives: a file renamed in then comes as an unpaired IN_MOVED_TO, i.e. a created event.
+
+    Only watchdog's public API (the range pinned in pyproject.toml): an `InotifyEmitter` subclass
+    overriding `get_event_mask_from_filter`, given to `BaseObserver(emitter_class, **emitter
+    kwargs)` with the observer's own `InotifyFD` reader, started and stopped with the observer."""
     from watchdog.observers import Observer
 
     try:
-        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
-        from watchdog.observers.inotify_c import InotifyConstants
+        from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+        from watchdog.observers.inotify import InotifyEmitter
+        from watchdog.observers.inotify_c import InotifyConstants, InotifyFD
     except ImportError:                 # not Linux
         return Observer()
 
@@ -135,22 +143,21 @@ def _native_observer():
             return type(InotifyConstants.IN_MOVED_FROM)(
                 super().get_event_mask_from_filter() & ~InotifyConstants.IN_MOVED_FROM)
 
-    observer = InotifyObserver()
-    if getattr(observer, "_emitter_class", None) is InotifyEmitter:
-        observer._emitter_class = ArrivalsEmitter
-    return observer
+    class ArrivalsObserver(BaseObserver):
+        def __init__(self):
+            self.reader = InotifyFD()
+            super().__init__(ArrivalsEmitter, timeout=DEFAULT_OBSERVER_TIMEOUT, inotify_fd=self.reader)
 
+        def start(self):
+            self.reader.start()
+            super().start()
 
-class _OverflowHook(logging.Handler):
-    """watchdog reports a kernel inotify queue overflow only as a log warning: rescan on it."""
+        def on_thread_stop(self):
+            super().on_thread_stop()
+            self.reader.stop()
+            self.reader.join()
 
-    def __init__(self, daemon: "Daemon"):
-        super().__init__(logging.WARNING)
-        self.daemon = daemon
-
-    def emit(self, record):
-        if "overflow" in record.getMessage().lower():
-            self.daemon.request_rescan("inotify-overflow")
+    return ArrivalsObserver()
 
 
 class Daemon:
@@ -178,7 +185,6 @@ class Daemon:
         self._lock = None
         self._observer = None
         self._worker: threading.Thread | None = None
-        self._overflow_hook: _OverflowHook | None = None
         self._started_at: str | None = None
         self._mode = "poll" if poll else "inotify"
         self._last_beat = 0.0
@@ -322,9 +328,6 @@ class Daemon:
                 task.close()
             except Exception:
                 log(self.logger, logging.ERROR, "task-error", exc_info=True, task=task.name, stage="close")
-        if self._overflow_hook is not None:
-            logging.getLogger("watchdog.observers.inotify_c").removeHandler(self._overflow_hook)
-            self._overflow_hook = None
         if self._lock is not None:
             try:
                 self._beat(force=True, state="stopped")
@@ -335,8 +338,8 @@ class Daemon:
 
     # observer ---------------------------------------------------------------------------------
     def _start_observer(self) -> None:
-        from watchdog.events import (DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent,
-                                     FileModifiedEvent, FileMovedEvent)
+        from watchdog.events import (DirCreatedEvent, DirMovedEvent, EventsLostEvent, FileClosedEvent,
+                                     FileCreatedEvent, FileModifiedEvent, FileMovedEvent)
 
         if self.poll:
             from watchdog.observers.polling import PollingObserver
@@ -344,10 +347,9 @@ class Daemon:
             observer = PollingObserver(timeout=POLL_INTERVAL)
         else:
             observer = _native_observer()
-            self._overflow_hook = _OverflowHook(self)
-            logging.getLogger("watchdog.observers.inotify_c").addHandler(self._overflow_hook)
-        handler = _handler(self._queue.put)
-        wanted = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent]
+        handler = _handler(self._queue.put, lambda: self.request_rescan("inotify-overflow"))
+        wanted = [FileCreatedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent, DirCreatedEvent, DirMovedEvent,
+                  EventsLostEvent]
         seen = set()
         for task in self.tasks:
             for folder in task.dirs():
@@ -436,6 +438,8 @@ class Daemon:
 
     def _scan(self, reason: str) -> None:
         self.stats.rescans += reason != "start"
+        if reason not in ("start", "periodic"):
+            log(self.logger, logging.INFO, "rescan", reason=reason)
         found = 0
         for task in self._active():
             try:

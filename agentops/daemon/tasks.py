@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, runtime_checkable
 
 from agentops.daemon.logs import log
+from agentops.errors import AgentOpsError
 
 if TYPE_CHECKING:
     from agentops.daemon.core import Daemon
@@ -126,15 +127,38 @@ class MailTask(Task):
         self._account(report, 0)
 
     def scan(self):
+        """The drop files; and, at every rescan, a pass over what an earlier pass claimed and could not
+        finish (the disk was full, the store was gone): it is delivered once space returns, without
+        waiting for a new drop file or a restart."""
+        if self._route is not None and self._spool_waiting():
+            self.handle([])
         return self.listdir(self.ws.email_dir, self.wants)
 
+    def _spool_waiting(self) -> bool:
+        from agentops import safefs
+
+        try:
+            return any(not n.startswith(".") for n in safefs.listdir(self.ws, self.ws.spool_dir))
+        except (OSError, AgentOpsError):
+            return False
+
     def _database(self):
+        """The open store; reopened when `orbit.db` was deleted or replaced since (checked at each
+        batch: a connection to a deleted file would index deliveries nobody can see)."""
+        if self._db is not None and self._db.replaced():
+            self.log(logging.WARNING, "orbit-db-replaced", action="reopened")
+            self.close()
         if self._db is None:
             self._db = self.ws.db()
         return self._db
 
     def handle(self, paths):
-        self._account(self._route(self.ws, paths, db=self._database()), len(paths))
+        try:
+            report = self._route(self.ws, paths, db=self._database())
+        except BaseException:
+            self.close()  # a pass that failed half-way (a full disk) leaves no open statement or transaction
+            raise
+        self._account(report, len(paths))
 
     def _account(self, report: "RouteReport", files: int) -> None:
         self.daemon.stats.routed(report.delivered, report.dead)

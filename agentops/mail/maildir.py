@@ -165,6 +165,11 @@ def listing(box: Path) -> dict[str, tuple[str, str]]:
                     out[key] = (sub, flags)
         except FileNotFoundError:
             pass
+        except NotADirectoryError:
+            from agentops.errors import UnsafePathError
+
+            raise UnsafePathError(f"{box / sub} is a file, not a folder",
+                                  hint="move the file away; agentops recreates the Maildir folders") from None
     return out
 
 

@@ -102,17 +102,11 @@ def drop(ws, msg: Message, name: str, *, durable: bool = True) -> str:
     """Write `msg` into the drop zone as `name`, atomically (a hidden temp file, then rename).
     `durable=False` skips the fsync: for a file routed at once by the caller, whose delivered copies
     are made durable before anyone is told the message was delivered."""
+    from agentops import safefs
+
     ws.check_layout()
     zone = ws.email_dir
-    zone.mkdir(parents=True, exist_ok=True)
-    tmp = zone / f".{os.urandom(16).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(msg.to_bytes())
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.rename(tmp, zone / name)
+    safefs.write_atomic(ws, zone / name, msg.to_bytes(), sync=durable)  # a full disk: StorageError, no temp left
     return str(zone / name)
 
 

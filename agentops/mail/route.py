@@ -537,7 +537,13 @@ class _Router:
                 raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)} leads outside the workspace"
                                    " (a symbolic link); nothing is written there", cause="unsafe_mailbox",
                                    hint="replace the link with a real folder")
-            maildir.ensure(path)
+            try:
+                maildir.ensure(path)
+            except (FileExistsError, NotADirectoryError) as exc:
+                what = Path(exc.filename or path)
+                raise MessageError(f"the {kind} folder {what.relative_to(self.ws.root)} is a file, not a folder;"
+                                   " nothing is written there", cause="unsafe_mailbox",
+                                   hint="move the file away; agentops recreates the folder") from None
             for sub in maildir.SUBDIRS:
                 if not self.ws.inside(path / sub):
                     raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)}/{sub} leads outside the"
