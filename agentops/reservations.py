@@ -506,11 +506,13 @@ def _lineage(ws, result: Reserved, notify: bool) -> None:
 
 # enforcement ------------------------------------------------------------------------------------
 def check_datasets(ws, agent: str | None, *, writes: Iterable[str] = (), reads: Iterable[str] = (),
-                   ignore: bool = False, action: str = "", now: datetime | None = None) -> list[str]:
+                   ignore: bool = False, action: str = "", now: datetime | None = None,
+                   dry_run: bool = False) -> list[str]:
     """Refuse to write a dataset another agent holds exclusively; warn when reading one (or writing
     one another agent holds shared). Raises ReservationConflict naming each holder (the refusals are
     logged as `conflict` events); with `ignore` it writes `overridden` events instead and returns
-    the refusals among the warnings. `agent` None (unknown) counts every holder as another agent."""
+    the refusals among the warnings. `agent` None (unknown) counts every holder as another agent.
+    `dry_run`: nothing is logged or raised; a refusal comes back as a `would be refused` warning."""
     writes, reads = sorted(set(writes)), sorted(set(reads) - set(writes))
     if not writes and not reads:
         return []
@@ -538,6 +540,8 @@ def check_datasets(ws, agent: str | None, *, writes: Iterable[str] = (), reads: 
                                     f"{short_time(r.expires_at)}: {r.reason or 'no reason given'}); it may change")
         if not blocked:
             return warnings
+        if dry_run:
+            return [f"would be refused: {c.line()}" for c in blocked] + warnings
         with write_tx(db):
             for c in blocked:
                 _event(orbit, at, "overridden" if ignore else "conflict", agent, reservation=c.holder.id,
@@ -589,11 +593,11 @@ def pipeline_datasets(spec, stages: Iterable[str] | None = None) -> tuple[set[st
 
 
 def check_pipeline(ws, spec, agent: str | None, *, stages: Iterable[str] | None = None, ignore: bool = False,
-                   action: str = "") -> list[str]:
+                   action: str = "", dry_run: bool = False) -> list[str]:
     """`check_datasets` for the datasets the named stages (default: all) of `spec` write and read."""
     writes, reads = pipeline_datasets(spec, stages)
     return check_datasets(ws, agent, writes=writes, reads=reads, ignore=ignore,
-                          action=action or f"pipeline {spec.name}")
+                          action=action or f"pipeline {spec.name}", dry_run=dry_run)
 
 
 # status and prompt ------------------------------------------------------------------------------

@@ -289,6 +289,8 @@ def test_backfill_is_refused_before_anything_is_queued(ws):
     add_examples(ws)
     rs.reserve(ws, "database-engineer", ["dataset:warehouse.fact_orders"], reason="partitioning fact_orders")
     args = ("pipeline", "backfill", "orders_daily", "--start", "2026-11-01", "--end", "2026-11-03")
+    r = run_agentops(*args, "--as", "data-engineer", "--dry-run")
+    assert r.returncode == 0 and "warning: would be refused: dataset:warehouse.fact_orders" in r.stderr
     r = run_agentops(*args, "--as", "data-engineer")
     assert r.returncode == 6, r.stderr
     assert "warehouse.fact_orders" in r.stderr and "database-engineer" in r.stderr

@@ -170,7 +170,13 @@ def backfill(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline 
     bp = plan_backfill(ws, spec, start, end, reprocess)
     queued = None if dry_run else queue_backfill(ws, spec, bp, agent=agent,
                                                  ignore_reservations=ignore_reservations)
-    for w in (queued or {}).get("warnings", []):
+    if dry_run and bp["tasks"]:
+        from agentops.reservations import check_pipeline
+
+        warnings = check_pipeline(ws, spec, agent, stages={t["task"] for t in bp["tasks"]}, dry_run=True)
+    else:
+        warnings = (queued or {}).get("warnings", [])
+    for w in warnings:
         typer.echo(f"warning: {w}", err=True)
     bp.pop("_states", None)
     if as_json:
