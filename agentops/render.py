@@ -24,6 +24,8 @@ def _pyrepr(value: Any) -> str:
     """A Python literal for generated code: strings, numbers, lists, dicts, None — never code."""
     if isinstance(value, Path):
         value = str(value)
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise ValueError("a non-finite number has no Python literal")
     if isinstance(value, (str, int, float, bool, type(None))):
         return repr(value)
     if isinstance(value, (list, tuple)):

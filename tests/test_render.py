@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -163,10 +164,13 @@ def test_airflow_dag_has_the_stage_graph(ws, fake_airflow, name, monkeypatch):
     assert dag.kwargs["schedule"] == spec.schedule and dag.kwargs["catchup"] is False
     for stage in spec.stages:
         kw = dag.tasks[stage.name].kwargs
-        assert kw["retries"] == stage.retries
-        assert kw["retry_delay"].total_seconds() == stage.backoff.initial
-        assert kw["retry_exponential_backoff"] is stage.backoff.exponential
-        assert kw["execution_timeout"].total_seconds() == stage.timeout
+        assert kw["retries"] == 0  # the runner applies the stage's retries and backoff itself
+        assert kw["execution_timeout"].total_seconds() >= stage.timeout * (stage.retries + 1)
+        # the task runs the embedded runner for its stage and the run's partition
+        argv = shlex.split(kw["bash_command"].removesuffix(" {{ ds }}"))
+        assert argv == [sys.executable, "-m", "agentops", "pipeline", "run", name, "--stage", stage.name,
+                        "--partition"]
+        assert kw["bash_command"].endswith(" {{ ds }}")
     # the Orbit hooks drop a valid run event into the workspace's drop zone
     monkeypatch.setattr(module, "ORBIT_DROP", ws.orbit_dir)
     ti = types.SimpleNamespace(task_id=spec.stages[0].name, try_number=2)
@@ -177,7 +181,7 @@ def test_airflow_dag_has_the_stage_graph(ws, fake_airflow, name, monkeypatch):
     dropped = list(ws.orbit_dir.glob("airflow-*.jsonl"))
     assert len(dropped) == 1
     event = json.loads(dropped[0].read_text())
-    assert event["state"] == "failed" and event["task"] == spec.stages[0].name and event["attempt"] == 2
+    assert event["state"] == "failed" and event["task"] == spec.stages[0].name and event["logical_date"] == "2026-03-01"
     from agentops.orbit.events import parse
 
     parse(event)  # Orbit accepts it as it is

@@ -224,3 +224,65 @@ def render(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline na
         except ValueError:
             shown = path
         typer.echo(str(shown))
+
+
+@pipeline_app.command("run")
+def run(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline name."),
+        partition: Optional[str] = typer.Option(None, "--partition", "-p",
+                                                help="The partition to run (default: the latest scheduled one)."),
+        start: Optional[str] = typer.Option(None, "--start", help="First day of a range (YYYY-MM-DD)."),
+        end: Optional[str] = typer.Option(None, "--end", help="Last day of a range, inclusive."),
+        stage: Optional[list[str]] = typer.Option(None, "--stage", "-s", help="Run only this stage (repeatable)."),
+        from_stage: Optional[str] = typer.Option(None, "--from", help="Run this stage and everything downstream."),
+        rerun: bool = typer.Option(False, "--rerun", help="Run stages that already succeeded for the partition."),
+        max_parallel: int = typer.Option(4, "--max-parallel", help="Stages (and partitions) running at once."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; run nothing."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
+    """Run the pipeline's stages (sql:, command:) for a partition or a range, recorded in Orbit."""
+    from agentops.pipelines import runner
+
+    ws = workspace(ctx)
+    spec, _ = _spec_or_exit(ws, name)
+    parts = runner.partitions_for(spec, partition, start, end)
+    plan = runner.plan_run(ws, spec, partitions=parts, stages=stage, from_stage=from_stage, rerun=rerun,
+                           max_parallel=max_parallel)
+    _execute(ws, plan, dry_run, as_json)
+
+
+def _execute(ws, plan, dry_run: bool, as_json: bool) -> None:
+    """Run a plan (or print it): progress on a terminal, one line per task otherwise; exit 1 when
+    a task failed or a manual stage stopped the run."""
+    from agentops.pipelines import runner
+
+    if dry_run:
+        if as_json:
+            emit_json({**plan.as_dict(), "dry_run": True})
+            return
+        for p in plan.partitions:
+            todo = ", ".join(f"{t} ({plan.spec.stage(t).action})" for t in p.tasks) or "nothing to do"
+            typer.echo(f"{p.partition}  {p.run_id}: {todo}")
+            if p.skipped:
+                typer.echo(f"  skipped: {', '.join(f'{t} ({why})' for t, why in p.skipped.items())}")
+        typer.echo(f"dry run: nothing ran (writes {', '.join(plan.writes) or 'nothing'})")
+        return
+    from agentops.cli.progress import RunProgress
+
+    with RunProgress(plan, quiet=as_json) as progress:
+        result = runner.execute(ws, plan, on_event=progress.event)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        ok = sum(t.state == "succeeded" for t in result.tasks)
+        skipped = sum(t.state == "skipped" for t in result.tasks)
+        failed = [t for t in result.tasks if t.state in ("failed", "upstream_failed")]
+        typer.echo(f"{plan.spec.name}: {len(plan.partitions)} partition(s), {ok} task(s) succeeded, "
+                   f"{skipped} skipped, {len(failed)} failed or upstream_failed in {result.seconds:.1f}s")
+        for t in failed:
+            typer.echo(f"  {t.partition} {t.task}: {t.state}: {t.error}", err=True)
+        for t in result.manual:
+            typer.echo(f"  {t.partition} {t.task}: manual stage, stopped before it: {t.owner} does it, then "
+                       f"`agentops orbit log run --pipeline {plan.spec.name} --run-id "
+                       f"{next(p.run_id for p in plan.partitions if p.partition == t.partition)} --task {t.task} "
+                       f"--state succeeded` and runs the pipeline again", err=True)
+    if not result.ok:
+        raise typer.Exit(1)

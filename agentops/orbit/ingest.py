@@ -179,6 +179,7 @@ def ingest_pending(ws, paths: Iterable[os.PathLike | str] | None = None) -> Inge
             files.append(p)
     if not files:
         return total
+    files.sort(key=lambda p: os.fsencode(p.name))  # a batch is applied in file-name order (producers name files to sort in event order)
     from agentops import safefs
 
     processed, rejected_dir = ws.orbit_dir / "processed", ws.orbit_dir / "rejected"

@@ -129,7 +129,17 @@ def context(ws, spec, specs=None) -> dict[str, Any]:
         "workspace_root": str(ws.root),
         "orbit_drop": str(ws.orbit_dir),
         "generated_by": "agentops pipeline render",
+        "agentops_argv": agentops_argv(),
+        # Airflow's safety net over the runner's own timeouts: every attempt, its backoff, a minute
+        "airflow_timeout": {s.name: int((s.timeout + s.backoff.max) * (s.retries + 1) + 60) for s in spec.stages},
     }
+
+
+def agentops_argv() -> list[str]:
+    """How a generated DAG calls agentops: this Python's `-m agentops` (the venv it is installed in)."""
+    import sys
+
+    return [sys.executable, "-m", "agentops"]
 
 
 # templates agentops renders for other purposes: a pipeline is not their context

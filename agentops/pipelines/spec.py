@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError,
@@ -22,6 +22,7 @@ from agentops import yamlio
 from agentops.errors import NotFoundError, ValidationError
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+MAX_ARG = 128 * 1024  # one command argument
 NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w|y)?\s*$", re.I)
@@ -253,10 +254,55 @@ class Stage(_Model):
     retries: int = Field(2, ge=0, le=100)
     backoff: Backoff = Field(default_factory=Backoff)
     timeout: Duration = 3600.0
-    command: str | None = None  # what the orchestrator runs for this stage
+    # what the stage runs (SPEC §12): a SELECT agentops materialises into the outputs, or an argv
+    # list run in the workspace (never a shell string); neither: a manual stage run by its owner
+    sql: str | None = None
+    command: list[Annotated[str, Field(max_length=MAX_ARG)]] | None = None
     owner: str | None = None  # defaults to the pipeline's owner
 
     _d = _durations("timeout")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, v):
+        if v is None:
+            return v
+        if isinstance(v, str):
+            raise ValueError(f"command is an argv list such as ['python', 'extract.py', '--day', "
+                             f"'$partition'], never a shell string; got {_short(v)}")
+        if not isinstance(v, list) or not v:
+            raise ValueError("command is a non-empty argv list of strings")
+        for arg in v:
+            if not isinstance(arg, (str, int, float)) or isinstance(arg, bool):
+                raise ValueError(f"command arguments are strings, got {_short(arg)}")
+            if "\0" in str(arg):
+                raise ValueError("a command argument cannot hold a NUL byte")
+        return [str(a) for a in v]
+
+    @field_validator("sql")
+    @classmethod
+    def _select(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("sql is empty; write a SELECT, or drop sql: for a manual stage")
+        return v
+
+    @model_validator(mode="after")
+    def _one_action(self):
+        if self.sql is not None and self.command is not None:
+            raise ValueError("a stage runs sql: or command:, not both")
+        if self.sql is not None and len(self.outputs) != 1:
+            raise ValueError(f"a sql: stage materialises one output dataset; this one has {len(self.outputs)}")
+        return self
+
+    @property
+    def action(self) -> str:
+        """What runs it: 'sql', 'command', 'quality' (a quality stage with neither: the runner runs
+        its inputs' checks) or 'manual' (its owner does it by hand)."""
+        if self.sql is not None:
+            return "sql"
+        if self.command is not None:
+            return "command"
+        return "quality" if self.kind == "quality" else "manual"
 
     @field_validator("timeout")
     @classmethod
