@@ -159,14 +159,23 @@ def backfill(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline 
              dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; queue nothing."),
              as_agent: Optional[str] = typer.Option(None, "--as", help=AS_HELP),
              ignore_reservations: bool = typer.Option(False, "--ignore-reservations", help=IGNORE_HELP),
+             run_now: bool = typer.Option(False, "--run", help="Execute the planned partitions now (the runner)."),
+             max_parallel: int = typer.Option(4, "--max-parallel", help="With --run: partitions and stages at once."),
              as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
-    """Partitions x stages to run, honouring Orbit's states; queue them as backfill runs in Orbit."""
+    """Partitions x stages to run, honouring Orbit's states; queue them in Orbit, or --run them."""
     from agentops.pipelines.backfill import plan_backfill, queue_backfill
     from agentops.reservations import acting_agent
 
     ws = workspace(ctx)
     spec, _ = _spec_or_exit(ws, name)
     agent = acting_agent(ws, as_agent)
+    if run_now:
+        from agentops.pipelines import runner
+
+        bp = plan_backfill(ws, spec, start, end, reprocess, states=runner.backfill_states(ws, spec))
+        _execute(ws, runner.plan_backfill_run(ws, spec, bp, max_parallel), dry_run, as_json, agent,
+                 ignore_reservations)
+        return
     bp = plan_backfill(ws, spec, start, end, reprocess)
     queued = None if dry_run else queue_backfill(ws, spec, bp, agent=agent,
                                                  ignore_reservations=ignore_reservations)
@@ -237,23 +246,29 @@ def run(ctx: typer.Context, name: str = typer.Argument(..., help="Pipeline name.
         rerun: bool = typer.Option(False, "--rerun", help="Run stages that already succeeded for the partition."),
         max_parallel: int = typer.Option(4, "--max-parallel", help="Stages (and partitions) running at once."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run; run nothing."),
+        as_agent: Optional[str] = typer.Option(None, "--as", help=AS_HELP),
+        ignore_reservations: bool = typer.Option(False, "--ignore-reservations", help=IGNORE_HELP),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Run the pipeline's stages (sql:, command:) for a partition or a range, recorded in Orbit."""
     from agentops.pipelines import runner
+    from agentops.reservations import acting_agent
 
     ws = workspace(ctx)
     spec, _ = _spec_or_exit(ws, name)
     parts = runner.partitions_for(spec, partition, start, end)
     plan = runner.plan_run(ws, spec, partitions=parts, stages=stage, from_stage=from_stage, rerun=rerun,
                            max_parallel=max_parallel)
-    _execute(ws, plan, dry_run, as_json)
+    _execute(ws, plan, dry_run, as_json, acting_agent(ws, as_agent), ignore_reservations)
 
 
-def _execute(ws, plan, dry_run: bool, as_json: bool) -> None:
+def _execute(ws, plan, dry_run: bool, as_json: bool, agent: str | None = None, ignore: bool = False) -> None:
     """Run a plan (or print it): progress on a terminal, one line per task otherwise; exit 1 when
-    a task failed or a manual stage stopped the run."""
+    a task failed or a manual stage stopped the run. Reservations are checked first."""
     from agentops.pipelines import runner
 
+    if not dry_run:
+        for w in runner.check_reservations(ws, plan, agent, ignore=ignore):
+            typer.echo(f"warning: {w}", err=True)
     if dry_run:
         if as_json:
             emit_json({**plan.as_dict(), "dry_run": True})

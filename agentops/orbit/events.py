@@ -418,6 +418,17 @@ class HandoffEvent(Event):
 
 
 @register("agentops")
+class WatermarkEvent(Event):
+    """Written by the runner when a run succeeded: a source's new high-water mark for a pipeline."""
+
+    kind: Literal["watermark"]
+    pipeline: Name
+    source: Name
+    value: Text | None = None
+    run_id: Name | None = None
+
+
+@register("agentops")
 class DispatchEvent(Event):
     """Written by `agentops dispatch` and the daemon when an agent's on_mail command runs."""
 

@@ -35,7 +35,7 @@ from agentops.errors import AgentOpsError, ValidationError
 
 PARTITION_COLUMN = "agentops_partition"  # the run's partition, on intermediate warehouse tables
 RENAME_EXCHANGE = 2
-WAREHOUSE_LOCK = threading.Lock()  # one DuckDB instance may hold the warehouse file per process
+WAREHOUSE_LOCK = threading.RLock()  # one DuckDB instance may hold the warehouse file per process
 EXT = {"parquet": "parquet", "csv": "csv", "json": "json", "ndjson": "ndjson"}
 
 

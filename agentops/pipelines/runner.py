@@ -94,6 +94,20 @@ class RunPlan:
                                 "skipped": p.skipped} for p in self.partitions]}
 
 
+def check_reservations(ws, plan: RunPlan, agent: str | None, *, ignore: bool = False) -> list[str]:
+    """Before a run starts: refuse to write a dataset another agent holds exclusively
+    (ReservationConflict naming the holder; `ignore` logs the override), warn about reads of such
+    datasets. Uses `plan.writes` and `plan.reads`, the datasets the run will touch."""
+    from agentops.reservations import check_datasets
+
+    if not plan.stages:
+        return []
+    first, last = plan.partitions[0].partition, plan.partitions[-1].partition
+    span = first if first == last else f"{first}..{last}"
+    return check_datasets(ws, agent, writes=plan.writes, reads=plan.reads, ignore=ignore,
+                          action=f"run {plan.spec.name} {span}")
+
+
 def partitions_for(spec, partition: str | None = None, start: str | None = None,
                    end: str | None = None) -> list[str]:
     """The partitions a run covers: `partition`, or the schedule's partitions from `start` to `end`
@@ -195,6 +209,34 @@ def plan_run(ws, spec, *, partitions: list[str] | None = None, stages: list[str]
                 pp.tasks.append(name)
         plans.append(pp)
     return RunPlan(spec, run_type, plans, stage_plan(spec)["levels"], rerun, max_parallel)
+
+
+def backfill_states(ws, spec) -> dict:
+    """Orbit's task states for a backfill the runner executes: a task `queued`, `running` or
+    `up_for_retry` is not in flight for the runner (a runner running it holds its lock, and a
+    second one is refused; one that died left it so), so it is planned like one that never ran."""
+    from agentops.pipelines.backfill import IN_FLIGHT, task_states
+
+    states, _ = task_states(ws, spec)
+    return {k: v for k, v in states.items() if v.get("state") not in IN_FLIGHT}
+
+
+def plan_backfill_run(ws, spec, bplan: dict, max_parallel: int = 4) -> RunPlan:
+    """A backfill plan (`agentops.pipelines.backfill.plan_backfill`, which honours --reprocess) as
+    a run: per partition the planned tasks, run type `backfill`, run id `backfill__<partition>`."""
+    from agentops.pipelines.backfill import run_id_for as backfill_run_id
+    from agentops.pipelines.graph import plan as stage_plan
+
+    if max_parallel < 1:
+        raise ValidationError(f"--max-parallel {max_parallel} must be at least 1")
+    per: dict[str, list[str]] = {p: [] for p in bplan["partitions"]}
+    for t in bplan["tasks"]:
+        per[t["partition"]].append(t["task"])
+    parts = [PartitionPlan(p, backfill_run_id(p), tasks,
+                           {s: "nothing to do" for s in bplan["stages"] if s not in tasks})
+             for p, tasks in per.items()]
+    return RunPlan(spec, "backfill", parts, stage_plan(spec)["levels"], True, max_parallel,
+                   bplan.get("start"), bplan.get("end"))
 
 
 def _succeeded(ws, spec) -> set[tuple[str, str]]:
@@ -299,9 +341,13 @@ class Recorder:
         self.orbit.close()
 
     def log(self, event: dict) -> None:
+        """One event, as an instance of its registered model (agentops' own code writes it)."""
+        from agentops.orbit.registry import MODELS
+
         event.setdefault("agent", "agentops")
+        model = MODELS[event["kind"]].model_validate(event)
         with self.lock:
-            self.orbit.log(event, internal=True)
+            self.orbit.log(model)
 
     def current(self, run_id: str, task: str | None) -> dict | None:
         with self.lock:
@@ -493,6 +539,7 @@ def _run_partition(ctx: _Context, pp: PartitionPlan, result: RunResult) -> None:
                   error=f"task {first.task} {first.state}: {first.error or ''}".strip())
         state = "failed"
     elif all(s.name in _succeeded_now(ctx, partition) for s in spec.stages):
+        _advance_watermarks(ctx, pp)
         rec.state(run_id, None, partition, "succeeded", _attempt(rec, run_id))
         state = "succeeded"
     else:
@@ -500,6 +547,33 @@ def _run_partition(ctx: _Context, pp: PartitionPlan, result: RunResult) -> None:
     with ctx.lock:
         result.runs[partition] = state
     ctx.emit({"event": "partition_end", "partition": partition, "run_id": run_id, "state": state})
+
+
+def _advance_watermarks(ctx: _Context, pp: PartitionPlan) -> None:
+    """The run succeeded: each watermark/delta source's mark moves to max(column) of what it holds
+    now (never back). Recorded in Orbit per pipeline and source (`watermark` events)."""
+    spec = ctx.plan.spec
+    sources = [s for s in spec.sources if s.incremental.strategy in ("watermark", "delta")]
+    if not sources:
+        return
+    from agentops.pipelines.outputs import WAREHOUSE_LOCK
+    from agentops.pipelines.sqlstage import current_watermark, measure_watermark
+
+    for src in sources:
+        with WAREHOUSE_LOCK:
+            value = measure_watermark(ctx.ws, spec, src.name, pp.partition)
+        old = current_watermark(ctx.ws, spec.name, src.name)
+        if value is None or (old is not None and not _later(value, old)):
+            continue
+        ctx.recorder.log({"kind": "watermark", "pipeline": spec.name, "source": src.name, "value": str(value),
+                          "run_id": pp.run_id, "id": f"runner:{spec.name}:{pp.run_id}:watermark:{src.name}:{value}"})
+
+
+def _later(new, old) -> bool:
+    try:
+        return float(new) > float(old)
+    except (TypeError, ValueError):
+        return str(new) > str(old)
 
 
 def _attempt(rec: Recorder, run_id: str) -> int:
@@ -594,8 +668,15 @@ def _checks(ctx: _Context, pp: PartitionPlan, stage) -> list[str]:
         from agentops.data import quality
     except ImportError:
         return []
-    return quality.run_for_stage(ctx.ws, ctx.plan.spec, datasets, partition=pp.partition, run_id=pp.run_id,
-                                 lock=ctx.recorder.lock)
+    from agentops.pipelines.outputs import WAREHOUSE_LOCK
+
+    failed = []
+    for d in dict.fromkeys(q.dataset for q in checks):
+        with WAREHOUSE_LOCK:  # the checks may read the warehouse: one DuckDB instance at a time
+            report = quality.run(ctx.ws, ctx.plan.spec.name, dataset=d, partition=pp.partition, run_id=pp.run_id)
+        failed += [f"{r.dataset} {r.check} ({r.status})" for r in report.results
+                   if r.severity == "error" and r.status in ("failed", "error")]
+    return failed
 
 
 # --------------------------------------------------------------------------------------------- commands

@@ -1,0 +1,210 @@
+"""`sql:` stages (SPEC §12): a SELECT in DuckDB's dialect, materialised by agentops into the stage's
+one output dataset.
+
+The SELECT runs in an in-memory DuckDB connection where each input dataset is a relation under its
+own name (`agentops.data.register_inputs`: files through DuckDB's readers with `{partition}` filled
+in, DuckDB/SQLite/Postgres tables, and a dataset with no location as the warehouse table of that
+name; an intermediate warehouse table is seen only for the run's partition). `$partition`, `$start`,
+`$end` and `$watermark` are bound as parameters, never formatted into the text. The result is
+written to a staging Parquet (or CSV/JSON) file and published by `agentops.pipelines.outputs`: a
+partition folder or file swapped in, or a table loaded in one transaction replacing the partition.
+
+One DuckDB instance of a process may hold the warehouse file (DuckDB locks it per process), so a
+runner runs its SQL stages one at a time (DuckDB itself uses every core for each); other processes
+holding the warehouse are waited for.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from agentops.errors import AgentOpsError
+
+PARAMS = ("partition", "start", "end", "watermark")
+_PARAM_RE = re.compile(r"\$(partition|start|end|watermark)\b")
+
+
+def params_used(sql: str) -> set[str]:
+    return set(_PARAM_RE.findall(sql))
+
+
+def bounds(spec, partition: str) -> tuple[str, str]:
+    """The partition's interval [start, end): the schedule's time for it and the next one."""
+    cron = spec.cron
+    try:
+        day = date.fromisoformat(partition[:10])
+    except ValueError:
+        return partition, partition
+    if cron is None:
+        return day.isoformat(), (day + timedelta(days=1)).isoformat()
+    from agentops.pipelines.schedule import partition_key
+
+    t = datetime.fromisoformat(partition) if len(partition) > 10 else datetime.combine(day, datetime.min.time())
+    nxt = next(iter(cron.times(t + timedelta(minutes=1), t + timedelta(days=400))), None)
+    return partition, partition_key(cron, nxt) if nxt else (day + timedelta(days=1)).isoformat()
+
+
+def run_sql_stage(ws, plan, pp, stage) -> dict:
+    """Run the stage's SELECT for partition `pp` and publish it. Returns rows_in, rows_out, bytes."""
+    from agentops.pipelines import outputs
+    from agentops.pipelines.runner import StageFailed
+
+    spec = plan.spec
+    with outputs.staged(ws, spec, stage, pp.partition) as staged:
+        out = staged.outputs[0]
+        with outputs.WAREHOUSE_LOCK:
+            con = _connect(ws, spec, stage, timeout=stage.timeout)
+            try:
+                rows_in = register(con, ws, spec, stage.inputs, pp.partition)
+                values = parameters(ws, spec, stage, pp)
+                fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
+                       "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
+                select = stage.sql.strip().rstrip(";")
+                try:
+                    rows_out = con.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
+                                           {k: v for k, v in values.items() if k in params_used(select)}
+                                           ).fetchone()[0]
+                except _errors() as exc:
+                    raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
+            finally:
+                con.close()
+            size = out.write_path.stat().st_size if out.write_path.exists() else 0
+            staged.publish()
+    return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": size}
+
+
+def _errors():
+    import duckdb
+
+    from agentops.errors import DataError
+
+    return (duckdb.Error, DataError)
+
+
+def _transient(exc) -> bool:
+    """Errors worth a retry: the database being busy, I/O. A wrong query fails at once."""
+    import duckdb
+
+    return isinstance(exc, (duckdb.IOException,)) and "lock" in str(exc).lower()
+
+
+def _first(exc) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _needs_warehouse(spec, names) -> bool:
+    from agentops.pipelines.outputs import location_of
+
+    for n in names:
+        loc = location_of(spec, n)
+        if loc is None or (loc.kind == "table" and loc.connection == "warehouse"):
+            return True
+    return False
+
+
+def _connect(ws, spec, stage, timeout: float):
+    """An in-memory DuckDB connection, with the warehouse attached read-only when an input lives
+    there (another process writing it is waited for)."""
+    import duckdb
+
+    from agentops.data import warehouse_path
+    from agentops.data.datasets import attach_duckdb, catalog_alias
+
+    con = duckdb.connect()
+    path = warehouse_path(ws)
+    if not _needs_warehouse(spec, stage.inputs) or not Path(path).is_file():
+        return con
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    from agentops.errors import DataError
+
+    while True:
+        try:
+            attach_duckdb(con, catalog_alias("warehouse"), path, read_only=True)
+            return con
+        except DataError as exc:
+            if "lock" not in exc.message.lower() or time.monotonic() > deadline:
+                con.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def register(con, ws, spec, names, partition: str) -> int | None:
+    """Each input as a relation under its own name; an intermediate warehouse table (it carries
+    `agentops_partition`) only for the run's partition. Returns the rows read (their sum)."""
+    from agentops.data import register_inputs
+    from agentops.data.datasets import catalog_alias
+    from agentops.pipelines.outputs import PARTITION_COLUMN, location_of, qident, qtable
+
+    from agentops.pipelines.runner import StageFailed
+
+    if not names:
+        return 0
+    try:
+        rels = register_inputs(con, ws, spec, names, partition)
+    except AgentOpsError as exc:
+        raise StageFailed(exc.message, retry=False) from None
+    total = 0
+    for name in names:
+        if location_of(spec, name) is None:
+            source = f"{qident(catalog_alias('warehouse'))}.{qtable(name if '.' in name else 'main.' + name)}"
+            cols = [r[0] for r in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
+            if PARTITION_COLUMN in cols:
+                con.execute(f"CREATE OR REPLACE VIEW {rels[name]} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) "
+                            f"FROM {source} WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
+        total += con.execute(f"SELECT count(*) FROM {rels[name]}").fetchone()[0]
+    return total
+
+
+# --- watermarks ----------------------------------------------------------------------------------------
+def watermark_sources(spec, stage) -> list:
+    return [s for s in spec.sources if s.name in stage.inputs and s.incremental.strategy in ("watermark", "delta")]
+
+
+def parameters(ws, spec, stage, pp) -> dict:
+    start, end = bounds(spec, pp.partition)
+    marks = [current_watermark(ws, spec.name, s.name) for s in watermark_sources(spec, stage)]
+    marks = [m for m in marks if m is not None]
+    return {"partition": pp.partition, "start": start, "end": end, "watermark": min(marks) if marks else None}
+
+
+def current_watermark(ws, pipeline: str, source: str) -> str | None:
+    """The source's high-water mark for the pipeline, as Orbit last recorded it (None: never)."""
+    import json
+
+    from agentops.orbit import Orbit
+
+    with Orbit.open(ws) as orbit:
+        row = orbit.db.conn.execute(
+            "SELECT data FROM events WHERE kind = 'watermark' AND pipeline = ? AND json_extract(data, '$.source') = ? "
+            "ORDER BY seq DESC LIMIT 1", (pipeline, source)).fetchone()
+    return json.loads(row[0]).get("value") if row else None
+
+
+def measure_watermark(ws, spec, source_name: str, partition: str) -> str | None:
+    """max(column) of the source now: what the watermark advances to when the run succeeds."""
+    import duckdb
+
+    from agentops.data import register_inputs
+    from agentops.pipelines.outputs import qident
+
+    src = spec.source(source_name)
+    con = duckdb.connect()
+    try:
+        rels = register_inputs(con, ws, spec, [source_name], partition)
+        got = con.execute(f"SELECT CAST(max({qident(src.incremental.column)}) AS VARCHAR) FROM {rels[source_name]}"
+                          ).fetchone()
+        return got[0] if got else None
+    except (duckdb.Error, AgentOpsError):
+        return None
+    finally:
+        con.close()
