@@ -217,7 +217,7 @@ def backfill_states(ws, spec) -> dict:
     second one is refused; one that died left it so), so it is planned like one that never ran."""
     from agentops.pipelines.backfill import IN_FLIGHT, task_states
 
-    states, _ = task_states(ws, spec)
+    states = task_states(ws, spec)
     return {k: v for k, v in states.items() if v.get("state") not in IN_FLIGHT}
 
 
