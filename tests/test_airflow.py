@@ -103,3 +103,49 @@ def test_a_whole_dag_runs_callbacks_dropped_at_once_ingest_in_order(ws, monkeypa
         assert a["state"] == "failed" and a["attempt"] == 3 and a["error"] == "a try 4"
         assert orbit.run("p", run.run_id, "b")["state"] == "upstream_failed"
         assert orbit.run("p", run.run_id, None)["state"] == "failed"
+
+
+AIRFLOW_BIN = os.environ.get("AGENTOPS_AIRFLOW_BIN")
+
+
+@pytest.mark.airflow
+@pytest.mark.timeout(1200)
+@pytest.mark.skipif(not AIRFLOW_BIN, reason="set AGENTOPS_AIRFLOW_BIN to an Apache Airflow 3 `airflow` command "
+                                            "(.ci/run installs one in .ci/airflow-venv)")
+def test_airflow_dags_test_runs_the_rendered_dag_end_to_end(ws, tmp_path):
+    """`airflow dags test` on a rendered DAG over generated data: each task runs the agentops runner,
+    the output files appear, and Orbit holds the run under Airflow's run id."""
+    from test_runner_sql import SPEC, make_data
+
+    write_spec(ws, "shop", SPEC)
+    make_data(ws.root, ["2026-03-01", "2026-03-02", "2026-03-03"])
+    dags = tmp_path / "dags"
+    render_pipeline(ws, find_spec(ws, "shop"), "airflow_dag", dags)
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGS_FOLDER": str(dags), "AGENTOPS_WORKSPACE": str(ws.root)}
+    migrate = subprocess.run([AIRFLOW_BIN, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    run = subprocess.run([AIRFLOW_BIN, "dags", "test", "shop", "2026-03-02"], env=env, capture_output=True,
+                         text=True, timeout=900)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-5000:]
+    assert "pipeline run shop --stage clean --partition 2026-03-02" in log
+    # the outputs the runner published
+    files = sorted(p.relative_to(ws.root).as_posix() for p in (ws.root / "out").rglob("*") if p.is_file())
+    assert files == ["out/fact/order_date=2026-03-02/part-0.parquet"]
+    import duckdb
+
+    con = duckdb.connect(str(ws.data_dir / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT order_date::VARCHAR, orders FROM mart.daily").fetchall() == [("2026-03-02", 50)]
+    con.close()
+    # Orbit: the runner's task runs under Airflow's run id, then the DAG callback's drop file
+    report = ingest_pending(ws)
+    assert report.rejected == [] and report.accepted == 1
+    with Orbit.open(ws) as orbit:
+        runs = orbit.runs(pipeline="shop", limit=None)
+    run_ids = {r["run_id"] for r in runs}
+    assert len(run_ids) == 1 and next(iter(run_ids)).startswith("manual__")
+    states = {r["task"]: (r["state"], r["logical_date"]) for r in runs}
+    assert states == {t: ("succeeded", "2026-03-02") for t in ("", "clean", "enrich", "daily")}
+    with Orbit.open(ws) as orbit:
+        assert {j["task"] for j in orbit.jobs(pipeline="shop")} == {"clean", "enrich", "daily"}
