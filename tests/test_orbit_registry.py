@@ -31,7 +31,7 @@ def test_only_the_registry_inserts_into_events():
 def test_every_kind_is_registered_with_its_writer():
     assert set(USER_KINDS) == {"run", "job", "check", "metric", "perf", "note"}
     assert set(AGENTOPS_KINDS) == {"anomaly", "alert", "mail", "handoff", "dispatch", "reservation", "schema",
-                                   "schema_change"}
+                                   "schema_change", "watermark"}
     assert set(MODELS) == set(USER_KINDS) | set(AGENTOPS_KINDS)
 
 

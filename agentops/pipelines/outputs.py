@@ -175,10 +175,11 @@ def input_location(ws, spec, name: str, partition: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def staged(ws, spec, stage, partition: str) -> Iterator[Staged]:
-    root = staging_root(ws)
-    root.mkdir(parents=True, exist_ok=True)
-    d = root / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    d.mkdir()
+    from agentops import safefs
+
+    d = staging_root(ws) / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    safefs.makedirs(ws, d)  # never through a link out of the workspace
+    d = safefs.real_path(ws, d)
     try:
         yield Staged(ws, spec, stage, partition, d)
     finally:
@@ -191,16 +192,23 @@ def staging_root(ws) -> Path:
 
 def clean_staging(ws) -> int:
     """Remove staging folders left by runners that died (their pid is gone). Returns how many."""
+    import stat
+
+    from agentops import safefs
+
     root = staging_root(ws)
     removed = 0
     try:
-        entries = list(os.scandir(root))
+        entries = safefs.scan(ws, root)
     except FileNotFoundError:
         return 0
-    for e in entries:
-        pid = e.name.split("-", 1)[0]
+    for name, st in entries:
+        pid = name.split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            shutil.rmtree(e.path, ignore_errors=True) if e.is_dir(follow_symlinks=False) else os.unlink(e.path)
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(safefs.real_path(ws, root / name), ignore_errors=True)  # rmtree never follows links
+            else:
+                safefs.unlink(ws, root / name)
             removed += 1
     return removed
 

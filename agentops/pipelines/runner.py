@@ -256,6 +256,7 @@ class PartitionLock:
     writes who it is into each file, so a refused runner can name it."""
 
     def __init__(self, ws, pipeline: str, partition: str, stages: list[str], run_id: str):
+        self.ws = ws
         self.dir = ws.run_dir / "locks" / _safe(pipeline) / _safe(partition)
         self.names = sorted(stages)
         self.pipeline, self.partition, self.run_id = pipeline, partition, run_id
@@ -264,13 +265,15 @@ class PartitionLock:
     def acquire(self) -> "PartitionLock":
         import fcntl
 
-        self.dir.mkdir(parents=True, exist_ok=True)
+        from agentops import safefs
+
         me = json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "run_id": self.run_id,
                          "agent": os.environ.get("AGENTOPS_AGENT") or None,
                          "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         try:
             for name in self.names:
-                fd = os.open(self.dir / f"{_safe(name)}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+                fd = safefs.open_file(self.ws, self.dir / f"{_safe(name)}.lock", os.O_RDWR | os.O_CREAT, 0o644,
+                                      create_parents=True)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -697,7 +700,10 @@ def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int) -> di
     with outputs.staged(ws, plan.spec, stage, pp.partition) as staged:
         env = stage_env(ws, plan, pp, stage, staged.datasets())
         t0 = time.monotonic()
-        with open(log_path, "wb") as log:
+        from agentops import safefs
+
+        with os.fdopen(safefs.open_file(ws, log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644,
+                                        create_parents=True), "wb") as log:
             try:
                 proc = subprocess.Popen(stage.command, cwd=ws.root, env=env, stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -739,9 +745,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _log_path(ws, pipeline: str, run_id: str, task: str, attempt: int) -> Path:
-    d = ws.logs_dir / "runs" / _safe(pipeline) / _safe(run_id)
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{_safe(task)}.{attempt}.log"
+    return ws.logs_dir / "runs" / _safe(pipeline) / _safe(run_id) / f"{_safe(task)}.{attempt}.log"
 
 
 def _tail(path: Path) -> str:
