@@ -39,8 +39,35 @@ class AnomalySettings(_Section):
     min_relative_change: float = Field(0.1, ge=0, description="ignore moves smaller than this share of the mean")
 
 
+class OpenLineageSettings(_Section):
+    """`[orbit.openlineage]`: where the runner sends OpenLineage run events as they happen."""
+
+    transport: Literal["http", "file", "console"] | None = Field(None, description="none: nothing is sent")
+    url: str | None = Field(None, description="http: the server's base URL")
+    endpoint: str = Field("api/v1/lineage", description="http: the path events are POSTed to")
+    api_key_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$",
+                                    description="http: the environment variable holding the API key")
+    path: str | None = Field(None, description="file: the JSONL file events are appended to")
+    namespace: str = Field("agentops", min_length=1, description="the OpenLineage job namespace")
+    timeout: float = Field(5.0, gt=0, description="http: seconds per request")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("path is empty")
+        return v
+
+    def model_post_init(self, _context) -> None:
+        if self.transport == "http" and not self.url:
+            raise ValueError("transport 'http' needs url")
+        if self.transport == "file" and not self.path:
+            raise ValueError("transport 'file' needs path")
+
+
 class OrbitSettings(_Section):
     anomaly: AnomalySettings = AnomalySettings()
+    openlineage: OpenLineageSettings = OpenLineageSettings()
     # per pipeline, per "pipeline.metric" or per "pipeline.dataset.metric" overrides
     anomaly_overrides: dict[str, AnomalySettings] = {}
 

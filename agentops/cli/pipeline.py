@@ -299,5 +299,8 @@ def _execute(ws, plan, dry_run: bool, as_json: bool, agent: str | None = None, i
                        f"`agentops orbit log run --pipeline {plan.spec.name} --run-id "
                        f"{next(p.run_id for p in plan.partitions if p.partition == t.partition)} --task {t.task} "
                        f"--state succeeded` and runs the pipeline again", err=True)
+    if not as_json:
+        for w in result.warnings:
+            typer.echo(f"warning: {w}", err=True)
     if not result.ok:
         raise typer.Exit(1)

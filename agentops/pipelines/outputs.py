@@ -106,28 +106,35 @@ class Output:
         self.unit.parent.mkdir(parents=True, exist_ok=True)
         swap(self.staged_unit, self.unit)
 
-    def figures(self) -> tuple[int | None, int]:
-        """(rows, bytes) of what the stage wrote, read before publishing."""
+    def figures(self) -> tuple[int | None, int, list | None]:
+        """(rows, bytes, schema) of what the stage wrote, read before publishing."""
+        if not self.staged_unit.exists():
+            return 0, 0, None
         files = [p for p in (self.staged_unit.rglob("*") if self.staged_unit.is_dir() else [self.staged_unit])
                  if p.is_file()]
         size = sum(p.stat().st_size for p in files)
-        return count_rows(files, self.format), size
+        rows, schema = measure_files(files, self.format)
+        return rows, size, schema
 
 
-def count_rows(files: list[Path], fmt: str) -> int | None:
+def measure_files(files: list[Path], fmt: str) -> tuple[int | None, list | None]:
+    """(rows, [(column, type)]) of data files, read by DuckDB (the Parquet footer, for Parquet)."""
     if not files:
-        return 0
+        return 0, None
     try:
         import duckdb
     except ImportError:
-        return None
+        return None, None
     reader = {"parquet": "read_parquet", "csv": "read_csv_auto", "json": "read_json_auto",
               "ndjson": "read_json_auto"}[fmt]
     con = duckdb.connect()
     try:
-        return con.execute(f"SELECT count(*) FROM {reader}(?)", [[str(f) for f in files]]).fetchone()[0]
+        names = [[str(f) for f in files]]
+        rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0]
+        schema = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", names).fetchall()]
+        return rows, schema
     except duckdb.Error:
-        return None
+        return None, None
     finally:
         con.close()
 
@@ -148,12 +155,15 @@ class Staged:
                 "outputs": {o.name: o.describe() for o in self.outputs}}
 
     def publish(self) -> None:
-        rows, size = 0, 0
+        rows, size, schemas = 0, 0, {}
         for o in self.outputs:
-            r, b = o.figures()
+            r, b, schema = o.figures()
             rows = None if (rows is None or r is None) else rows + r
             size += b
-        self._figures = {"rows_out": rows if self.outputs else None, "bytes": size if self.outputs else None}
+            if schema:
+                schemas[o.name] = schema
+        self._figures = {"rows_out": rows if self.outputs else None, "bytes": size if self.outputs else None,
+                         "schemas": schemas}
         for o in self.outputs:
             o.publish()
 

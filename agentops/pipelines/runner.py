@@ -336,9 +336,13 @@ class Recorder:
     def __init__(self, ws, spec, run_type: str):
         from agentops.orbit import Orbit
 
+        from agentops.pipelines.lineage_live import Emitter
+
+        self.emitter = Emitter.from_settings(ws)  # before Orbit: a missing API key is an error up front
         self.orbit = Orbit.open(ws)
-        self.spec, self.run_type = spec, run_type
+        self.ws, self.spec, self.run_type = ws, spec, run_type
         self.lock = threading.Lock()
+        self.warnings: list[str] = []
 
     def close(self) -> None:
         self.orbit.close()
@@ -357,12 +361,30 @@ class Recorder:
             return self.orbit.run(self.spec.name, run_id, task)
 
     def state(self, run_id: str, task: str | None, partition: str, state: str, attempt: int,
-              error: str | None = None) -> None:
+              error: str | None = None, schemas: dict | None = None) -> None:
+        from agentops.orbit.events import format_ts
+
         ev = {"kind": "run", "pipeline": self.spec.name, "run_id": run_id, "task": task, "state": state,
               "run_type": self.run_type, "logical_date": partition, "attempt": attempt,
-              "owner": self.spec.owner, "error": error[-LOG_TAIL:] if error else None}
+              "owner": self.spec.owner, "error": error[-LOG_TAIL:] if error else None, "ts": format_ts(None)}
         ev["id"] = f"runner:{self.spec.name}:{run_id}:{task or ''}:{attempt}:{state}"
-        self.log(ev)
+        self.log(dict(ev))
+        if self.emitter is not None:
+            self._lineage(ev, partition, schemas or {})
+
+    def _lineage(self, ev: dict, partition: str, schemas: dict) -> None:
+        """OpenLineage: the event with the stage's datasets (outputs with the schema measured)."""
+        from agentops.pipelines.lineage_live import dataset
+
+        stage = self.spec.stage(ev["task"]) if ev.get("task") else None
+        inputs = [dataset(self.ws, self.spec, n, partition) for n in (stage.inputs if stage else [])]
+        outputs = [dataset(self.ws, self.spec, n, partition, schemas.get(n)) for n in (stage.outputs if stage else [])]
+        emitter = self.emitter
+        problem = emitter.emit(ev, inputs, outputs) if emitter is not None else None
+        if problem:
+            with self.lock:  # one warning, then nothing more is sent in this run (no retry storm)
+                self.emitter = None
+                self.warnings.append(f"{problem}; no more events sent in this run")
 
     def next_attempt(self, run_id: str, task: str | None) -> int:
         """The attempt a new start of this task (or run) is: the current one when it is only
@@ -397,6 +419,7 @@ class RunResult:
     tasks: list[TaskResult] = field(default_factory=list)
     runs: dict[str, str] = field(default_factory=dict)  # partition -> pipeline run state
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. an OpenLineage transport that failed
 
     @property
     def ok(self) -> bool:
@@ -410,7 +433,7 @@ class RunResult:
         return {"pipeline": self.plan.spec.name, "ok": self.ok, "seconds": round(self.seconds, 3),
                 "runs": [{"partition": p.partition, "run_id": p.run_id, "state": self.runs.get(p.partition)}
                          for p in self.plan.partitions],
-                "tasks": [t.as_dict() for t in self.tasks]}
+                "tasks": [t.as_dict() for t in self.tasks], "warnings": self.warnings}
 
 
 class StageFailed(AgentOpsError):
@@ -461,6 +484,7 @@ def execute(ws, plan: RunPlan, *, on_event: Event | None = None, sleep=time.slee
                 lock.release()
     finally:
         recorder.close()
+    result.warnings = sorted(set(recorder.warnings))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -628,7 +652,7 @@ def _run_task(ctx: _Context, pp: PartitionPlan, name: str) -> TaskResult:
             if failed_checks:
                 error, retry = "error-severity check failed: " + ", ".join(failed_checks), False
             else:
-                rec.state(run_id, name, partition, "succeeded", attempt)
+                rec.state(run_id, name, partition, "succeeded", attempt, schemas=figures.get("schemas"))
                 ctx.emit({"event": "end", "partition": partition, "task": name, "state": "succeeded",
                           "attempt": attempt, "duration_s": duration, "rows_out": res.rows_out})
                 return res

@@ -71,9 +71,10 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
                     raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
             finally:
                 con.close()
-            size = out.write_path.stat().st_size if out.write_path.exists() else 0
             staged.publish()
-    return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": size}
+            figures = staged.figures()
+    return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": figures.get("bytes"),
+            "schemas": figures.get("schemas")}
 
 
 def _errors():
