@@ -175,7 +175,7 @@ def test_two_runners_on_one_partition_one_runs_the_other_names_the_holder(ws):
     wait = _script(ws, "wait.py", f"import os, time\nopen({str(ws.root / 'started')!r}, 'w').close()\n"
                                   f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n")
     _spec(ws, f"  - {{name: a, kind: extract, command: [{PY}, {wait}]}}\n")
-    env = {**os.environ, "AGENTOPS_WORKSPACE": str(ws.root), "AGENTOPS_AGENT": "dana"}
+    env = {**os.environ, "AGENTOPS_WORKSPACE": str(ws.root), "AGENTOPS_AGENT": "devops"}
     first = subprocess.Popen([PY, "-m", "agentops", "pipeline", "run", "p", "--partition", "2026-03-01"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -185,7 +185,7 @@ def test_two_runners_on_one_partition_one_runs_the_other_names_the_holder(ws):
             time.sleep(0.02)
         second = run_agentops("pipeline", "run", "p", "--partition", "2026-03-01")
         assert second.returncode == 6
-        assert f"pid {first.pid}" in second.stderr and "agent dana" in second.stderr
+        assert f"pid {first.pid}" in second.stderr and "agent devops" in second.stderr
         assert "manual__2026-03-01" in second.stderr and second.stderr.count("\n") == 1
     finally:
         gate.touch()
