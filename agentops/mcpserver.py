@@ -1,5 +1,5 @@
 """The `orbit` MCP server (SPEC §10): the workspace's mail, Orbit log, pipelines, handoffs and status
-as 17 tools for agents. `agentops mcp` serves it over stdio.
+as 18 tools for agents. `agentops mcp` serves it over stdio.
 
 Each tool is a thin wrapper over the library (`agentops.mail`, `agentops.orbit`, `agentops.pipelines`,
 `agentops.handoff`, `agentops.status`); nothing here decides anything the CLI would not. Descriptions
@@ -315,7 +315,7 @@ def _result(out: BaseModel | dict) -> CallToolResult:
 
 
 def build_server(ws=None, *, find=None) -> MCPServer:
-    """The `orbit` server over workspace `ws`, with its 17 tools. Each call sees the workspace as it
+    """The `orbit` server over workspace `ws`, with its 18 tools. Each call sees the workspace as it
     is now (roster, roles, settings re-read), as a fresh CLI command would. Without `ws`, each call
     looks for the workspace with `find()` and, until there is one, fails with its error."""
     from agentops import __version__
@@ -504,6 +504,25 @@ def build_server(ws=None, *, find=None) -> MCPServer:
         ws = here()
         spec = find_spec(ws, name)
         return _result(Plan.model_validate(plan(spec, recorded_durations(ws, spec.name))))
+
+    @tool(annotations=WRITE)
+    async def pipeline_run(name: Pipeline, partition: str | None = None, stages: list[str] = [],
+                           rerun: bool = False, agent: Agent | None = None) -> dict[str, Any]:
+        """Run a pipeline's stages (default all) for a partition (default latest); task states, as `pipeline run`."""
+        import anyio
+
+        from agentops.pipelines import runner
+        from agentops.pipelines.spec import find_spec
+
+        ws = here()
+        spec = find_spec(ws, name)
+        plan = runner.plan_run(ws, spec, partitions=runner.partitions_for(spec, partition), stages=stages or None,
+                               rerun=rerun)
+        warnings = runner.check_reservations(ws, plan, agent)
+        result = await anyio.to_thread.run_sync(lambda: runner.execute(ws, plan))
+        out = result.as_dict()
+        out["warnings"] = warnings + out["warnings"]
+        return _result(out)
 
     # --- reservations -------------------------------------------------------------------------
     @tool(name="reserve", annotations=WRITE)

@@ -22,7 +22,7 @@ from agentops.workspace import Workspace, init_workspace
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = {"mail_send", "mail_inbox", "mail_read", "mail_ack", "mail_claim", "mail_search", "mail_thread",
-         "handoff", "orbit_log", "orbit_runs", "orbit_quality", "quality_run", "pipeline_check", "pipeline_plan",
+         "handoff", "orbit_log", "orbit_runs", "orbit_quality", "quality_run", "pipeline_check", "pipeline_plan", "pipeline_run",
          "status", "reserve", "release"}
 TOKEN_BUDGET = 2000  # names + descriptions + input schemas of every tool, as characters / 4 (issue 12.14)
 
@@ -557,3 +557,24 @@ def test_mail_send_with_a_blind_copy(ws):
     copies = [next(iter(mailbox.Maildir(ws.inbox(a), create=False))) for a in ("devops", "developer")]
     assert [c["Subject"] for c in copies] == ["quiet", "quiet"]
     assert all(c["Bcc"] is None and "developer" not in c["To"] for c in copies)
+
+
+def test_pipeline_run_tool_runs_the_stages_and_records_them(ws):
+    """MCP `pipeline_run`: the runner, as `agentops pipeline run`; its result is each task's state."""
+    import sys
+
+    from agentops.orbit import Orbit
+    from tests.pipeline_helpers import write_spec
+
+    write_spec(ws, "p", "name: p\nowner: data-engineer\nschedule: '@daily'\nstages:\n"
+                        f"  - {{name: a, kind: extract, command: [{sys.executable}, -c, 'pass']}}\n"
+                        f"  - {{name: b, kind: load, depends_on: [a], command: [{sys.executable}, -c, 'import sys; sys.exit(3)'],"
+                        " retries: 0}\n")
+    async def script(call):
+        return await call("pipeline_run", {"name": "p", "partition": "2026-03-01"})
+
+    data = ok(session(ws, script))
+    assert data["ok"] is False
+    assert {t["task"]: t["state"] for t in data["tasks"]} == {"a": "succeeded", "b": "failed"}
+    with Orbit.open(ws) as orbit:
+        assert orbit.run("p", "manual__2026-03-01", "b")["state"] == "failed"

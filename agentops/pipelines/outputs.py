@@ -187,6 +187,9 @@ def input_location(ws, spec, name: str, partition: str) -> dict[str, Any]:
 def staged(ws, spec, stage, partition: str) -> Iterator[Staged]:
     from agentops import safefs
 
+    if not stage.outputs:  # nothing to stage (a stage with no output dataset)
+        yield Staged(ws, spec, stage, partition, staging_root(ws))
+        return
     d = staging_root(ws) / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     safefs.makedirs(ws, d)  # never through a link out of the workspace
     d = safefs.real_path(ws, d)

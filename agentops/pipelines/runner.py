@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -47,6 +48,7 @@ from agentops.errors import AgentOpsError, ConflictError, ValidationError
 ENV_PREFIX = "AGENTOPS_"
 KILL_GRACE_S = 2.0  # after SIGTERM at a timeout, SIGKILL follows this much later
 LOG_TAIL = 2000     # characters of a failed command's output kept in the Orbit error
+HOLDER_BYTES = 512  # a lock file's holder record (JSON, padded with spaces)
 
 
 # --------------------------------------------------------------------------------------------- plan
@@ -269,22 +271,28 @@ class PartitionLock:
 
         me = json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "run_id": self.run_id,
                          "agent": os.environ.get("AGENTOPS_AGENT") or None,
-                         "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                         "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode()
+        record = me.ljust(HOLDER_BYTES)[:max(HOLDER_BYTES, len(me))]  # written over the last holder's
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            for name in self.names:
-                fd = safefs.open_file(self.ws, self.dir / f"{_safe(name)}.lock", os.O_RDWR | os.O_CREAT, 0o644,
-                                      create_parents=True)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    holder = _read_holder(fd)
-                    os.close(fd)
-                    raise ConflictError(
-                        f"pipeline {self.pipeline} partition {self.partition} stage {name} is being run by "
-                        f"{_describe(holder)}", hint="wait for it to finish, or stop that runner") from None
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, me.encode(), 0)
-                self._fds.append(fd)
+            with safefs.opendir(self.ws, self.dir, create=True) as d:  # checked once, then openat
+                for name in self.names:
+                    fd = os.open(f"{_safe(name)}.lock", flags, 0o644, dir_fd=d)
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # never write through a hard link
+                        os.close(fd)
+                        raise ConflictError(f"{self.dir / (_safe(name) + '.lock')} is not a plain lock file "
+                                            "(a hard link or not a regular file)", hint="remove it")
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        holder = _read_holder(fd)
+                        os.close(fd)
+                        raise ConflictError(
+                            f"pipeline {self.pipeline} partition {self.partition} stage {name} is being run by "
+                            f"{_describe(holder)}", hint="wait for it to finish, or stop that runner") from None
+                    self._fds.append(fd)
+                    os.pwrite(fd, record, 0)
         except BaseException:
             self.release()
             raise
@@ -295,7 +303,6 @@ class PartitionLock:
 
         for fd in self._fds:
             try:
-                os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
@@ -345,7 +352,10 @@ class Recorder:
         self.warnings: list[str] = []
 
     def close(self) -> None:
-        self.orbit.close()
+        try:
+            self.orbit.send_alerts()  # the run's failures, failed checks and anomalies, mailed once
+        finally:
+            self.orbit.close()
 
     def log(self, event: dict) -> None:
         """One event, as an instance of its registered model (agentops' own code writes it)."""
@@ -354,21 +364,36 @@ class Recorder:
         event.setdefault("agent", "agentops")
         model = MODELS[event["kind"]].model_validate(event)
         with self.lock:
-            self.orbit.log(model)
+            self.orbit.log(model, send_alerts=False)  # alert mail goes out once, when the run ends
+
+    def log_many(self, events: list[dict]) -> None:
+        """Several events in one transaction (a task's job figures and its success)."""
+        from agentops.orbit.registry import MODELS
+
+        models = [MODELS[e["kind"]].model_validate({"agent": "agentops", **e}) for e in events]
+        with self.lock:
+            report = self.orbit.log_many(models, send_alerts=False)
+        if report.rejected:
+            raise ValidationError(f"Orbit refused a runner event: {report.rejected[0][1]}")
 
     def current(self, run_id: str, task: str | None) -> dict | None:
         with self.lock:
             return self.orbit.run(self.spec.name, run_id, task)
 
     def state(self, run_id: str, task: str | None, partition: str, state: str, attempt: int,
-              error: str | None = None, schemas: dict | None = None) -> None:
+              error: str | None = None, schemas: dict | None = None, with_events: list[dict] = ()) -> None:
+        """Log a state change (after `with_events`, in the same transaction), then send it to
+        OpenLineage when configured."""
         from agentops.orbit.events import format_ts
 
         ev = {"kind": "run", "pipeline": self.spec.name, "run_id": run_id, "task": task, "state": state,
               "run_type": self.run_type, "logical_date": partition, "attempt": attempt,
               "owner": self.spec.owner, "error": error[-LOG_TAIL:] if error else None, "ts": format_ts(None)}
         ev["id"] = f"runner:{self.spec.name}:{run_id}:{task or ''}:{attempt}:{state}"
-        self.log(dict(ev))
+        if with_events:
+            self.log_many([*with_events, dict(ev)])
+        else:
+            self.log(dict(ev))
         if self.emitter is not None:
             self._lineage(ev, partition, schemas or {})
 
@@ -565,7 +590,7 @@ def _run_partition(ctx: _Context, pp: PartitionPlan, result: RunResult) -> None:
         rec.state(run_id, None, partition, "failed", _attempt(rec, run_id),
                   error=f"task {first.task} {first.state}: {first.error or ''}".strip())
         state = "failed"
-    elif all(s.name in _succeeded_now(ctx, partition) for s in spec.stages):
+    elif {s.name for s in spec.stages} <= _succeeded_now(ctx, partition):
         _advance_watermarks(ctx, pp)
         rec.state(run_id, None, partition, "succeeded", _attempt(rec, run_id))
         state = "succeeded"
@@ -644,15 +669,17 @@ def _run_task(ctx: _Context, pp: PartitionPlan, name: str) -> TaskResult:
         if error is None:
             res.state = "succeeded"
             res.rows_in, res.rows_out, res.bytes = figures.get("rows_in"), figures.get("rows_out"), figures.get("bytes")
-            rec.log({"kind": "job", "pipeline": spec.name, "run_id": run_id, "task": name,
-                     "rows_in": res.rows_in, "rows_out": res.rows_out, "bytes": res.bytes,
-                     "duration_s": round(duration, 6), "owner": spec.owner,
-                     "id": f"runner:{spec.name}:{run_id}:{name}:{attempt}:job"})
+            job = {"kind": "job", "pipeline": spec.name, "run_id": run_id, "task": name,
+                   "rows_in": res.rows_in, "rows_out": res.rows_out, "bytes": res.bytes,
+                   "duration_s": round(duration, 6), "owner": spec.owner,
+                   "id": f"runner:{spec.name}:{run_id}:{name}:{attempt}:job"}
             failed_checks = _checks(ctx, pp, stage)
             if failed_checks:
+                rec.log(job)
                 error, retry = "error-severity check failed: " + ", ".join(failed_checks), False
             else:
-                rec.state(run_id, name, partition, "succeeded", attempt, schemas=figures.get("schemas"))
+                rec.state(run_id, name, partition, "succeeded", attempt, schemas=figures.get("schemas"),
+                          with_events=[job])
                 ctx.emit({"event": "end", "partition": partition, "task": name, "state": "succeeded",
                           "attempt": attempt, "duration_s": duration, "rows_out": res.rows_out})
                 return res
