@@ -37,6 +37,7 @@ class AnomalySettings(_Section):
     threshold: float = Field(3.0, gt=0, description="|z| at or above this is an anomaly")
     direction: Literal["both", "spike", "drop"] = "both"
     min_relative_change: float = Field(0.1, ge=0, description="ignore moves smaller than this share of the mean")
+    min_duration_change_s: float = Field(1.0, ge=0, description="a duration_s series ignores moves shorter than this")
 
 
 class OpenLineageSettings(_Section):

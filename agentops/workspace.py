@@ -52,6 +52,7 @@ DEFAULT_CONFIG = """\
 # threshold = 3.0
 # direction = "both"          # both | spike | drop
 # min_relative_change = 0.1
+# min_duration_change_s = 1.0
 #
 # [dispatch]
 # max_concurrent = 2

@@ -132,3 +132,16 @@ def test_values_at_the_float_limit_neither_overflow_nor_poison_the_series(ws):
 def test_day_of():
     assert day_of("2026-01-05T10:00:00+00:00") % 7 == START.toordinal() % 7
     assert day_of("garbage") == 0
+
+
+def test_job_durations_ignore_moves_under_a_second_but_not_longer_ones(ws):
+    """Trivial stages take milliseconds; doubling that is scheduler noise, not an anomaly."""
+    with Orbit.open(ws) as orbit:
+        for i, d in enumerate([0.010, 0.011, 0.010, 0.012, 0.010, 0.011]):
+            orbit.log({"kind": "job", "pipeline": "p", "task": "t", "run_id": f"r{i}", "duration_s": d})
+        quiet = orbit.log({"kind": "job", "pipeline": "p", "task": "t", "run_id": "r-noise", "duration_s": 0.05})
+        assert not [d for d in quiet.derived if d["kind"] == "anomaly"]
+        loud = orbit.log({"kind": "job", "pipeline": "p", "task": "t", "run_id": "r-slow", "duration_s": 30.0})
+        assert [d["metric"] for d in loud.derived if d["kind"] == "anomaly"] == ["duration_s"]
+        assert settings_for(ws.config.orbit, "p", None, "duration_s").min_absolute_change == 1.0
+        assert settings_for(ws.config.orbit, "p", None, "rows_out").min_absolute_change == 0.0

@@ -8,7 +8,9 @@ pipeline, dataset and name; job figures rows_out, bytes and duration_s keyed by 
   scaled to a normal distribution's standard deviation, floored at 1% of |median| so a perfectly
   flat series still yields a finite z. Median and MAD ignore a few outliers in the window, so one
   bad day does not hide the next (a mean and standard deviation would be pulled by it);
-- no alarm when |value - median| < `min_relative_change` x |median| (noise on a flat series);
+- no alarm when |value - median| < `min_relative_change` x |median| (noise on a flat series), nor,
+  on a job's `duration_s` series, when it is under `min_duration_change_s` seconds (a stage of a few
+  milliseconds that takes twice as long is scheduler noise, not an anomaly);
 - `direction` spike only alarms above, drop only below, both either way; alarm when |z| >= threshold.
 - No squares or sums are computed, so no value a metric may hold (any finite float) overflows.
 
@@ -37,6 +39,7 @@ class Settings:
     threshold: float = 3.0
     direction: str = "both"
     min_relative_change: float = 0.1
+    min_absolute_change: float = 0.0
 
     @property
     def lookback(self) -> int:
@@ -74,7 +77,7 @@ def _score(values: Sequence[float], value: float, s: Settings, method: str) -> F
     if diff == 0 or diff != diff:
         return None
     scale = abs(center)
-    if scale and abs(diff) < s.min_relative_change * scale:
+    if (scale and abs(diff) < s.min_relative_change * scale) or abs(diff) < s.min_absolute_change:
         return None
     spread = max(1.4826 * _median([abs(x - center) for x in values]), 0.01 * scale, 1e-9)
     z = diff / spread
@@ -110,11 +113,13 @@ def settings_for(orbit_settings, pipeline: str, dataset: str | None, name: str) 
     if orbit_settings is None:
         return Settings()
     base = orbit_settings.anomaly
-    merged = {k: getattr(base, k) for k in ("window", "min_points", "threshold", "direction", "min_relative_change")}
+    merged = {k: getattr(base, k) for k in ("window", "min_points", "threshold", "direction", "min_relative_change",
+                                            "min_duration_change_s")}
     overrides = orbit_settings.anomaly_overrides or {}
     keys = [pipeline, f"{pipeline}.{name}"]
     if dataset:
         keys.append(f"{pipeline}.{dataset}.{name}")
     for key in keys:
         merged.update(overrides.get(key) or {})  # an override holds only the fields it sets
-    return Settings(**merged)
+    floor = merged.pop("min_duration_change_s")
+    return Settings(**merged, min_absolute_change=floor if name == "duration_s" else 0.0)
