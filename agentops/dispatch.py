@@ -373,7 +373,7 @@ def mail_gave_up(ws, result: RunResult, attempts: int) -> None:
             f"The last run {why}.\nLog: {log}\nPrompt: {_rel(ws, result.prompt_file)}\n\n"
             f"Fix the on_mail command in agentops.toml (try `agentops dispatch {result.agent} --dry-run`),\n"
             f"then run it by hand with `agentops dispatch {result.agent}`, or wait for the next mail.\n")
-    mail.send(ws, sender="postmaster", to="user", subject=f"dispatch gave up on {result.agent}", body=body)
+    mail.notify(ws, to="user", subject=f"dispatch gave up on {result.agent}", body=body)
 
 
 # the daemon's dispatcher ------------------------------------------------------------------------

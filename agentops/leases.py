@@ -1,9 +1,7 @@
 """Is a file still being written? Linux answers through a file lease: a read lease is refused
 while any other open file description has the file open for writing. Used by the daemon (to
 know a drop file has settled) and by routing without a daemon (to leave a file a writer still
-holds for the next pass). Elsewhere, and where the kernel cannot say, the answer is None.
-A write lease answers "is it open anywhere else at all?" (`sole_opener`): routing asks before
-it reuses a finished spool file for a new delivery."""
+holds for the next pass). Elsewhere, and where the kernel cannot say, the answer is None."""
 
 from __future__ import annotations
 
@@ -35,15 +33,6 @@ def open_for_writing(path: Path) -> bool | None:
         os.close(fd)
 
 
-def sole_opener(fd: int) -> bool | None:
-    """True when `fd` is the only open file description of its file (nobody else has it open,
-    for reading or writing: a write lease is granted), False when another one has it open, None
-    when the kernel cannot tell us. `fd` must be ours (a write lease needs the file's owner)."""
-    if _F_SETLEASE is None:
-        return None
-    return _lease_granted(fd, fcntl.F_WRLCK)  # a write lease: refused while anyone else has it open
-
-
 def _lease_granted(fd: int, kind: int) -> bool | None:
     """Take a lease of `kind` on `fd` and give it back at once: True when granted, False when
     refused because of another open file description, None when the kernel cannot say."""
@@ -57,7 +46,7 @@ def _lease_granted(fd: int, kind: int) -> bool | None:
 
 @contextlib.contextmanager
 def lease_checks():
-    """Whether `open_for_writing` and `sole_opener` may be asked here: Linux, with SIGIO ignored.
+    """Whether `open_for_writing` may be asked here: Linux, with SIGIO ignored.
     Someone opening the file in the instant the lease is held breaks it, and the kernel tells us
     with SIGIO, whose default would end the process; so SIGIO is ignored for the duration (only
     the main thread may change it, and only when nobody else handles it). On another thread the

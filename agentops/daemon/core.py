@@ -10,7 +10,9 @@ A path has settled when:
 - its writer closed it (inotify close-after-write) or it was renamed in, `settle_seconds` have
   passed since, and nobody has it open for writing; or
 - (created/modified without a close, a poll-mode event, a file found by a scan) nobody has it open
-  for writing and it has not changed for `settle_seconds`.
+  for writing and it has not changed for `settle_seconds`: judged by observed change (its size,
+  mtime, ctime and inode as seen at each look, and the kernel's ctime), never by the mtime against
+  the clock, which a writer may set to any time (one in the future would wait forever).
 "Nobody has it open for writing" is asked of the kernel on Linux (a read lease is refused while a
 writer holds the file). Where that cannot be asked (other systems, network mounts), a file must
 be quiet for `max(settle_seconds, UNKNOWN_QUIET)` instead.
@@ -86,6 +88,8 @@ class _Pending:
     due: float            # monotonic time to look at it next
     closed: bool          # its writer closed it (or it was renamed in)
     first: float          # monotonic time first seen
+    seen: tuple | None = None   # (inode, size, mtime, ctime) at the last look
+    changed: float = 0.0  # monotonic time a look last found it changed (else `first`)
 
 
 class _Enqueue:
@@ -486,8 +490,16 @@ class Daemon:
         if entry.closed and writing is False:
             return None
         quiet = self.settle if writing is False else max(self.settle, UNKNOWN_QUIET)
-        # quiet since the last change, and seen for at least as long (an old file just found too)
-        age = min(time.time() - st.st_mtime, now - entry.first)
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if entry.seen is not None and seen != entry.seen:
+            entry.changed = now
+        entry.seen = seen
+        # quiet since the last change seen (by us, or by the kernel: the ctime, unless it is ahead of
+        # the clock), and seen for at least as long (an old file just found too)
+        age = now - max(entry.first, entry.changed)
+        since_ctime = time.time() - st.st_ctime
+        if since_ctime >= 0:
+            age = min(age, since_ctime)
         return None if age >= quiet else quiet - age
 
     def _process(self) -> float:

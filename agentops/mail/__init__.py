@@ -8,7 +8,7 @@ This package's import is light: the heavy parts load when called.
 
 from __future__ import annotations
 
-__all__ = ["send", "route_pending", "route_if_no_daemon", "recover"]
+__all__ = ["send", "notify", "route_pending", "route_if_no_daemon", "recover"]
 
 
 def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None
@@ -18,6 +18,14 @@ def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", rep
 
     return _send(ws, sender=sender, to=to, subject=subject, body=body, cc=cc, bcc=bcc, priority=priority,
                  reply_to=reply_to, headers=headers)
+
+
+def notify(ws, *, to, subject, body, priority="normal") -> list[str]:
+    """Send a message in agentops' own voice, from `postmaster` (see `agentops.mail.outbox.notify`);
+    `send` refuses `postmaster` as a sender."""
+    from agentops.mail.outbox import notify as _notify
+
+    return _notify(ws, to=to, subject=subject, body=body, priority=priority)
 
 
 def route_pending(ws, paths=None, *, db=None, settle=None):

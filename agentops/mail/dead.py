@@ -4,7 +4,8 @@ reason, name, sender, time, bounce_id) beside it. `retry` routes one again once 
 
 Causes: unknown_recipient, unknown_sender, bad_name, name_too_long, empty, binary, invalid_utf8,
 too_large, symlink, hard_link, not_regular_file, header_injection, bad_header, unsafe_mailbox
-(an inbox folder that is a link leading outside the workspace), unreadable.
+(an inbox folder that is a link leading outside the workspace), unreadable, forged_sender (a drop
+file from `postmaster`), unroutable (routing failed on that file alone).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from agentops.errors import ConflictError, NotFoundError, UnsafePathError, Valid
 
 CAUSES = ("unknown_recipient", "unknown_sender", "bad_name", "name_too_long", "empty", "binary",
           "invalid_utf8", "too_large", "symlink", "hard_link", "not_regular_file", "header_injection",
-          "bad_header", "unsafe_mailbox", "unreadable")
+          "bad_header", "unsafe_mailbox", "unreadable", "forged_sender", "unroutable")
 
 
 def list_dead(ws) -> list[dict[str, Any]]:

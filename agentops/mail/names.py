@@ -68,6 +68,9 @@ def _check_chars(name: str) -> None:
     for ch in name:
         if ch.isalnum() or ch in _TOPIC_PUNCT:
             continue
+        if "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8, as Python keeps it
+            raise BadName(f"file name is not valid UTF-8 (byte 0x{ord(ch) - 0xdc00:02x})",
+                          hint="name the file in UTF-8")
         raise BadName(f"file name {name!r} contains the character {ch!r} (U+{ord(ch):04X})",
                       hint="use letters, digits, '-', '_', '.', '+' and spaces only")
 

@@ -1,18 +1,39 @@
-"""Sending from code (the CLI, postmaster alerts, handoffs): a message is written atomically into
-the drop zone under a unique name, then routed at once when no daemon runs (else the daemon
-routes it). Addresses are checked first, so a typo is an error here, not a dead letter later."""
+"""Sending from code (the CLI, MCP, handoffs): a message is written atomically into the drop zone
+under a unique name, then routed at once when no daemon runs (else the daemon routes it).
+Addresses are checked first, so a typo is an error here, not a dead letter later.
+
+`postmaster` is agentops' own voice: `send` refuses it as a sender (so do the CLI and MCP, which
+call it), and a drop file from it is a dead letter (`forged_sender`). agentops' own messages
+(alerts, dispatch giving up) go through `notify`, which writes them into the private spool, where
+only agentops writes, and routes them at once."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 
-from agentops.addresses import slug
-from agentops.errors import DeliveryError, UsageError, ValidationError
+import re
+
+from agentops.addresses import POSTMASTER, slug
+from agentops.errors import DeliveryError, NotFoundError, UsageError, ValidationError
 from agentops.mail.message import PRIORITIES, Message, MessageError, check_name
 from agentops.mail.names import MAX_NAME_BYTES, topic_name
 
 _RESERVED = {"from", "to", "cc", "bcc", "subject", "message-id", "priority", "in-reply-to", "references", "date"}
+
+
+_ADDRESS_CHARS = re.compile(r"[A-Za-z0-9.\-_\s]*")
+
+
+def address(text: str, what: str) -> str:
+    """The address `text` names (a slug), refusing a character no address has (a look-alike
+    slash `∕`, say, which a slug would silently drop)."""
+    text = str(text)
+    if not _ADDRESS_CHARS.fullmatch(text):
+        ch = next(c for c in text if not _ADDRESS_CHARS.fullmatch(c))
+        raise ValidationError(f"{what} address {text!r} contains {ch!r} (U+{ord(ch):04X}), which no address has",
+                              hint="addresses are letters, digits, '-' and '.'; see `agentops roles list`")
+    return slug(text)
 
 
 def _addresses(value: str | Iterable[str], what: str) -> list[str]:
@@ -21,22 +42,26 @@ def _addresses(value: str | Iterable[str], what: str) -> list[str]:
     for item in items:
         for part in str(item).split(","):
             if part.strip():
-                out.append(slug(part))
+                out.append(address(part, what))
     if what == "to" and not out:
         raise ValidationError("no recipient given", hint="pass --to ADDRESS")
     return list(dict.fromkeys(out))
 
 
-def compose(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None
-            ) -> tuple[str, Message, str]:
+def compose(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", reply_to=None, headers=None,
+            own_voice: bool = False) -> tuple[str, Message, str]:
     """Build the message and its drop-file name. Returns (message id, message, file name).
-    `bcc` recipients get the message; routing removes the Bcc header from every delivered copy."""
+    `bcc` recipients get the message; routing removes the Bcc header from every delivered copy.
+    `own_voice`: agentops' own message, from `postmaster` (see `notify`)."""
     book = ws.addresses
-    sender = slug(sender or "")
+    sender = address(sender or "", "sender")
     known = book.known()
-    if not sender or sender not in known or sender == "all":
-        raise ValidationError(f"unknown sender '{sender}' (known: {', '.join(sorted(known - {'all'}))})",
+    if sender == POSTMASTER and not own_voice:
+        raise ValidationError("'postmaster' is agentops' own voice (alerts); nobody else may send as it",
                               hint="send from your own address")
+    if not sender or sender not in known or sender == "all":
+        raise NotFoundError(f"unknown sender '{sender}' (known: {', '.join(sorted(known - {'all', POSTMASTER}))})",
+                            hint="send from your own address")
     to_list, cc_list, bcc_list = _addresses(to, "to"), _addresses(cc, "cc"), _addresses(bcc, "bcc")
     for addr in to_list + cc_list + bcc_list:
         book.resolve(addr, sender=sender)  # NotFoundError names the unknown address
@@ -125,6 +150,30 @@ def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", rep
         from agentops.mail.route import route_pending
 
         check_delivered(route_pending(ws, [path], and_pending=True), name, f"message {message_id}")
+    return [message_id]
+
+
+def notify(ws, *, to, subject, body, priority="normal") -> list[str]:
+    """Send a message in agentops' own voice (from `postmaster`: alerts, dispatch giving up).
+    It is written into the private spool (`.agent/email/.queue/<token>^<name>`, through a hidden
+    temp file), not the drop zone, and routed at once, daemon or not: the routing lock keeps the
+    passes apart, and whichever pass sees it delivers it. Returns [its Message-ID]."""
+    from agentops.mail.route import new_token, route_pending, spool_entry
+
+    message_id, msg, name = compose(ws, sender=POSTMASTER, to=to, subject=subject, body=body,
+                                    priority=priority, own_voice=True)
+    ws.check_layout()
+    spool = ws.spool_dir
+    spool.mkdir(parents=True, exist_ok=True)
+    entry = spool_entry(spool, new_token(), name, own=True)
+    tmp = spool / f".{os.urandom(16).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(msg.to_bytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, entry.spool)
+    check_delivered(route_pending(ws, []), name, f"message {message_id}")
     return [message_id]
 
 

@@ -8,16 +8,22 @@ The steps, and why a crash at any instant is safe:
    (Maildir key, Message-ID when the file has none, Date, dead-letter id) is a function of it, so
    replaying the same spool entry produces the same result. A crash before the rename leaves the
    drop file; after it, the spool entry.
-2. Deliver: the message is written into each recipient's Maildir (`tmp/<key>`, fsync, rename to
-   `new/<key>`). A replay writes the same name again, replacing the copy instead of adding one,
+2. Deliver: the message is written into each recipient's Maildir (a new `tmp/` file, fsync as
+   the durability policy says, rename to `new/<key>`). A replay writes the same name again, replacing the copy instead of adding one,
    and skips an inbox where the reader already moved it to `cur/`.
 3. Record: one Orbit transaction per batch: `messages`, `deliveries`, FTS and a `mail` event whose
    id makes it idempotent. Dead letters and their bounces are recorded in the same transaction.
 4. Finish: the spool entry is removed (dead letters: `.reason` written, then moved to `dead/`).
    A replay of an entry Orbit already recorded (crash between 3 and 4) only does step 4.
-   A small delivered entry is not unlinked but moved to a Maildir's `tmp/` as a spare, which a
-   later delivery writes over instead of making a new file (`maildir.py`, "Spares"): making and
-   freeing inodes is what costs most here. A spare is garbage to everyone: removing it loses nothing.
+
+Nothing blocks the queue: whatever is wrong with one drop file (its name, its type, its bytes)
+makes it a dead letter with a reason in step 2, and the text kept about it (name, reason) is made
+valid UTF-8 first. Should a batch still fail in steps 2-4 for a reason of its own (not the disk or
+the database: those fail the pass, and the next one replays the spool), its entries are replayed
+one at a time, and one that fails alone is dead-lettered (`unroutable`) with the error as reason.
+
+agentops' own messages (`postmaster`: alerts) are written straight into the spool as
+`<token>^<name>` (`outbox.notify`); a drop file from `postmaster` is a dead letter (`forged_sender`).
 
 Every routing pass holds an exclusive lock (`.agent/run/mail.lock`), so the spool entries a pass
 sees are its own or left by a crashed pass, never another live router's.
@@ -25,7 +31,6 @@ sees are its own or left by a crashed pass, never another live router's.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import functools
@@ -39,6 +44,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from agentops.addresses import POSTMASTER
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.mail import maildir
 from agentops.mail.message import Message, MessageError, addresses, decoded, message_ids
@@ -48,8 +54,8 @@ from agentops.mail.store import Record, ids_known, orbit_db, record_dead, record
 
 BATCH_MESSAGES = 1000
 BATCH_BYTES = 64 * 1024 * 1024
-SPARE_MAX = BATCH_MESSAGES  # spare files kept for the next deliveries (see step 4)
 HOST = "agentops"  # the Maildir "host" part of every key
+SCAN_WAIT = 1.0  # longest a scan waits to see whether a file it just saw change changes again
 _OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _counter = itertools.count(1)
 
@@ -93,17 +99,14 @@ def route_pending(ws, paths: Iterable[os.PathLike | str] | None = None, *, db=No
     report = RouteReport()
     with route_lock(ws), orbit_db(ws, db) as database, lease_checks() as can_lease:
         router = _Router(ws, database, report, can_lease)
-        try:
-            router.run(router.spool_entries(), recovered=True)
-            given = [] if paths is None else _given(ws, paths)
-            names = []
-            if paths is None or and_pending:
-                settle = ws.config.mail.settle_seconds if settle is None else settle
-                names = _scan(ws, settle, report, given=set(given))
-            names += given
-            router.run(router.claim(names), recovered=False)
-        finally:
-            router.close()
+        router.run(router.spool_entries(), recovered=True)
+        given = [] if paths is None else _given(ws, paths)
+        names = []
+        if paths is None or and_pending:
+            settle = ws.config.mail.settle_seconds if settle is None else settle
+            names = _scan(ws, settle, report, given=set(given))
+        names += given
+        router.run(router.claim(names), recovered=False)
     report.seconds = time.monotonic() - started
     return report
 
@@ -163,8 +166,13 @@ def _is_drop_name(name: str) -> bool:
 
 
 def _scan(ws, settle: float, report: RouteReport, given: set[str] = frozenset()) -> list[str]:
-    """The drop files to route (the `given` names are routed anyway: they are left out here)."""
-    names = []
+    """The drop files to route (the `given` names are routed anyway: they are left out here).
+    Settling is judged by observed change, never by a file's mtime (which a writer may set to any
+    time): a file the kernel saw change (its ctime) less than `settle` seconds ago is looked at
+    again once that time is over, and routed when it has not changed meanwhile; one that changed,
+    or whose time is not over within SCAN_WAIT, is left for the next pass. A ctime ahead of the
+    clock (the clock went back) counts as a change seen now."""
+    names, young, wait = [], {}, 0.0
     now = time.time()
     try:
         with os.scandir(ws.email_dir) as it:
@@ -173,16 +181,38 @@ def _scan(ws, settle: float, report: RouteReport, given: set[str] = frozenset())
                     continue
                 if settle > 0:
                     try:
-                        if now - entry.stat(follow_symlinks=False).st_mtime < settle:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    age = now - st.st_ctime
+                    if age < settle:
+                        left = settle - max(age, 0.0)
+                        if left > SCAN_WAIT:
                             report.skipped += 1
                             continue
-                    except FileNotFoundError:
+                        young[entry.name] = st
+                        wait = max(wait, left)
                         continue
                 names.append(entry.name)
     except FileNotFoundError:
         return []
+    if young:
+        time.sleep(wait)
+        for name, st in young.items():
+            try:
+                again = os.lstat(ws.email_dir / name)
+            except FileNotFoundError:
+                continue
+            if _signature(again) == _signature(st):
+                names.append(name)
+            else:
+                report.skipped += 1
     names.sort()
     return names
+
+
+def _signature(st) -> tuple:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _given(ws, paths) -> list[str]:
@@ -199,14 +229,15 @@ class _Entry:
     """One spool entry on its way: `spool` is `.queue/<token>~<name>`."""
 
     def __init__(self, token: str, spool: Path, name: str, recovered: bool, truncated: bool = False,
-                 original: str = ""):
+                 original: str = "", own: bool = False):
         self.token = token
         self.spool = spool
-        self.name = name
+        self.name = name  # as the file system gave it (bytes that are not UTF-8 as surrogates)
         self.recovered = recovered
         self.truncated = truncated
-        self.original = original  # the drop file's whole name (known unless a cut name was replayed)
-        self.spare = False  # when finished, it may become a spare (small, ours; checked again before use)
+        self.own = own  # written by agentops itself (`outbox.notify`), not claimed from the drop zone
+        # the drop file's whole name (known unless a cut name was replayed), as text Orbit can keep
+        self.original = text(original)
         self.key = token_key(token)
         self.plan: Record | None = None
         self.data = b""
@@ -226,7 +257,7 @@ class _Entry:
 class _Router:
     def __init__(self, ws, db, report: RouteReport, can_lease: bool = False):
         self.ws = ws
-        self.can_lease = can_lease  # open_for_writing / sole_opener may be asked
+        self.can_lease = can_lease  # open_for_writing may be asked
         self.db = db
         self.report = report
         book = ws.addresses
@@ -237,15 +268,6 @@ class _Router:
         self.fsync_each = FSYNC == "file"  # decided per batch in `commit`
         self.batch_ids: set[str] = set()
         self.threads: dict[str, str] = {}
-        self.spares: collections.deque[str] = collections.deque()  # ready to write over
-        self.keep_spares = can_lease and maildir.new_file_mode() is not None
-        self.spare_boxes: set[str] = set()  # Maildirs whose tmp/ may hold a spare being written
-        self.euid = os.geteuid()
-
-    def close(self) -> None:
-        """Keep at most SPARE_MAX spares for the next pass."""
-        while len(self.spares) > SPARE_MAX:
-            maildir.discard(self.spares.popleft())
 
     # spool --------------------------------------------------------------------------------
     def spool_entries(self):
@@ -286,10 +308,41 @@ class _Router:
             batch.append(entry)
             size += len(entry.data)
             if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
-                self.commit(batch)
+                self.commit_or_isolate(batch)
                 batch, size = [], 0
         if batch:
+            self.commit_or_isolate(batch)
+
+    def commit_or_isolate(self, batch: list[_Entry]) -> None:
+        """Commit the batch; when it fails for a reason of its own, replay its entries one at a time
+        (as a crashed pass's), and dead-letter one that fails alone."""
+        try:
             self.commit(batch)
+            return
+        except Exception as exc:  # noqa: BLE001 - one entry must never block the others
+            if _environment(exc):
+                raise
+        self.batch_ids.clear()
+        for e in batch:
+            if not os.path.lexists(e.path):
+                continue  # finished before the failure
+            again = _Entry(e.token, e.spool, e.name, True, e.truncated, e.original, e.own)
+            try:
+                self.analyze(again)
+                self.commit([again])
+                continue
+            except Exception as exc:  # noqa: BLE001
+                if _environment(exc):
+                    raise
+                error = f"{type(exc).__name__}: {exc}"
+            self.batch_ids.clear()
+            if again.plan is not None:  # copies written before the failure are not deliveries
+                for target in again.plan.targets:
+                    maildir.remove_new(self.dirs.get(target), again.key)
+            dead = _Entry(e.token, e.spool, e.name, False, e.truncated, e.original, e.own)
+            dead.dead = {"cause": "unroutable", "reason": text(f"routing failed on this file: {error}"),
+                         "sender": None}
+            self.commit([dead])
 
     def commit(self, batch: list[_Entry]) -> None:
         from agentops.store import utcnow, write_tx
@@ -334,7 +387,7 @@ class _Router:
             if sender is None and cause not in ("bad_name", "name_too_long", "unknown_sender"):
                 sender = self._sender_of(e.name)
             e.plan, e.data = None, b""
-            e.dead = {"cause": cause, "reason": str(exc), "sender": sender}
+            e.dead = {"cause": cause, "reason": text(str(exc)), "sender": sender}
             if sender and sender not in ("postmaster", "all"):
                 e.bounce = self.bounce(e, sender)
 
@@ -378,11 +431,13 @@ class _Router:
             raise MessageError("the drop file is a hard link to another file (never read)", cause="hard_link",
                                hint="write the message itself into the drop zone")
         envelope = self.matcher.parse(e.name)
+        if envelope.sender == POSTMASTER and not e.own:
+            raise MessageError("a drop file from 'postmaster', agentops' own voice, which only agentops writes",
+                               cause="forged_sender", hint="send from your own address")
         if st.st_size > self.max_bytes:
             raise MessageError(f"the file is {st.st_size} bytes, over the limit of {self.max_bytes}",
                                cause="too_large", hint="send a shorter message, or raise mail.max_bytes")
         raw = self._read(e.path, st)
-        e.spare = st.st_uid == self.euid and st.st_size <= maildir.SPARE_MAX_BYTES
         msg = Message.from_bytes(raw)
         msg.validate()
         return self.build(e, envelope, msg)
@@ -441,7 +496,6 @@ class _Router:
         targets = self.targets(to + cc + bcc, sender)
         blind: frozenset = frozenset()
         if bcc:
-            e.spare = False  # the drop file names them: it is removed, never kept as a spare in an inbox's tmp/
             blind = frozenset(targets) - set(self.targets(to + cc, sender))
         for target in targets:
             self.box_dir(target)  # made, and checked to stay inside the workspace
@@ -550,9 +604,7 @@ class _Router:
                                        " workspace (a symbolic link); nothing is written there",
                                        cause="unsafe_mailbox", hint="replace the link with a real folder")
             d = self.dirs[target] = os.fspath(path)
-            if self.keep_spares and maildir.spares_allowed(d):
-                self.spare_boxes.add(d)
-                self.spares.extend(maildir.spares(d))
+            maildir.remove_old_spares(d)  # left by earlier versions, which reused them
         return d
 
     def write(self, rec: Record, data: bytes, replay: bool, touched: set[str]) -> None:
@@ -560,32 +612,8 @@ class _Router:
             d = self.box_dir(target)
             if replay and maildir.in_cur(Path(d), rec.key):
                 continue  # delivered before the crash and already read: never twice
-            maildir.write_new(d, rec.key, data, fsync=self.fsync_each, spare=self._spare(d))
+            maildir.write_new(d, rec.key, data, fsync=self.fsync_each)
             touched.add(d)
-
-    def _spare(self, d: str) -> str | None:
-        if d in self.spare_boxes:
-            try:
-                return self.spares.pop()
-            except IndexError:
-                pass
-        return None
-
-    def _release(self, e: _Entry) -> None:
-        """Step 4 for a delivered entry: unlink the spool file, or keep it as a spare."""
-        box = self.dirs[e.plan.targets[0]] if e.spare and e.plan is not None else None
-        if box in self.spare_boxes and len(self.spares) < SPARE_MAX:
-            dest = f"{box}/tmp/{maildir.SPARE_PREFIX}{e.token}"
-            try:
-                os.rename(e.path, dest)
-            except FileNotFoundError:
-                return
-            except OSError:
-                pass
-            else:
-                self.spares.append(dest)
-                return
-        _unlink(e.path)
 
     def finish(self, e: _Entry, now: str) -> None:
         if e.dead is None:
@@ -596,7 +624,7 @@ class _Router:
             elif e.done:
                 self.report.delivered += 1
                 self.report.message_ids.append(e.done)
-            self._release(e)
+            _unlink(e.path)
             return
         from agentops import safefs
 
@@ -677,23 +705,49 @@ def _unlink(path: Path) -> None:
         pass
 
 
-def spool_entry(spool: Path, token: str, name: str, recovered: bool = False) -> _Entry:
+def spool_entry(spool: Path, token: str, name: str, recovered: bool = False, *, own: bool = False) -> _Entry:
+    """The spool entry for drop file `name`: `<token>~<name>`, `<token>!<cut name>` when the name is
+    too long to carry the token, `<token>^<name>` for agentops' own messages (`own`)."""
     room = 250 - len(token.encode())
     if len(name.encode("utf-8", "surrogateescape")) <= room:
-        return _Entry(token, spool / f"{token}~{name}", name, recovered, original=name)
+        return _Entry(token, spool / f"{token}{'^' if own else '~'}{name}", name, recovered, original=name, own=own)
     cut = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
     return _Entry(token, spool / f"{token}!{cut}", cut, recovered, truncated=True, original=name)
 
 
 def _parse_spool_name(spool: Path, spool_name: str) -> _Entry | None:
-    cuts = [i for i in (spool_name.find("~"), spool_name.find("!")) if i > 0]
+    cuts = [i for i in (spool_name.find("~"), spool_name.find("!"), spool_name.find("^")) if i > 0]
     if not cuts:
         return None  # not ours
     i = min(cuts)
     cut = spool_name[i] == "!"
     name = spool_name[i + 1:]
     return _Entry(spool_name[:i], spool / spool_name, name, recovered=True, truncated=cut,
-                  original=name + "..." if cut else name)
+                  original=name + "..." if cut else name, own=spool_name[i] == "^")
+
+
+def text(value: str) -> str:
+    """`value` as valid UTF-8 text: bytes a file name had that are not UTF-8 (kept by Python as
+    surrogates) are written as `\\xff`."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name gives
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _environment(exc: BaseException) -> bool:
+    """Is `exc` about the disk or the database (the pass fails; the next replays), not one file?"""
+    import sqlite3
+
+    if isinstance(exc, (MemoryError, sqlite3.OperationalError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
+                                                      errno.ENOMEM, errno.EMFILE, errno.ENFILE)
 
 
 def _first_line(body: str, limit: int = 120) -> str:

@@ -76,7 +76,7 @@ def anomaly(pipeline: str, dataset: str | None, metric: str, value: float, expec
 
 def send_pending(orbit, limit: int = 100) -> list[dict]:
     """Send pending alerts (claimed one by one, so two writers never send the same alert)."""
-    from agentops.mail import send
+    from agentops.mail import notify  # agentops' own voice: from postmaster
 
     conn = orbit.db.conn
     if orbit.ws is None:
@@ -92,7 +92,7 @@ def send_pending(orbit, limit: int = 100) -> list[dict]:
                 continue
         status, message_id, error = "sent", None, None
         try:
-            message_id = send(orbit.ws, sender="postmaster", to=[owner], subject=subject, body=body)[0]
+            message_id = notify(orbit.ws, to=[owner], subject=subject, body=body)[0]
         except AgentOpsError as exc:
             status, error = "pending", str(exc)
         except Exception as exc:  # the mail library is another module: never lose the alert over it

@@ -131,7 +131,7 @@ def _owner(result, addresses, previous: str | None) -> str:
 
 
 def _mail(ws, owner: str, source: str, problems: list[str], result) -> tuple[str | None, str | None]:
-    from agentops.mail import send
+    from agentops.mail import notify  # agentops' own voice: from postmaster
 
     name = result.spec.name if result.spec is not None else Path(source).stem
     if problems:
@@ -146,7 +146,7 @@ def _mail(ws, owner: str, source: str, problems: list[str], result) -> tuple[str
         body = f"{source} passes `agentops pipeline check` again.\n"
         kind = "fixed"
     try:
-        send(ws, sender="postmaster", to=[owner], subject=subject, body=body)
+        notify(ws, to=[owner], subject=subject, body=body)
     except Exception as exc:  # noqa: BLE001 - the daemon must go on; the next change retries
         return None, f"{type(exc).__name__}: {exc}"
     return kind, None
