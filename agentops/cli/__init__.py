@@ -2,9 +2,10 @@
 
 Each concept has its module here (roles, mail, orbit, pipeline, ...), each exposing `register(app)`.
 `COMMANDS` below lists them; the typer app (`agentops.cli.root`) builds only the command being run,
-and `agentops --help` is printed from the table without importing typer at all (start-up time
-matters: agents run these commands all day). tests/test_cli_docs.py checks the table against the
-real commands and the fast help against typer's.
+and `agentops --help` is printed from the table and the root options' declaration
+(`agentops.cli.options.ROOT`, which the typer callback is built from too) without importing typer
+at all (start-up time matters: agents run these commands all day). tests/test_cli_docs.py checks
+the table against the real commands and the fast help against typer's.
 """
 
 from __future__ import annotations
@@ -35,20 +36,13 @@ COMMANDS = {
     "dataset": ("data", "Datasets the specs name: list, show, profile."),
 }
 
-_OPTIONS = """\
-Options:
-  -w, --workspace PATH  Workspace folder (default: $AGENTOPS_WORKSPACE, else
-                        walk up from here).
-  --version             Show the version and exit.
-  -h, --help            Show this message and exit.
-"""
-
-
 def root_help() -> str:
     """`agentops --help` as typer prints it on a terminal 80 or more columns wide."""
+    from agentops.cli.options import ROOT, help_block
+
     width = max(len(n) for n in COMMANDS)
     rows = "".join(f"  {name:<{width}}  {short}\n" for name, (_, short) in COMMANDS.items())
-    return f"Usage: agentops [OPTIONS] COMMAND [ARGS]...\n\n  {HELP}\n\n{_OPTIONS}\nCommands:\n{rows}"
+    return f"Usage: agentops [OPTIONS] COMMAND [ARGS]...\n\n  {HELP}\n\n{help_block(ROOT)}\nCommands:\n{rows}"
 
 
 def _wide_terminal() -> bool:
@@ -65,10 +59,9 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def _exit_now(code: int) -> None:
-    """Exit without tearing the interpreter down (a few ms of a ~50 ms command): the command has
-    closed every file and database it opened; only the standard streams are left to flush. A
-    closed or broken stream loses its output but never changes the exit code (the work is done)."""
+def _flushed(code: int) -> int:
+    """Flush the standard streams; a closed or broken one loses its output but never changes the
+    exit code (the work is done), and the interpreter's own flush at exit then has nothing to do."""
     import os
 
     for stream in (sys.stdout, sys.stderr):
@@ -76,8 +69,11 @@ def _exit_now(code: int) -> None:
             if stream is not None:
                 stream.flush()
         except (OSError, ValueError):
-            pass
-    os._exit(code)
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+    return code
 
 
 def _not_utf8(args: list[str]) -> str | None:
@@ -107,7 +103,7 @@ def main() -> None:
 
             code = run(sys.argv[1:])
             if code is not None:
-                _exit_now(code)
+                sys.exit(_flushed(code))
         from agentops.cli.root import app
 
         app()

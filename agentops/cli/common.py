@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 
 import typer
 
-JSON_HELP = "Print JSON instead of text."
+from agentops.cli.options import JSON_HELP  # noqa: F401 - declared with the options mail send shares
 
 
 def explicit_workspace(ctx: typer.Context) -> str | None:

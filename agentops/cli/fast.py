@@ -6,32 +6,22 @@ pydantic it parses options through) takes several times longer than Python takes
 options this small parser reads exactly as typer would, the command runs from here (the same code
 as the typer command: `agentops.cli.mail_send`). Anything else (`--help`, an option it does not
 know, a missing value, combined short options, `--`, a stray argument) returns None and typer
-handles it, with its usual help and errors. tests/test_cli_fast.py checks the tables below against
-the typer commands and runs both paths on the same arguments.
+handles it, with its usual help and errors. The tables below are built from the one declaration
+of the options (`agentops.cli.mail_send.OPTIONS`, `agentops.cli.options.ROOT`), which the typer
+commands are built from too.
 """
 
 from __future__ import annotations
 
 import sys
 
-# option -> (parameter name, takes a value, may repeat); the typer definitions are in cli/root.py
-# (the root callback) and cli/mail.py (`send`)
-ROOT_OPTIONS = {"--workspace": ("workspace", True, False), "-w": ("workspace", True, False)}
-SEND_OPTIONS = {
-    "--from": ("sender", True, False),
-    "--to": ("to", True, True),
-    "--subject": ("subject", True, False), "-s": ("subject", True, False),
-    "--body": ("body", True, False), "-b": ("body", True, False),
-    "--body-file": ("body_file", True, False),
-    "--cc": ("cc", True, True),
-    "--bcc": ("bcc", True, True),
-    "--priority": ("priority", True, False), "-p": ("priority", True, False),
-    "--reply-to": ("reply_to", True, False),
-    "--draft": ("draft", True, False),
-    "--json": ("as_json", False, False),
-}
-SEND_DEFAULTS = {"sender": None, "to": [], "subject": None, "body": None, "body_file": None, "cc": [], "bcc": [],
-                 "priority": "normal", "reply_to": None, "draft": None, "as_json": False}
+from agentops.cli import mail_send
+from agentops.cli.options import ROOT, defaults, table
+
+# option -> (parameter name, takes a value, may repeat); `--version` is left to typer (it is eager)
+ROOT_OPTIONS = table(o for o in ROOT if o.name != "version")
+SEND_OPTIONS = table(mail_send.OPTIONS)
+SEND_DEFAULTS = defaults(mail_send.OPTIONS)
 
 
 def parse_options(args: list[str], table: dict, values: dict, *, stop: str | None = None) -> int | None:
@@ -87,13 +77,12 @@ def run(argv: list[str]) -> int | None:
     parsed = parse_send(argv)
     if parsed is None:
         return None
-    from agentops.cli.mail_send import run as send
     from agentops.errors import AgentOpsError, error_lines, storage_error
 
     workspace, values = parsed
     try:
         try:
-            send(workspace, **values)
+            mail_send.run(workspace, **values)
         except Exception as exc:  # a full disk reaches us as OSError or sqlite3.OperationalError
             full = storage_error(exc)
             if full is None or isinstance(exc, AgentOpsError):

@@ -6,11 +6,13 @@ runs, so mail works without the daemon. Imports are lazy: start-up time matters 
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
+from agentops.cli import mail_send
 from agentops.cli.common import JSON_HELP, emit_json, explicit_workspace, show_rows, workspace
+from agentops.cli.options import signature
 
 mail_app = typer.Typer(help="Mail between agents: send, inbox, read, ack, claim, thread, search, dead letters.",
                        no_args_is_help=True)
@@ -37,26 +39,14 @@ def _when(iso: str | None) -> str:
     return (iso or "")[:16].replace("T", " ")
 
 
-@mail_app.command("send")
-def send(
-    ctx: typer.Context,
-    sender: Optional[str] = typer.Option(None, "--from", help="Your address."),
-    to: List[str] = typer.Option([], "--to", help="A recipient (repeat for more): agent, role, all, user."),
-    subject: Optional[str] = typer.Option(None, "--subject", "-s", help="One line."),
-    body: Optional[str] = typer.Option(None, "--body", "-b", help="The message text."),
-    body_file: Optional[str] = typer.Option(None, "--body-file", help="Read the text from this file ('-': stdin)."),
-    cc: List[str] = typer.Option([], "--cc", help="A copy to (repeat for more)."),
-    bcc: List[str] = typer.Option([], "--bcc", help="A blind copy to (repeat for more): named in no delivered copy."),
-    priority: str = typer.Option("normal", "--priority", "-p", help="low | normal | high | urgent."),
-    reply_to: Optional[str] = typer.Option(None, "--reply-to", help="The id of the message this answers."),
-    draft: Optional[str] = typer.Option(None, "--draft", help="Send this saved draft (see `mail drafts`) instead."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
-):
-    """Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."""
+def send(ctx: typer.Context, **values):
     from agentops.cli.mail_send import run
 
-    run(explicit_workspace(ctx), sender=sender, to=to, subject=subject, body=body, body_file=body_file, cc=cc, bcc=bcc,
-        priority=priority, reply_to=reply_to, draft=draft, as_json=as_json)
+    run(explicit_workspace(ctx), **values)
+
+
+send.__doc__ = mail_send.HELP
+mail_app.command("send")(signature(send, mail_send.OPTIONS))  # its options: agentops.cli.mail_send.OPTIONS
 
 
 @mail_app.command("drafts")

@@ -1,12 +1,30 @@
-"""`agentops mail send`: the command's work, shared by its typer command (`agentops.cli.mail`) and
-the fast path (`agentops.cli.fast`) that runs it without importing typer. No typer import here."""
+"""`agentops mail send`: its options, declared once (`OPTIONS`), and its work (`run`), shared by its
+typer command (`agentops.cli.mail`, built from `OPTIONS`) and the fast path (`agentops.cli.fast`,
+which parses with tables built from `OPTIONS`) that runs it without importing typer. The library
+call (`agentops.mail.send`) takes the same names. No typer import here."""
 
 from __future__ import annotations
 
 import json
 import sys
 
+from agentops.cli.options import JSON_HELP, Option
 from agentops.errors import ValidationError
+
+HELP = "Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."
+OPTIONS = (
+    Option("sender", ("--from",), None, "Your address."),
+    Option("to", ("--to",), (), "A recipient (repeat for more): agent, role, all, user."),
+    Option("subject", ("--subject", "-s"), None, "One line."),
+    Option("body", ("--body", "-b"), None, "The message text."),
+    Option("body_file", ("--body-file",), None, "Read the text from this file ('-': stdin)."),
+    Option("cc", ("--cc",), (), "A copy to (repeat for more)."),
+    Option("bcc", ("--bcc",), (), "A blind copy to (repeat for more): named in no delivered copy."),
+    Option("priority", ("--priority", "-p"), "normal", "low | normal | high | urgent."),
+    Option("reply_to", ("--reply-to",), None, "The id of the message this answers."),
+    Option("draft", ("--draft",), None, "Send this saved draft (see `mail drafts`) instead."),
+    Option("as_json", ("--json",), False, JSON_HELP),
+)
 
 
 def run(explicit_workspace: str | None, *, sender: str | None, to: list[str], subject: str | None,

@@ -16,6 +16,7 @@ from typer import _click as click  # typer's own (vendored) click: its commands,
 from typer.core import TyperGroup
 
 from agentops.cli import COMMANDS, HELP
+from agentops.cli.options import ROOT, signature
 from agentops.errors import AgentOpsError, UsageError, error_lines, storage_error
 
 MAX_INT = 2**63 - 1  # what SQLite stores: a larger --limit would be an OverflowError deep inside
@@ -32,8 +33,10 @@ def _workspace_option():
     """`-w/--workspace` after the subcommand (`agentops status -w PATH`) means what it means before."""
     holder = typer.Typer()
 
+    row = next(o for o in ROOT if o.name == "workspace")  # the root option's own names and metavar
+
     @holder.command()
-    def one(workspace: str = typer.Option(None, "--workspace", "-w", metavar="PATH", expose_value=False,
+    def one(workspace: str = typer.Option(None, *row.flags, metavar=row.metavar, expose_value=False,
                                           callback=_set_workspace,
                                           help="Workspace folder (as `agentops -w PATH`, given here instead).")):
         pass
@@ -147,13 +150,9 @@ def _version(value: bool):
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    workspace: str = typer.Option(None, "--workspace", "-w", metavar="PATH",
-                                  help="Workspace folder (default: $AGENTOPS_WORKSPACE, else walk up from here)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),
-):
-    """Coordination runtime for teams of AI agents doing data engineering."""
-    ctx.obj = {"workspace": workspace}
+def _root(ctx: typer.Context, **values):
+    ctx.obj = {"workspace": values["workspace"]}
+
+
+_root.__doc__ = HELP
+app.callback()(signature(_root, ROOT, callbacks={"version": (_version, True)}))  # options: agentops.cli.options.ROOT
