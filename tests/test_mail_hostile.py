@@ -299,13 +299,19 @@ def test_agentops_own_messages_from_postmaster_are_delivered_daemon_or_not(ws):
     msgs = list(mailbox.Maildir(ws.inbox("devops"), create=False))
     assert [(m["From"], m["Message-ID"], m.get_payload()) for m in msgs] == [("postmaster", mid, "a real alert\n")]
     daemon = Daemon(Workspace(ws.root))
+    woken = []
+    daemon.on_mail(woken.append)  # what dispatch listens to: the daemon routes it and wakes devops
     daemon.start()
     try:
         notify(ws, to=["devops"], subject="second", body="while the daemon runs\n")
+        deadline = time.monotonic() + 30
+        while len(bodies(ws, "devops")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         daemon.stop()
         daemon.join()
     assert bodies(ws, "devops") == ["a real alert\n", "while the daemon runs\n"]
+    assert daemon.stats.delivered == 1 and {"devops"} in woken
     assert dead_reasons(ws) == [] and not any(ws.spool_dir.iterdir())
 
 

@@ -101,7 +101,9 @@ def _is_drop(path: Path, folder: Path, suffixes: Iterable[str]) -> bool:
 
 # mail ---------------------------------------------------------------------------------------
 class MailTask(Task):
-    """Routes `.agent/email/*.email` into the inboxes (`agentops.mail.route.route_pending`)."""
+    """Routes `.agent/email/*.email` into the inboxes (`agentops.mail.route.route_pending`), and
+    agentops' own messages (`agentops.mail.notify`), which arrive in the spool as `<token>^<name>`
+    (every routing pass finishes the spool first)."""
 
     name = "mail"
 
@@ -111,10 +113,11 @@ class MailTask(Task):
         self._route = None
 
     def dirs(self):
-        return [self.ws.email_dir]
+        return [self.ws.email_dir, self.ws.spool_dir]
 
     def wants(self, path):
-        return _is_drop(path, self.ws.email_dir, (".email",))
+        return _is_drop(path, self.ws.email_dir, (".email",)) or (
+            path.parent == self.ws.spool_dir and "^" in path.name and not path.name.startswith("."))
 
     def start(self):
         from agentops.mail.route import recover, route_pending

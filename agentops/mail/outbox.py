@@ -156,9 +156,11 @@ def send(ws, *, sender, to, subject, body, cc=(), bcc=(), priority="normal", rep
 def notify(ws, *, to, subject, body, priority="normal") -> list[str]:
     """Send a message in agentops' own voice (from `postmaster`: alerts, dispatch giving up).
     It is written into the private spool (`.agent/email/.queue/<token>^<name>`, through a hidden
-    temp file), not the drop zone, and routed at once, daemon or not: the routing lock keeps the
-    passes apart, and whichever pass sees it delivers it. Returns [its Message-ID]."""
+    temp file), not the drop zone, and routed at once when no daemon runs; a running daemon
+    watches the spool for such entries and routes them (and wakes the recipient, as for any mail).
+    Returns [its Message-ID]."""
     from agentops.mail.route import new_token, route_pending, spool_entry
+    from agentops.pidlock import daemon_pid
 
     message_id, msg, name = compose(ws, sender=POSTMASTER, to=to, subject=subject, body=body,
                                     priority=priority, own_voice=True)
@@ -173,7 +175,8 @@ def notify(ws, *, to, subject, body, priority="normal") -> list[str]:
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, entry.spool)
-    check_delivered(route_pending(ws, []), name, f"message {message_id}")
+    if daemon_pid(ws) is None:
+        check_delivered(route_pending(ws, []), name, f"message {message_id}")
     return [message_id]
 
 

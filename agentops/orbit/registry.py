@@ -30,7 +30,9 @@ user kind also goes into `orbit log`'s help line (`KIND_HELP` in `cli/orbit.py`;
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+TYPE_CHECKING = False  # annotations only: `agentops mail send` imports this module, and typing costs it ~10%
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 MODELS: dict[str, type] = {}
 USER_KINDS: list[str] = []       # anyone may log these
