@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,7 +200,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def temp_name(name: str) -> str:
-    return f".{name}.{secrets.token_hex(6)}.tmp"
+    return f".{name}.{os.urandom(6).hex()}.tmp"  # (not `secrets`: mail send imports this module)
 
 
 def write_atomic(ws, path, data: bytes | str, *, sync: bool = False, mode: int = 0o644,

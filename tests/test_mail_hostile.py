@@ -227,11 +227,11 @@ def test_an_entry_that_fails_alone_in_a_batch_is_dead_lettered_and_the_others_de
     is found by replaying the batch one entry at a time; that one is set aside (`unroutable`)."""
     real = maildir.write_new
 
-    def write_new(box, key, data, **kw):
+    def write_new(tmp, new, key, data, **kw):
         if b"poison" in data:
-            real(box, key, data, **kw)  # a copy is written before it fails: it must not stay
+            real(tmp, new, key, data, **kw)  # a copy is written before it fails: it must not stay
             raise ValueError("cannot write this one")
-        return real(box, key, data, **kw)
+        return real(tmp, new, key, data, **kw)
 
     monkeypatch.setattr(maildir, "write_new", write_new)
     for i in range(5):
@@ -253,11 +253,11 @@ def test_a_full_disk_fails_the_pass_and_loses_nothing(ws, monkeypatch):
     real = maildir.write_new
     calls = []
 
-    def write_new(box, key, data, **kw):
+    def write_new(tmp, new, key, data, **kw):
         calls.append(key)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(box, key, data, **kw)
+        return real(tmp, new, key, data, **kw)
 
     monkeypatch.setattr(maildir, "write_new", write_new)
     for i in range(3):

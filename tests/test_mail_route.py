@@ -313,7 +313,7 @@ def _umask() -> int:
 def test_spare_files_left_by_earlier_versions_are_removed_on_the_next_pass(ws, tmp_path):
     from agentops.mail import maildir
 
-    box = maildir.ensure(ws.inbox("developer"))
+    box = maildir.ensure(ws.inbox("developer"), ws)
     for i in range(3):
         (box / "tmp" / f".spare-1700000000.M00000{i}P1Q{i}").write_bytes(b"an earlier message's bytes\n")
     outside = tmp_path / "kept-elsewhere"
@@ -329,11 +329,14 @@ def test_spare_files_left_by_earlier_versions_are_removed_on_the_next_pass(ws, t
 def test_a_file_left_in_tmp_by_a_crash_is_never_written_over(ws):
     from agentops.mail import maildir
 
-    box = maildir.ensure(ws.inbox("developer"))
+    box = maildir.ensure(ws.inbox("developer"), ws)
     key = "1.M1P1Q1.agentops"
     taken = box / "tmp" / f"{key}.{os.getpid()}_{next(maildir._tmp_counter) + 1}"  # the name it would take next
     taken.write_bytes(b"someone else's file\n")
-    maildir.write_new(box, key, b"Subject: x\n\nbody\n")
+    from agentops import safefs
+
+    with safefs.opendir(ws, box / "tmp") as tmp, safefs.opendir(ws, box / "new") as new:
+        maildir.write_new(tmp, new, key, b"Subject: x\n\nbody\n")
     assert taken.read_bytes() == b"someone else's file\n"
     assert (box / "new" / key).read_bytes() == b"Subject: x\n\nbody\n"
 

@@ -6,7 +6,6 @@ rename into the drop zone; the router then treats it like any other drop file.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from agentops.errors import NotFoundError, ValidationError
@@ -19,12 +18,10 @@ def save_draft(ws, *, sender, to, subject, body, cc=(), priority="normal", reply
     message_id, msg, name = compose(ws, sender=sender, to=to, subject=subject, body=body, cc=cc,
                                     priority=priority, reply_to=reply_to, headers=headers)
     draft_id = message_id[1:9]
+    from agentops import safefs
+
     ws.check_layout()
-    drafts = ws.drafts_dir
-    drafts.mkdir(parents=True, exist_ok=True)
-    tmp = drafts / f".{draft_id}.tmp"
-    tmp.write_bytes(msg.to_bytes())
-    os.replace(tmp, drafts / name)
+    safefs.write_atomic(ws, ws.drafts_dir / name, msg.to_bytes())
     return draft_id
 
 
@@ -54,11 +51,12 @@ def send_draft(ws, draft_id: str) -> str:
     """Move the draft into the drop zone (routing it now when no daemon runs). Returns the file name."""
     from agentops.pidlock import daemon_pid
 
+    from agentops import safefs
+
     ws.check_layout()
     path = find_draft(ws, draft_id)
-    ws.email_dir.mkdir(parents=True, exist_ok=True)
     target = ws.email_dir / path.name
-    os.rename(path, target)
+    safefs.rename(ws, path, target, create_parents=True)
     if daemon_pid(ws) is None:
         from agentops.mail.outbox import check_delivered
         from agentops.mail.route import route_pending

@@ -8,9 +8,11 @@ the times (`deliveries.read_at`, `acked_at`) and a `mail` event for each.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
+from agentops import safefs
 from agentops.addresses import slug
 from agentops.errors import ConflictError, NotFoundError, ValidationError, WorkspaceError
 from agentops.mail import maildir
@@ -213,10 +215,10 @@ def settle_claims(ws, db, role: str) -> int:
             continue
         where, flags = files[key]
         src = qdir / where / (key if where == "new" else f"{key}:2,{flags}")
-        dest_box = maildir.ensure(box_dir(ws, "inbox", agent))
+        dest_box = maildir.ensure(box_dir(ws, "inbox", agent), ws)
         dest = dest_box / where / src.name
         try:
-            os.rename(src, dest)
+            safefs.rename(ws, src, dest)
             moved += 1
         except FileNotFoundError:
             pass
@@ -225,7 +227,7 @@ def settle_claims(ws, db, role: str) -> int:
 
 def settle_all_claims(ws, db) -> int:
     try:
-        roles = [e.name for e in os.scandir(ws.queues_root) if e.is_dir(follow_symlinks=False)]
+        roles = [name for name, st in safefs.scan(ws, ws.queues_root) if stat.S_ISDIR(st.st_mode)]
     except FileNotFoundError:
         return 0
     return sum(settle_claims(ws, db, r) for r in roles)

@@ -19,20 +19,23 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW",
 _tmp_counter = itertools.count(1)
 
 
-def ensure(box: Path) -> Path:
+def ensure(box: Path, ws) -> Path:
+    """Make the Maildir's folders (through `agentops.safefs`: never through a link out of `ws`)."""
+    from agentops import safefs
+
     for sub in SUBDIRS:
-        (box / sub).mkdir(parents=True, exist_ok=True)
+        safefs.makedirs(ws, box / sub)
     return box
 
 
-def write_new(box: Path | str, key: str, data: bytes, *, fsync: bool = True) -> str:
+def write_new(tmp_dir: int, new_dir: int, key: str, data: bytes, *, fsync: bool = True) -> None:
     """Write `data` to a new file `tmp/<key>.<pid>_<n>` (O_EXCL: never one that exists), then rename
-    it to `new/<key>` (replacing an earlier copy of the same message)."""
-    base = os.fspath(box)
+    it to `new/<key>` (replacing an earlier copy of the same message). `tmp_dir`, `new_dir`: the
+    Maildir's `tmp/` and `new/` folder descriptors (checked by `agentops.safefs`)."""
     while True:
-        tmp = f"{base}/tmp/{key}.{os.getpid()}_{next(_tmp_counter)}"
+        tmp = f"{key}.{os.getpid()}_{next(_tmp_counter)}"
         try:
-            fd = os.open(tmp, _CREATE_FLAGS, 0o644)
+            fd = os.open(tmp, _CREATE_FLAGS, 0o644, dir_fd=tmp_dir)
             break
         except FileExistsError:
             continue  # left by a crashed process with our pid: take the next name
@@ -44,49 +47,37 @@ def write_new(box: Path | str, key: str, data: bytes, *, fsync: bool = True) -> 
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        _unlink(tmp)
+        _unlink(tmp, tmp_dir)
         raise
     os.close(fd)
-    dest = f"{base}/new/{key}"
-    os.rename(tmp, dest)
-    return dest
+    os.rename(tmp, key, src_dir_fd=tmp_dir, dst_dir_fd=new_dir)
 
 
-def remove_old_spares(box: Path | str) -> int:
-    """Remove the `.spare-*` files earlier versions left in the Maildir's `tmp/` (regular files
-    only; anything else is left alone). Returns how many were removed."""
-    tmp = f"{os.fspath(box)}/tmp"
+def remove_old_spares(tmp_dir: int) -> int:
+    """Remove the `.spare-*` files earlier versions left in the Maildir's `tmp/` (its descriptor;
+    regular files only, anything else is left alone). Returns how many were removed."""
     removed = 0
     try:
-        with os.scandir(tmp) as it:
+        with os.scandir(tmp_dir) as it:
             for e in it:
                 if e.name.startswith(OLD_SPARE_PREFIX) and e.is_file(follow_symlinks=False):
-                    removed += _unlink(e.path)
+                    removed += _unlink(e.name, tmp_dir)
     except OSError:
         pass
     return removed
 
 
-def remove_new(box: Path | str | None, key: str) -> None:
+def remove_new(new_dir: int, key: str) -> None:
     """Remove `new/<key>` (a copy written by a delivery that did not happen), if there."""
-    if box is not None:
-        _unlink(f"{os.fspath(box)}/new/{key}")
+    _unlink(key, new_dir)
 
 
-def _unlink(path: str) -> bool:
+def _unlink(name: str, folder: int) -> bool:
     try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=folder)
         return True
     except OSError:
         return False
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -145,8 +136,8 @@ def locate(box: Path, key: str, ws=None) -> Path | None:
     return None
 
 
-def in_cur(box: Path, key: str) -> bool:
-    p = locate(box, key)
+def in_cur(box: Path, key: str, ws=None) -> bool:
+    p = locate(box, key, ws)
     return p is not None and p.parent.name == "cur"
 
 

@@ -159,22 +159,15 @@ def notify(ws, *, to, subject, body, priority="normal") -> list[str]:
     temp file), not the drop zone, and routed at once when no daemon runs; a running daemon
     watches the spool for such entries and routes them (and wakes the recipient, as for any mail).
     Returns [its Message-ID]."""
+    from agentops import safefs
     from agentops.mail.route import new_token, route_pending, spool_entry
     from agentops.pidlock import daemon_pid
 
     message_id, msg, name = compose(ws, sender=POSTMASTER, to=to, subject=subject, body=body,
                                     priority=priority, own_voice=True)
     ws.check_layout()
-    spool = ws.spool_dir
-    spool.mkdir(parents=True, exist_ok=True)
-    entry = spool_entry(spool, new_token(), name, own=True)
-    tmp = spool / f".{os.urandom(16).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(msg.to_bytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, entry.spool)
+    entry = spool_entry(ws.spool_dir, new_token(), name, own=True)
+    safefs.write_atomic(ws, entry.spool, msg.to_bytes(), sync=True)  # a hidden temp file, then the rename
     if daemon_pid(ws) is None:
         check_delivered(route_pending(ws, []), name, f"message {message_id}")
     return [message_id]

@@ -25,6 +25,10 @@ one at a time, and one that fails alone is dead-lettered (`unroutable`) with the
 agentops' own messages (`postmaster`: alerts) are written straight into the spool as
 `<token>^<name>` (`outbox.notify`); a drop file from `postmaster` is a dead letter (`forged_sender`).
 
+Every file operation goes through folder descriptors `agentops.safefs` opened and checked once per
+pass (the drop zone, the spool, each Maildir's `tmp/` and `new/`): a folder linked out of the
+workspace is refused, and no path is resolved again after it was checked.
+
 Every routing pass holds an exclusive lock (`.agent/run/mail.lock`), so the spool entries a pass
 sees are its own or left by a crashed pass, never another live router's.
 """
@@ -45,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agentops.addresses import POSTMASTER
-from agentops.errors import AgentOpsError, NotFoundError
+from agentops.errors import AgentOpsError, NotFoundError, UnsafePathError
 from agentops.mail import maildir
 from agentops.mail.message import Message, MessageError, addresses, decoded, message_ids
 from agentops.mail.names import MAX_NAME_BYTES, SUFFIX, BadName, Matcher
@@ -97,14 +101,15 @@ def route_pending(ws, paths: Iterable[os.PathLike | str] | None = None, *, db=No
     left for the next pass."""
     started = time.monotonic()
     report = RouteReport()
-    with route_lock(ws), orbit_db(ws, db) as database, lease_checks() as can_lease:
-        router = _Router(ws, database, report, can_lease)
+    with route_lock(ws), orbit_db(ws, db) as database, lease_checks() as can_lease, \
+            contextlib.ExitStack() as folders:
+        router = _Router(ws, database, report, can_lease, folders)
         router.run(router.spool_entries(), recovered=True)
         given = [] if paths is None else _given(ws, paths)
         names = []
         if paths is None or and_pending:
             settle = ws.config.mail.settle_seconds if settle is None else settle
-            names = _scan(ws, settle, report, given=set(given))
+            names = _scan(router.zone, settle, report, given=set(given))
         names += given
         router.run(router.claim(names), recovered=False)
     report.seconds = time.monotonic() - started
@@ -165,17 +170,17 @@ def _is_drop_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(SUFFIX)
 
 
-def _scan(ws, settle: float, report: RouteReport, given: set[str] = frozenset()) -> list[str]:
+def _scan(zone: int, settle: float, report: RouteReport, given: set[str] = frozenset()) -> list[str]:
     """The drop files to route (the `given` names are routed anyway: they are left out here).
     Settling is judged by observed change, never by a file's mtime (which a writer may set to any
     time): a file the kernel saw change (its ctime) less than `settle` seconds ago is looked at
     again once that time is over, and routed when it has not changed meanwhile; one that changed,
     or whose time is not over within SCAN_WAIT, is left for the next pass. A ctime ahead of the
-    clock (the clock went back) counts as a change seen now."""
+    clock (the clock went back) counts as a change seen now. `zone`: the drop zone's descriptor."""
     names, young, wait = [], {}, 0.0
     now = time.time()
     try:
-        with os.scandir(ws.email_dir) as it:
+        with os.scandir(zone) as it:
             for entry in it:
                 if not _is_drop_name(entry.name) or entry.name in given:
                     continue
@@ -200,7 +205,7 @@ def _scan(ws, settle: float, report: RouteReport, given: set[str] = frozenset())
         time.sleep(wait)
         for name, st in young.items():
             try:
-                again = os.lstat(ws.email_dir / name)
+                again = os.stat(name, dir_fd=zone, follow_symlinks=False)
             except FileNotFoundError:
                 continue
             if _signature(again) == _signature(st):
@@ -255,8 +260,15 @@ class _Entry:
 
 
 class _Router:
-    def __init__(self, ws, db, report: RouteReport, can_lease: bool = False):
+    def __init__(self, ws, db, report: RouteReport, can_lease: bool, folders: contextlib.ExitStack):
+        from agentops import safefs
+
         self.ws = ws
+        self.folders = folders  # checked folder descriptors, closed when the pass ends
+        self.zone = self.folder(ws.email_dir)
+        self.spool = self.folder(ws.spool_dir)
+        self.boxes: dict[str, tuple[int, int]] = {}  # Maildir path -> (tmp/, new/) descriptors
+        self.safefs = safefs
         self.can_lease = can_lease  # open_for_writing may be asked
         self.db = db
         self.report = report
@@ -269,13 +281,22 @@ class _Router:
         self.batch_ids: set[str] = set()
         self.threads: dict[str, str] = {}
 
+    def folder(self, path) -> int:
+        """A descriptor for the state folder `path` (made when missing), checked by safefs."""
+        from agentops import safefs
+
+        return self.folders.enter_context(safefs.opendir(self.ws, path, create=True))
+
+    def _exists(self, e: _Entry) -> bool:
+        try:
+            os.stat(e.spool.name, dir_fd=self.spool, follow_symlinks=False)
+            return True
+        except FileNotFoundError:
+            return False
+
     # spool --------------------------------------------------------------------------------
     def spool_entries(self):
-        try:
-            with os.scandir(self.ws.spool_dir) as it:
-                names = sorted(e.name for e in it if not e.name.startswith("."))
-        except FileNotFoundError:
-            return
+        names = sorted(n for n in os.listdir(self.spool) if not n.startswith("."))
         for spool_name in names:
             entry = _parse_spool_name(self.ws.spool_dir, spool_name)
             if entry is not None:
@@ -283,7 +304,6 @@ class _Router:
 
     def claim(self, names: list[str]):
         spool = self.ws.spool_dir
-        spool.mkdir(parents=True, exist_ok=True)
         zone = self.ws.email_dir
         claimed = []
         for name in names:  # claim them all first: the drop zone empties at once
@@ -292,7 +312,7 @@ class _Router:
                 continue
             entry = spool_entry(spool, new_token(), name)
             try:
-                os.rename(zone / name, entry.spool)
+                os.rename(name, entry.spool.name, src_dir_fd=self.zone, dst_dir_fd=self.spool)
             except FileNotFoundError:
                 continue  # gone meanwhile (the writer took it back)
             claimed.append(entry)
@@ -324,7 +344,7 @@ class _Router:
                 raise
         self.batch_ids.clear()
         for e in batch:
-            if not os.path.lexists(e.path):
+            if not self._exists(e):
                 continue  # finished before the failure
             again = _Entry(e.token, e.spool, e.name, True, e.truncated, e.original, e.own)
             try:
@@ -338,7 +358,8 @@ class _Router:
             self.batch_ids.clear()
             if again.plan is not None:  # copies written before the failure are not deliveries
                 for target in again.plan.targets:
-                    maildir.remove_new(self.dirs.get(target), again.key)
+                    if target in self.dirs:
+                        maildir.remove_new(self.boxes[self.dirs[target]][1], again.key)
             dead = _Entry(e.token, e.spool, e.name, False, e.truncated, e.original, e.own)
             dead.dead = {"cause": "unroutable", "reason": text(f"routing failed on this file: {error}"),
                          "sender": None}
@@ -350,7 +371,7 @@ class _Router:
         todo = [e for e in batch if e.done is None]
         # a few files: fsync each (and its folder); more: one syncfs for the batch
         self.fsync_each = FSYNC == "file" or (FSYNC == "batch" and (len(todo) <= FSYNC_EACH_UP_TO or _syncfs() is None))
-        touched: set[str] = set()
+        touched: set[int] = set()  # the new/ folders written to
         for e in todo:
             if e.plan is not None:
                 self.write(e.plan, e.data, e.recovered, touched)
@@ -414,7 +435,7 @@ class _Router:
 
     def plan(self, e: _Entry) -> tuple[Record, bytes]:
         try:
-            st = os.lstat(e.path)
+            st = os.stat(e.spool.name, dir_fd=self.spool, follow_symlinks=False)
         except FileNotFoundError:
             raise MessageError("the file vanished from the spool", cause="vanished") from None
         if e.truncated:
@@ -437,14 +458,14 @@ class _Router:
         if st.st_size > self.max_bytes:
             raise MessageError(f"the file is {st.st_size} bytes, over the limit of {self.max_bytes}",
                                cause="too_large", hint="send a shorter message, or raise mail.max_bytes")
-        raw = self._read(e.path, st)
+        raw = self._read(e.spool.name, st)
         msg = Message.from_bytes(raw)
         msg.validate()
         return self.build(e, envelope, msg)
 
-    def _read(self, path: Path, st) -> bytes:
+    def _read(self, name: str, st) -> bytes:
         try:
-            fd = os.open(path, _OPEN_READ)
+            fd = os.open(name, _OPEN_READ, dir_fd=self.spool)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise MessageError("the drop file is a symbolic link (never followed)", cause="symlink") from None
@@ -587,33 +608,25 @@ class _Router:
         if d is None:
             kind, box = target
             path = self.ws.inbox(box) if kind == "inbox" else self.ws.queues_root / box
-            if not self.ws.inside(path):  # a link, or under one (realpath resolves a missing path's parents)
-                raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)} leads outside the workspace"
-                                   " (a symbolic link); nothing is written there", cause="unsafe_mailbox",
-                                   hint="replace the link with a real folder")
             try:
-                maildir.ensure(path)
-            except (FileExistsError, NotADirectoryError) as exc:
-                what = Path(exc.filename or path)
-                raise MessageError(f"the {kind} folder {what.relative_to(self.ws.root)} is a file, not a folder;"
-                                   " nothing is written there", cause="unsafe_mailbox",
-                                   hint="move the file away; agentops recreates the folder") from None
-            for sub in maildir.SUBDIRS:
-                if not self.ws.inside(path / sub):
-                    raise MessageError(f"the {kind} folder {path.relative_to(self.ws.root)}/{sub} leads outside the"
-                                       " workspace (a symbolic link); nothing is written there",
-                                       cause="unsafe_mailbox", hint="replace the link with a real folder")
+                tmp, new = self.folder(path / "tmp"), self.folder(path / "new")
+                self.safefs.makedirs(self.ws, path / "cur")
+            except UnsafePathError as exc:  # a link out of the workspace, a file for a folder
+                raise MessageError(f"the {kind} folder is unsafe: {exc.message}; nothing is written there",
+                                   cause="unsafe_mailbox", hint=exc.hint) from None
             d = self.dirs[target] = os.fspath(path)
-            maildir.remove_old_spares(d)  # left by earlier versions, which reused them
+            self.boxes[d] = (tmp, new)
+            maildir.remove_old_spares(tmp)  # left by earlier versions, which reused them
         return d
 
     def write(self, rec: Record, data: bytes, replay: bool, touched: set[str]) -> None:
         for target in rec.targets:
             d = self.box_dir(target)
-            if replay and maildir.in_cur(Path(d), rec.key):
+            if replay and maildir.in_cur(Path(d), rec.key, self.ws):
                 continue  # delivered before the crash and already read: never twice
-            maildir.write_new(d, rec.key, data, fsync=self.fsync_each)
-            touched.add(d)
+            tmp, new = self.boxes[d]
+            maildir.write_new(tmp, new, rec.key, data, fsync=self.fsync_each)
+            touched.add(new)
 
     def finish(self, e: _Entry, now: str) -> None:
         if e.dead is None:
@@ -624,9 +637,9 @@ class _Router:
             elif e.done:
                 self.report.delivered += 1
                 self.report.message_ids.append(e.done)
-            _unlink(e.path)
+            _unlink(e.spool.name, self.spool)
             return
-        from agentops import safefs
+        safefs = self.safefs
 
         dead = self.ws.dead_dir
         safefs.makedirs(self.ws, dead)
@@ -634,7 +647,7 @@ class _Router:
                   "sender": e.dead["sender"], "time": _token_time(e.token).isoformat(),
                   "bounce_id": e.bounce[0].message_id if e.bounce else e.dead.get("bounce_id")}
         safefs.write_atomic(self.ws, dead / f"{e.dead_id}.reason", json.dumps(reason, indent=2, ensure_ascii=False) + "\n")
-        if os.path.lexists(e.path):
+        if self._exists(e):
             safefs.rename(self.ws, e.path, dead / e.dead_id)  # moves a link or a folder itself, never what it points to
         self.report.dead += 1
         self.report.dead_letters.append(reason)
@@ -676,31 +689,27 @@ def _syncfs():
     return _SYNCFS[0]
 
 
-def _make_durable(boxes: set[str], *, synced_each: bool) -> None:
-    """After a batch of deliveries into `boxes` (Maildir folders), before Orbit records them.
+def _make_durable(boxes: set[int], *, synced_each: bool) -> None:
+    """After a batch of deliveries into `boxes` (descriptors of Maildir `new/` folders), before Orbit records them.
     `synced_each`: every file was fsynced as it was written (their renames are left); else one
     syncfs covers the files and the renames. A failed syncfs raises: nothing is recorded, and the
     spool entries are delivered again by the next pass."""
     if FSYNC == "none":
         return
     if not synced_each:
-        fd = os.open(next(iter(boxes)), os.O_RDONLY)
-        try:
-            if _syncfs()(fd) != 0:
-                import ctypes
+        if _syncfs()(next(iter(boxes))) != 0:
+            import ctypes
 
-                err = ctypes.get_errno()
-                raise OSError(err, f"syncfs of the inboxes failed: {os.strerror(err)}")
-        finally:
-            os.close(fd)
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs of the inboxes failed: {os.strerror(err)}")
         return
-    for d in boxes:
-        maildir.fsync_dir(Path(d) / "new")
+    for fd in boxes:
+        os.fsync(fd)
 
 
-def _unlink(path: Path) -> None:
+def _unlink(name: str, folder: int) -> None:
     try:
-        os.unlink(path)  # a regular file: anything else was dead-lettered
+        os.unlink(name, dir_fd=folder)  # a regular file: anything else was dead-lettered
     except FileNotFoundError:
         pass
 
@@ -744,7 +753,9 @@ def _environment(exc: BaseException) -> bool:
     """Is `exc` about the disk or the database (the pass fails; the next replays), not one file?"""
     import sqlite3
 
-    if isinstance(exc, (MemoryError, sqlite3.OperationalError)):
+    from agentops.errors import StorageError
+
+    if isinstance(exc, (MemoryError, sqlite3.OperationalError, StorageError, UnsafePathError)):
         return True
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS,
                                                       errno.ENOMEM, errno.EMFILE, errno.ENFILE)
