@@ -441,10 +441,10 @@ def _mail(ws, to: str, subject: str, body: str) -> str | None:
     """Send from postmaster; returns the Message-ID, or `error: ...` (a notice never fails the
     reservation that caused it)."""
     from agentops.errors import AgentOpsError
-    from agentops.mail import send
+    from agentops.mail import notify  # agentops' own voice: from postmaster
 
     try:
-        return send(ws, sender="postmaster", to=[to], subject=subject, body=body)[0]
+        return notify(ws, to=[to], subject=subject, body=body)[0]
     except AgentOpsError as exc:
         return f"error: {exc}"
 
