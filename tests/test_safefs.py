@@ -272,3 +272,39 @@ def test_init_keeps_a_role_file_that_is_a_link_or_hard_link(tmp_path, outside):
 def test_init_on_a_file_is_one_line(path, says):
     line = one_line(run_agentops("init", path, env={"AGENTOPS_WORKSPACE": ""}), 3)
     assert says in line
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_the_warehouse_linked_outside_is_refused(ws, outside, how):
+    """DuckDB opens the embedded warehouse by path, so it is checked like orbit.db first."""
+    import duckdb
+
+    from agentops.data import warehouse_path
+
+    target = outside / "w.duckdb"
+    duckdb.connect(str(target)).close()
+    before = snapshot(outside)
+    ws.data_dir.mkdir(parents=True, exist_ok=True)
+    (os.symlink if how == "symlink" else os.link)(target, ws.data_dir / "warehouse.duckdb")
+    with pytest.raises(UnsafePathError, match="warehouse.duckdb"):
+        warehouse_path(ws)
+    assert snapshot(outside) == before
+
+
+def test_rendered_documents_never_write_through_a_link(ws, outside):
+    from tests.pipeline_helpers import add_examples
+
+    add_examples(ws)
+    replace_with_link(ws.data_dir / "orders_daily", outside)
+    before = snapshot(outside)
+    line = one_line(run_agentops("pipeline", "render", "orders_daily", "--template", "design", cwd=ws.root), 4)
+    assert ".agent/data/orders_daily is outside the workspace" in line
+    os.unlink(ws.data_dir / "orders_daily")
+    (ws.data_dir / "orders_daily").mkdir()
+    os.symlink(outside / "secret.txt", ws.data_dir / "orders_daily" / "design.md")
+    r = run_agentops("pipeline", "render", "orders_daily", "--template", "design", cwd=ws.root)
+    assert r.returncode == 0, r.stderr
+    written = ws.data_dir / "orders_daily" / "design.md"
+    assert not written.is_symlink() and "orders_daily" in written.read_text()
+    assert [p.name for p in written.parent.iterdir()] == ["design.md"]  # no temp file left
+    assert snapshot(outside) == before

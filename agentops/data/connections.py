@@ -37,7 +37,16 @@ class ConnectionInfo:
 
 
 def warehouse_path(ws) -> Path:
-    return ws.data_dir / WAREHOUSE_FILE
+    """The embedded warehouse, checked as `orbit.db` is before DuckDB opens it by path: reached
+    without following a link out of the workspace, and it and its WAL each a regular file with one
+    hard link (safefs raises UnsafePathError otherwise)."""
+    from agentops import safefs
+
+    path = ws.data_dir / WAREHOUSE_FILE
+    safefs.makedirs(ws, ws.data_dir)
+    for name in (WAREHOUSE_FILE, WAREHOUSE_FILE + ".wal"):
+        safefs.check_state_file(ws, ws.data_dir / name)
+    return path
 
 
 def connections(ws) -> dict[str, ConnectionInfo]:

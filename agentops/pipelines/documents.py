@@ -190,8 +190,15 @@ def render_pipeline(ws, spec, template: str | None = None, out_dir: str | os.Pat
         target = Path(out_dir).expanduser()
     ctx = context(ws, spec, specs)
     rendered = [(output_name(spec, n), render(ws, n, **ctx)) for n in names]
-    target.mkdir(parents=True, exist_ok=True)
     paths = []
+    if out_dir is None:  # state under .agent/: through safefs (no link followed, random temp names)
+        from agentops import safefs
+
+        for fname, text in rendered:
+            safefs.write_atomic(ws, target / fname, text)
+            paths.append(target / fname)
+        return paths
+    target.mkdir(parents=True, exist_ok=True)
     for fname, text in rendered:
         path = target / fname
         if path.is_symlink():
