@@ -3,7 +3,8 @@
 A scratch workspace (seeded from the current workspace's roles, templates and pipeline specs, else
 the packaged ones), the real daemon in the background, and "agents" that drop `.email` and `.jsonl`
 files and run `agentops` commands as separate processes: a handoff and its reply, DevOps asked for
-capacity, a run that fails (alerting its owner) and is retried, a three-day backfill, fifteen days
+capacity, orders_daily run for real by the embedded runner on generated landing files (a day whose
+late CDC export fails a stage that the retry then passes), a three-day `backfill --run`, fifteen days
 of order files (generated on the spot) measured by `agentops quality run` until a short day with
 missing keys fails a check and trips the anomaly detection (alert mails), then the status report. Nothing here is simulated inside the process:
 every step is a file or a subprocess, so what the demo shows is what a user gets.
@@ -169,7 +170,7 @@ class Demo:
 
         say("3. The Data Engineer hands off to DevOps for backfill capacity (handoff with send: true).")
         self.show("handoff", "--from", "data-engineer", "Coordinate with DevOps",
-                  "--context", f"Backfilling orders_daily for {day(3)}..{day(1)}; need 4 workers for an hour.")
+                  "--context", f"Backfilling orders_daily for {day(4)}..{day(2)}; need 4 workers for an hour.")
         ask = self.wait_mail("devops", "Handoff: Coordinate with DevOps")
         self.agentops("mail", "read", ask["message_id"])
         self.agentops("handoff", "--from", "devops", "Report capacity to Data Engineer",
@@ -177,60 +178,7 @@ class Demo:
         self.wait_mail("data-engineer", "Handoff: Report capacity")
         say("   DevOps answered with its own handoff back to the Data Engineer.")
 
-        say("4. Last night's orders_daily run fails in extract_orders (the Airflow hooks drop JSONL into "
-            ".agent/orbit/; the daemon ingests it) and the owner is alerted.")
-        run = f"scheduled__{day(1)}"
-        base = {"kind": "run", "pipeline": "orders_daily", "run_id": run, "run_type": "scheduled",
-                "logical_date": day(1)}
-        self.drop_events("airflow-orders-1.jsonl", [
-            {**base, "state": "queued", "attempt": 1},
-            {**base, "state": "running", "attempt": 1},
-            {**base, "task": "extract_orders", "state": "running", "attempt": 1},
-            {**base, "task": "extract_orders", "state": "failed", "attempt": 1,
-             "error": "HTTP 429 from /v2/orders after 5 retries"},
-            {**base, "state": "failed", "attempt": 1, "error": "extract_orders failed"},
-        ])
-        alert = self.wait_mail("data-engineer", "orders_daily")
-        say(f"   postmaster -> data-engineer: \"{alert['subject']}\"")
-
-        say("5. The Data Engineer lowers the page rate and retries: attempt 2 succeeds (agentops orbit log).")
-        for task in (None, "extract_orders"):
-            for state in ("queued", "running", "succeeded"):
-                args = ["orbit", "log", "run", "--pipeline", "orders_daily", "--run-id", run, "--state", state,
-                        "--attempt", "2", "--run-type", "scheduled", "--logical-date", day(1)]
-                if task:
-                    args += ["--task", task]
-                if task is None and state == "succeeded":
-                    continue
-                self.agentops(*args)
-        self.agentops("orbit", "log", "job", "--pipeline", "orders_daily", "--run-id", run, "--task",
-                      "extract_orders", "--rows-in", "10412", "--rows-out", "10398", "--bytes", "8123456",
-                      "--duration-s", "312.5")
-        self.agentops("orbit", "log", "run", "--pipeline", "orders_daily", "--run-id", run, "--state", "succeeded",
-                      "--attempt", "2", "--run-type", "scheduled", "--logical-date", day(1))
-        self.agentops("orbit", "log", "perf", "--pipeline", "orders_daily", "--task", "extract_orders",
-                      "--bottleneck", "network", "--note", "API rate limit: 10 req/s with 100-row pages",
-                      "--status", "open")
-        self.show("orbit", "runs", "--pipeline", "orders_daily", limit=6)
-
-        say(f"6. A three-day backfill ({day(3)}..{day(1)}): plan, queue, then the workers report back.")
-        self.show("pipeline", "backfill", "orders_daily", "--start", day(3), "--end", day(1), "--dry-run", limit=8)
-        self.agentops("pipeline", "backfill", "orders_daily", "--start", day(3), "--end", day(1))
-        queued = [r for r in json.loads(self.agentops("orbit", "runs", "--pipeline", "orders_daily",
-                                                      "--json").stdout) if r.get("run_type") == "backfill"]
-        done, pipeline_runs = [], 0
-        for r in queued:
-            if r.get("state") == "queued":
-                ev = {"kind": "run", "pipeline": "orders_daily", "run_id": r["run_id"], "run_type": "backfill",
-                      "logical_date": r["logical_date"], "attempt": r.get("attempt") or 1}
-                if r.get("task"):
-                    ev["task"] = r["task"]
-                else:
-                    pipeline_runs += 1
-                done += [{**ev, "state": "running"}, {**ev, "state": "succeeded"}]
-        self.drop_events("backfill-workers.jsonl", done)
-        say(f"   {pipeline_runs} backfill run(s) with {len(done) // 2 - pipeline_runs} task(s) went "
-            "queued -> running -> succeeded.")
+        self.pipeline_runs(day)
 
         say("7. orders_daily's raw.orders lands one Parquet file per day (made now: ~200 orders a day). "
             "agentops measures 14 ordinary days, then today's file, which holds a tenth of the rows and "
@@ -240,6 +188,66 @@ class Demo:
         self.reservation_step(day)
 
         say("9. The team's status:")
+
+    def pipeline_runs(self, day) -> None:
+        """orders_daily runs for real (`agentops pipeline run`, the embedded runner): its sources are
+        landing files generated now (the API's JSON pages, the CDC export as CSV), its stages SQL on
+        DuckDB, its load a Parquet fact table partitioned by order date. Last night's CDC export is
+        late: wait_for_cdc fails, the export completes while the runner backs off, the retry succeeds.
+        Then a three-day backfill runs (`pipeline backfill --run`)."""
+        from agentops.data.sample import finish_export, write_customers, write_landing
+        from agentops.pipelines.outputs import _warehouse
+        from agentops.workspace import Workspace
+
+        say = self.say
+        late, backfill = day(1), [day(4), day(3), day(2)]
+        # the API returns the orders step 7's files hold for those days (step 7 measures both alike)
+        index = {day(n): 14 - n for n in range(1, 5)}
+        counts = write_landing(self.root, backfill, index=index)
+        more = write_landing(self.root, [late], index=index, complete=False)
+        customers = write_customers(_warehouse(Workspace(self.root)))
+        say(f"4. orders_daily's sources land as files (generated now): {counts['api_rows'] + more['api_rows']} "
+            f"orders in JSON pages under data/landing/orders_api/ (the REST API's responses) and "
+            f"{counts['cdc_rows'] + more['cdc_rows']} CDC changes as CSV under data/landing/cdc/ (the Postgres "
+            f"slot's export), {customers} rows of warehouse.dim_customers. The {late} export is still running: "
+            "no _SUCCESS marker yet.")
+        say(f"5. Last night's run: `agentops pipeline run orders_daily --partition {late}` (SQL stages on DuckDB). "
+            "wait_for_cdc finds the export incomplete and fails; while the runner backs off (1s), the export "
+            "completes; the retry (attempt 2) succeeds and the run goes on.")
+        args = ["pipeline", "run", "orders_daily", "--partition", late, "--as", "data-engineer"]
+        proc = subprocess.Popen([sys.executable, "-m", "agentops", *args], env=self.env, cwd=self.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        logs = self.root / ".agent" / "logs" / "runs" / "orders_daily"
+
+        def first_attempt_failed():
+            return any("not complete" in p.read_text(errors="replace") for p in logs.glob("*/wait_for_cdc.1.log"))
+        try:
+            self.wait_for("wait_for_cdc's first attempt to fail", first_attempt_failed)
+            finish_export(self.root, late)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            raise DemoError(f"`agentops {' '.join(args)}` exited {proc.returncode}: {(err or out).strip()[-300:]}")
+        say(f"    $ agentops {' '.join(args)}")
+        for line in (err.rstrip() + "\n" + out.rstrip()).strip().splitlines():
+            say(f"    {line}")
+        self.show("orbit", "runs", "--pipeline", "orders_daily", limit=12)
+
+        say(f"6. A three-day backfill ({backfill[0]}..{backfill[-1]}): plan it, then run it (pipeline backfill --run).")
+        self.show("pipeline", "backfill", "orders_daily", "--start", backfill[0], "--end", backfill[-1], "--dry-run",
+                  limit=8)
+        run = ["pipeline", "backfill", "orders_daily", "--start", backfill[0], "--end", backfill[-1], "--run",
+               "--as", "data-engineer"]
+        proc = self.agentops(*run)
+        say(f"    $ agentops {' '.join(run)}")
+        for line in proc.stdout.strip().splitlines()[-1:]:
+            say(f"    {line}")
+        parts = sorted(p.parent.name for p in self.root.glob("data/warehouse/fact_orders/order_date=*/*.parquet"))
+        say(f"   warehouse.fact_orders now has {len(parts)} Parquet partitions under data/warehouse/fact_orders/: "
+            + ", ".join(parts))
 
     def reservation_step(self, day) -> None:
         """The Database Engineer reserves a table for a schema migration; the Data Engineer's backfill
@@ -282,7 +290,7 @@ class Demo:
         for line in proc.stdout.rstrip().splitlines():
             if "passed (" not in line:
                 self.say(f"    {line}")
-        anomaly = self.wait_mail("data-engineer", "anomal")
+        anomaly = self.wait_mail("data-engineer", "raw.orders.row_count drop")
         say(f"   postmaster -> data-engineer: \"{anomaly['subject']}\"")
 
 

@@ -227,7 +227,8 @@ def test_init_examples_brings_the_example_specs_with_locations(tmp_path, cli):
     assert not problems, problems
     orders = find_spec(ws, "orders_daily")
     assert orders.location("raw.orders").describe("2026-11-25") == "data/raw/orders/date=2026-11-25/*.parquet"
-    assert orders.location("warehouse.fact_orders").table == "analytics.fact_orders"
+    assert orders.location("warehouse.fact_orders").describe("2026-11-25") == \
+        "data/warehouse/fact_orders/order_date=2026-11-25/*.parquet"
     plain = tmp_path / "plain"
     assert cli("init", plain).exit_code == 0 and not list(Workspace(plain).pipelines_dir.glob("*.yaml"))
 

@@ -43,8 +43,10 @@ def bounds(spec, partition: str) -> tuple[str, str]:
     from agentops.pipelines.schedule import partition_key
 
     t = datetime.fromisoformat(partition) if len(partition) > 10 else datetime.combine(day, datetime.min.time())
-    nxt = next(iter(cron.times(t + timedelta(minutes=1), t + timedelta(days=400))), None)
-    return partition, partition_key(cron, nxt) if nxt else (day + timedelta(days=1)).isoformat()
+    # the next partition's key (a daily schedule at 02:00 has its first time after midnight in the same day)
+    nxt = next((partition_key(cron, x) for x in cron.times(t + timedelta(minutes=1), t + timedelta(days=400))
+                if partition_key(cron, x) != partition), None)
+    return partition, nxt or (day + timedelta(days=1)).isoformat()
 
 
 def run_sql_stage(ws, plan, pp, stage) -> dict:
