@@ -11,7 +11,7 @@ from agentops.pipelines import find_spec
 from agentops.pipelines.backfill import plan_backfill
 from tests.pipeline_helpers import add_examples, chain_spec, write_spec
 
-STAGES = ["extract_orders", "extract_order_items", "clean_orders", "enrich_orders", "check_orders",
+STAGES = ["extract_orders", "wait_for_cdc", "extract_order_items", "clean_orders", "enrich_orders", "check_orders",
           "load_fact_orders", "publish_daily_revenue"]
 
 
@@ -69,13 +69,13 @@ def test_queue_is_idempotent_and_visible_in_orbit(seeded, cli):
             "--reprocess", "failed", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert out["queued"]["runs"] == 2 and out["queued"]["tasks"] == 6 + 7 and out["queued"]["rejected"] == []
+    assert out["queued"]["runs"] == 2 and out["queued"]["tasks"] == 7 + 8 and out["queued"]["rejected"] == []
     with Orbit.open(seeded) as orbit:
         runs = orbit.runs(pipeline="orders_daily", run_type="backfill", limit=None)
-    assert len(runs) == 2 + 13 and {r["state"] for r in runs} == {"queued"}
+    assert len(runs) == 2 + 15 and {r["state"] for r in runs} == {"queued"}
     again = json.loads(cli("pipeline", "backfill", "orders_daily", "--start", "2026-03-01", "--end", "2026-03-03",
                            "--reprocess", "failed", "--json").output)
-    assert again["tasks"] == [] and again["skipped"].get("in flight") == 13
+    assert again["tasks"] == [] and again["skipped"].get("in flight") == 15
     # a queued backfill that fails is queued again as its next attempt
     seed(seeded, [{"run_id": "backfill__2026-03-03", "task": "extract_orders", "state": "running", "run_type": "backfill",
                    "logical_date": "2026-03-03"},

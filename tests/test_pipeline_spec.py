@@ -35,7 +35,7 @@ def test_examples_check_clean(ws, cli):
     assert {s.name for s in specs} == {"orders_daily", "customers_dim", "clickstream"}
     orders = find_spec(ws, "orders_daily")
     assert orders.owner == "data-engineer"
-    assert [s.name for s in orders.stages][:2] == ["extract_orders", "extract_order_items"]
+    assert [s.name for s in orders.stages][:3] == ["extract_orders", "wait_for_cdc", "extract_order_items"]
     assert orders.stage("load_fact_orders").depends_on == ["check_orders"]
     click = find_spec(ws, "clickstream")
     assert click.streaming.delivery == "exactly-once" and click.streaming.allowed_lateness == 600
