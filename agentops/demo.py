@@ -196,7 +196,7 @@ class Demo:
         late: wait_for_cdc fails, the export completes while the runner backs off, the retry succeeds.
         Then a three-day backfill runs (`pipeline backfill --run`)."""
         from agentops.data.sample import finish_export, write_customers, write_landing
-        from agentops.pipelines.outputs import _warehouse
+        from agentops.data import warehouse_path
         from agentops.workspace import Workspace
 
         say = self.say
@@ -205,7 +205,7 @@ class Demo:
         index = {day(n): 14 - n for n in range(1, 5)}
         counts = write_landing(self.root, backfill, index=index)
         more = write_landing(self.root, [late], index=index, complete=False)
-        customers = write_customers(_warehouse(Workspace(self.root)))
+        customers = write_customers(warehouse_path(Workspace(self.root)))
         say(f"4. orders_daily's sources land as files (generated now): {counts['api_rows'] + more['api_rows']} "
             f"orders in JSON pages under data/landing/orders_api/ (the REST API's responses) and "
             f"{counts['cdc_rows'] + more['cdc_rows']} CDC changes as CSV under data/landing/cdc/ (the Postgres "
