@@ -134,6 +134,7 @@ def test_sql_stages_materialise_partitions(ws):
         checks = orbit.checks(pipeline="shop")
         marks = orbit.events(kind="watermark", pipeline="shop")
     assert jobs["clean"]["rows_in"] == 150 and jobs["clean"]["rows_out"] == 50
+    assert jobs["clean"]["bytes"] is None  # loaded straight from the query: no file written
     assert jobs["enrich"]["rows_in"] == 70 and jobs["enrich"]["rows_out"] == 50 and jobs["enrich"]["bytes"] > 0
     if HAS_QUALITY:
         assert [(c["dataset"], c["check"], c["passed"]) for c in checks] == [("fact.orders", "not_null:order_id", 1)]

@@ -9,10 +9,11 @@ stage succeeded, `publish()` swaps each staged output in:
 - a file location naming one file (`out/{partition}.parquet`, `out/orders.csv`): one `rename`;
 - a file location whose file name is a glob and whose folders hold no `{partition}`
   (`out/orders/*.parquet`): the folder is swapped whole;
-- a table (a dataset with no location is the warehouse's DuckDB table of its name): the stage writes
-  a Parquet file, and `publish()` loads it in one transaction, replacing the run's partition (the
-  destination's partitioning column, or `agentops_partition` for an intermediate table) or the
-  whole table.
+- a table (a dataset with no location is the warehouse's DuckDB table of its name): a `command:`
+  stage writes a Parquet file, and `publish()` loads it in one transaction, replacing the run's
+  partition (the destination's partitioning column, or `agentops_partition` for an intermediate
+  table) or the whole table; a `sql:` stage skips the file and `load_table`s its query's result in
+  the same kind of transaction (`agentops.pipelines.sqlstage`).
 
 A runner killed at any instant leaves at most a staging folder, removed by the next run. The new
 data is complete before anything is swapped, so a restarted run that swaps again gives the same
@@ -365,16 +366,19 @@ def publish_table(ws, spec, name: str, location, parquet: Path, partition: str) 
         load_table(con, table, f"read_parquet({_lit(str(parquet))})", column, partition)
 
 
-def load_table(con, table: str, relation: str, column: str | None, partition: str) -> int:
-    """In one transaction: replace `table`'s rows for `partition` (or all of it) with `relation`."""
+def load_table(con, table: str, relation: str, column: str | None, partition: str, catalog: str | None = None) -> int:
+    """In one transaction: replace `table`'s rows for `partition` (or all of it) with `relation`.
+    `catalog`: the attached database the table is in (default: the connection's own)."""
     parts = table.split(".")
-    target = qtable(table)
+    schema = parts[-2] if len(parts) > 1 else "main"
+    cat = con.execute("SELECT current_database()").fetchone()[0] if catalog is None else catalog
+    target = f"{qident(cat)}.{qident(schema)}.{qident(parts[-1])}"
     con.execute("BEGIN TRANSACTION")
     try:
         if len(parts) > 1:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {qident(parts[-2])}")
-        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                             "AND table_name = ?", [parts[-2] if len(parts) > 1 else "main", parts[-1]]).fetchone()[0]
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {qident(cat)}.{qident(schema)}")
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
+                             "AND table_schema = ? AND table_name = ?", [cat, schema, parts[-1]]).fetchone()[0]
         if column == PARTITION_COLUMN:
             select = f"SELECT *, CAST(? AS VARCHAR) AS {qident(PARTITION_COLUMN)} FROM {relation}"
             params = [partition]

@@ -6,8 +6,10 @@ own name (`agentops.data.register_inputs`: files through DuckDB's readers with `
 in, DuckDB/SQLite/Postgres tables, and a dataset with no location as the warehouse table of that
 name; an intermediate warehouse table is seen only for the run's partition). `$partition`, `$start`,
 `$end` and `$watermark` are bound as parameters, never formatted into the text. The result is
-written to a staging Parquet (or CSV/JSON) file and published by `agentops.pipelines.outputs`: a
-partition folder or file swapped in, or a table loaded in one transaction replacing the partition.
+published as `agentops.pipelines.outputs` says: a file output is written to a staging Parquet (or
+CSV/JSON) file and its partition folder or file swapped in; a table output is loaded straight from
+the query in one DuckDB transaction replacing the partition (no staging file: DuckDB's commit is
+atomic, so a killed runner leaves the old partition or the new one).
 
 One DuckDB instance of a process may hold the warehouse file (DuckDB locks it per process), so a
 runner runs its SQL stages one at a time (DuckDB itself uses every core for each); other processes
@@ -50,7 +52,11 @@ def bounds(spec, partition: str) -> tuple[str, str]:
 
 
 def run_sql_stage(ws, plan, pp, stage) -> dict:
-    """Run the stage's SELECT for partition `pp` and publish it. Returns rows_in, rows_out, bytes."""
+    """Run the stage's SELECT for partition `pp` and publish it. Returns rows_in, rows_out, bytes.
+
+    A file output is written to staging by COPY and swapped in. A table output is loaded straight
+    from the query: its DuckDB database is attached read-write to the stage's one connection, the
+    result is held in a temporary table and replaces the partition in one transaction."""
     from agentops.pipelines import outputs
     from agentops.pipelines.runner import StageFailed
 
@@ -58,25 +64,44 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
     with outputs.staged(ws, spec, stage, pp.partition) as staged:
         out = staged.outputs[0]
         with outputs.WAREHOUSE_LOCK:
-            con = _connect(ws, spec, stage, timeout=stage.timeout)
+            target = outputs.table_target(ws, spec, out.name, out.location) if out.kind == "table" else None
+            con = _connect(ws, spec, stage, timeout=stage.timeout, target=target and (out.location, target[0]))
             try:
                 rows_in = register(con, ws, spec, stage.inputs, pp.partition)
                 values = parameters(ws, spec, stage, pp)
-                fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
-                       "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
                 select = stage.sql.strip().rstrip(";")
+                args = {k: v for k, v in values.items() if k in params_used(select)}
                 try:
-                    rows_out = con.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
-                                           {k: v for k, v in values.items() if k in params_used(select)}
-                                           ).fetchone()[0]
+                    if target is None:
+                        fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
+                               "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
+                        rows_out = con.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
+                                               args).fetchone()[0]
+                    else:
+                        con.execute(f"CREATE TEMP TABLE agentops_result AS {select}", args)
+                        rows_out = con.execute("SELECT count(*) FROM temp.agentops_result").fetchone()[0]
+                        schema = [(r[0], r[1]) for r in
+                                  con.execute("DESCRIBE SELECT * FROM temp.agentops_result").fetchall()]
+                        outputs.load_table(con, target[1], "temp.agentops_result",
+                                           outputs.partition_column(spec, out.name, out.location), pp.partition,
+                                           catalog=_alias(out.location))
                 except _errors() as exc:
                     raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
             finally:
                 con.close()
+            if target is not None:
+                return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": None,
+                        "schemas": {out.name: schema}}
             staged.publish()
             figures = staged.figures()
     return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": figures.get("bytes"),
             "schemas": figures.get("schemas")}
+
+
+def _alias(location) -> str:
+    from agentops.data.datasets import catalog_alias
+
+    return catalog_alias(location.connection if location is not None else "warehouse")
 
 
 def _errors():
@@ -113,32 +138,39 @@ def _needs_warehouse(spec, names) -> bool:
     return False
 
 
-def _connect(ws, spec, stage, timeout: float):
+def _connect(ws, spec, stage, timeout: float, target=None):
     """An in-memory DuckDB connection, with the warehouse attached read-only when an input lives
-    there (another process writing it is waited for)."""
+    there, and the database of a table output (`target`: its location and file) attached read-write
+    (another process writing either is waited for)."""
     import duckdb
 
     from agentops.data import warehouse_path
-    from agentops.data.datasets import attach_duckdb, catalog_alias
-
-    con = duckdb.connect()
-    path = warehouse_path(ws)
-    if not _needs_warehouse(spec, stage.inputs) or not Path(path).is_file():
-        return con
-    deadline = time.monotonic() + timeout
-    delay = 0.01
+    from agentops.data.datasets import attach_duckdb
     from agentops.errors import DataError
 
-    while True:
-        try:
-            attach_duckdb(con, catalog_alias("warehouse"), path, read_only=True)
-            return con
-        except DataError as exc:
-            if "lock" not in exc.message.lower() or time.monotonic() > deadline:
-                con.close()
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+    con = duckdb.connect()
+    attach = []
+    if target is not None:
+        location, path = target
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        attach.append((_alias(location), path, False))
+    path = warehouse_path(ws)
+    if _needs_warehouse(spec, stage.inputs) and Path(path).is_file():
+        attach.append((_alias(None), path, True))  # a no-op when the output already attached it
+    deadline = time.monotonic() + timeout
+    for alias, path, read_only in attach:
+        delay = 0.01
+        while True:
+            try:
+                attach_duckdb(con, alias, path, read_only=read_only)
+                break
+            except DataError as exc:
+                if "lock" not in exc.message.lower() or time.monotonic() > deadline:
+                    con.close()
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+    return con
 
 
 def register(con, ws, spec, names, partition: str) -> int | None:
