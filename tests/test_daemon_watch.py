@@ -3,28 +3,23 @@ overflow makes it scan again, and what the kernel dropped is delivered."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from agentops.daemon import read_state
+from tests.test_daemon import wait_for as daemon_wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
 
 
-def wait_for(predicate, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+# the daemon tests' helper, with the longer wait these tests need under load
+wait_for = functools.partial(daemon_wait_for, timeout=60.0, interval=0.05)
 
 
 def max_queued_events() -> int:

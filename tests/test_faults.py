@@ -5,6 +5,7 @@ back."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -19,18 +20,13 @@ import pytest
 
 from agentops.daemon import read_state
 from agentops.workspace import Workspace, init_workspace
+from tests.test_daemon import wait_for as daemon_wait_for
 
 from conftest import run_agentops
 
 
-def wait_for(predicate, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+# the daemon tests' helper, with the longer wait these tests need under load
+wait_for = functools.partial(daemon_wait_for, timeout=60.0, interval=0.05)
 
 
 def one_line(r, code):
