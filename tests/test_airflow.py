@@ -8,7 +8,6 @@ import ast
 import json
 import os
 import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from agentops.orbit.ingest import ingest_pending
 from agentops.pipelines import find_spec
 from agentops.pipelines.documents import render_pipeline
 from pipeline_helpers import write_spec
+from tests.test_render import fake_airflow  # noqa: F401 - the tiny fake airflow, a fixture
 
 HOSTILE = ['"""; import os; os.system("touch PWNED"); """', "'''; __import__('os').system('touch PWNED') #",
            "x\n    import os\nos.system('touch PWNED')", "{{ ds }}{% raw %}", "\\N{BEL} \\x00 \\\\", "\u2028\u2029"]
@@ -62,18 +62,9 @@ def test_hostile_names_descriptions_and_commands_stay_data(ws, text, tmp_path):
     assert not (ws.root / "PWNED").exists() and not Path("PWNED").exists()
 
 
-def test_a_whole_dag_runs_callbacks_dropped_at_once_ingest_in_order(ws, monkeypatch, tmp_path):
+def test_a_whole_dag_runs_callbacks_dropped_at_once_ingest_in_order(ws, monkeypatch, tmp_path, fake_airflow):  # noqa: F811
     import importlib.util
 
-    from tests.test_render import _FakeDAG, _FakeTask  # noqa: F401 - the tiny fake airflow
-
-    mods = {name: types.ModuleType(name) for name in
-            ("airflow", "airflow.sdk", "airflow.providers", "airflow.providers.standard",
-             "airflow.providers.standard.operators", "airflow.providers.standard.operators.bash")}
-    mods["airflow.sdk"].DAG = _FakeDAG
-    mods["airflow.providers.standard.operators.bash"].BashOperator = _FakeTask
-    for name, mod in mods.items():
-        monkeypatch.setitem(sys.modules, name, mod)
     write_spec(ws, "p", "name: p\nowner: data-engineer\nschedule: '@daily'\nstages:\n"
                         "  - {name: a, kind: extract}\n  - {name: b, kind: load, depends_on: [a]}\n")
     path = render_pipeline(ws, find_spec(ws, "p"), "airflow_dag", tmp_path)[0]
