@@ -770,7 +770,7 @@ def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int) -> di
                 _kill_group(proc)
                 raise
         if code != 0:
-            tail = _tail(log_path)
+            tail = _tail(ws, log_path)
             raise StageFailed(f"exit {code}" + (f": {tail}" if tail else "") + f" (log {_rel(ws, log_path)})")
         staged.publish()
         figures = staged.figures()
@@ -799,14 +799,17 @@ def _log_path(ws, pipeline: str, run_id: str, task: str, attempt: int) -> Path:
     return ws.logs_dir / "runs" / _safe(pipeline) / _safe(run_id) / f"{_safe(task)}.{attempt}.log"
 
 
-def _tail(path: Path) -> str:
+def _tail(ws, path: Path) -> str:
+    """The end of a stage's log (read through safefs, like every file under `.agent/`)."""
+    from agentops import safefs
+
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(safefs.open_file(ws, path), "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - 400))
             text = f.read().decode("utf-8", "replace")
-    except OSError:
+    except (OSError, AgentOpsError):
         return ""
     return " ".join(text.split())[-300:]
 
