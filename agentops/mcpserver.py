@@ -14,6 +14,7 @@ This module imports the MCP SDK; the CLI imports it only inside `agentops mcp`.
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator
 
+from agentops.cli import mail_send as mail_send_cli
 from agentops.errors import AgentOpsError, UsageError, format_pydantic_errors
+from agentops.mail.message import PRIORITIES
 from agentops.orbit.events import describe as describe_kinds
 from agentops.orbit.states import RunState
 
@@ -59,6 +62,44 @@ Copy = Annotated[str | None, Field(description="whose copy, when it went to seve
 Pipeline = Annotated[str, Field(min_length=1, max_length=512)]
 Since = Annotated[str, Field(min_length=1, max_length=64, description="ISO time, or an age: 24h, 7d")]
 Limit = Annotated[int, Field(ge=1, le=500)]
+
+# the types a CLI option row's `mcp` column names (agentops.cli.options.Mcp)
+ARGUMENT_TYPES = {
+    "address": Agent,
+    "addresses": list[Agent],
+    "line": Annotated[str, Field(min_length=1, max_length=998)],
+    "text": Annotated[str, Field(max_length=10 * 1024 * 1024)],
+    "priority": Literal[PRIORITIES],
+    "id": MessageId,
+}
+
+
+def from_options(options):
+    """Give a tool `func(**values)` the parameters of the CLI option rows an MCP tool shares (those
+    with an `mcp` column), so the CLI, the library and MCP take one declaration. A required argument
+    has no default (a required list at least one item); the others the CLI's default."""
+    def build(func):
+        params = []
+        for o in options:
+            if o.mcp is None:
+                continue
+            kind, meta = ARGUMENT_TYPES[o.mcp.type], []
+            if o.mcp.doc:
+                meta.append(Field(description=o.mcp.doc))
+            if o.mcp.required:
+                default = inspect.Parameter.empty
+                if isinstance(o.default, tuple):
+                    meta.append(Field(min_length=1))
+            else:
+                default = list(o.default) if isinstance(o.default, tuple) else o.default
+                kind = kind | None if default is None else kind
+            annotation = Annotated[(kind, *meta)] if meta else kind
+            params.append(inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                            annotation=annotation))
+        returns = inspect.signature(func, eval_str=True).return_annotation
+        func.__signature__ = inspect.Signature(params, return_annotation=returns)
+        return func
+    return build
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
@@ -339,23 +380,12 @@ def build_server(ws=None, *, find=None) -> MCPServer:
 
     # --- mail ---------------------------------------------------------------------------------
     @tool(annotations=WRITE)
-    async def mail_send(
-        sender: Annotated[str, Field(min_length=1, max_length=200, description="your address")],
-        to: Annotated[list[Agent], Field(min_length=1, description="agents, roles, all, user")],
-        subject: Annotated[str, Field(min_length=1, max_length=998)],
-        body: Annotated[str, Field(max_length=10 * 1024 * 1024)],
-        cc: list[Agent] = [],
-        bcc: Annotated[list[Agent], Field(description="named in no copy")] = [],
-        priority: Literal["low", "normal", "high", "urgent"] = "normal",
-        reply_to: Annotated[str | None, Field(description="id of the message answered")] = None,
-    ) -> MailSent:
+    @from_options(mail_send_cli.OPTIONS)
+    async def mail_send(**values) -> MailSent:
         """Send mail; returns the message ids."""
         from agentops import mail
 
-        ws = here()
-        ids = mail.send(ws, sender=sender, to=list(to), subject=subject, body=body, cc=list(cc),
-                        bcc=list(bcc), priority=priority, reply_to=reply_to)
-        return _result(MailSent(ids=list(ids)))
+        return _result(MailSent(ids=list(mail.send(here(), **values))))
 
     @tool(annotations=READ)
     async def mail_inbox(agent: Agent, unread: bool = True, limit: Limit = 20) -> Inbox:

@@ -79,6 +79,28 @@ def test_lists_the_tools_each_described_and_typed(ws):
     assert send.input_schema["properties"]["priority"]["enum"] == ["low", "normal", "high", "urgent"]
 
 
+def test_mail_send_takes_the_cli_declaration(ws):
+    """`mail send`'s signature is declared once (agentops.cli.mail_send.OPTIONS): the MCP tool's
+    arguments are the rows with an `mcp` column, in their order, required as they say, and each is a parameter of the library call."""
+    import inspect
+
+    from agentops import mail
+    from agentops.cli.mail_send import OPTIONS
+
+    async def script(call):
+        return next(t for t in (await call.client.list_tools()).tools if t.name == "mail_send")
+
+    schema = session(ws, script).input_schema
+    shared = [o for o in OPTIONS if o.mcp is not None]
+    assert list(schema["properties"]) == [o.name for o in shared]
+    assert set(schema["required"]) == {o.name for o in shared if o.mcp.required}
+    for o in shared:  # the schema leaves defaults out to save tokens; where one shows, it is the CLI's
+        default = list(o.default) if isinstance(o.default, tuple) else o.default
+        assert schema["properties"][o.name].get("default", default) == default, o.name
+    assert {o.name for o in shared} <= set(inspect.signature(mail.send).parameters)
+    assert "body_file" not in schema["properties"] and "draft" not in schema["properties"]  # CLI-only rows
+
+
 def test_the_tool_surface_fits_the_token_budget(ws):
     """What every agent pays for on every turn: each tool's name, description and input schema (JSON as
     the SDK's client gets it, json.dumps with its default separators), counted as characters / 4. New

@@ -1,27 +1,31 @@
 """`agentops mail send`: its options, declared once (`OPTIONS`), and its work (`run`), shared by its
 typer command (`agentops.cli.mail`, built from `OPTIONS`) and the fast path (`agentops.cli.fast`,
 which parses with tables built from `OPTIONS`) that runs it without importing typer. The library
-call (`agentops.mail.send`) takes the same names. No typer import here."""
+call (`agentops.mail.send`) takes the same names, and the MCP tool `mail_send` is built from the rows'
+`mcp` column. No typer import here."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from agentops.cli.options import JSON_HELP, Option
+from agentops.cli.options import JSON_HELP, Mcp, Option
 from agentops.errors import ValidationError
 
 HELP = "Send a message (text from --body, --body-file or stdin), or a saved draft with --draft ID."
 OPTIONS = (
-    Option("sender", ("--from",), None, "Your address."),
-    Option("to", ("--to",), (), "A recipient (repeat for more): agent, role, all, user."),
-    Option("subject", ("--subject", "-s"), None, "One line."),
-    Option("body", ("--body", "-b"), None, "The message text."),
+    Option("sender", ("--from",), None, "Your address.", mcp=Mcp("address", True, "your address")),
+    Option("to", ("--to",), (), "A recipient (repeat for more): agent, role, all, user.",
+           mcp=Mcp("addresses", True, "agents, roles, all, user")),
+    Option("subject", ("--subject", "-s"), None, "One line.", mcp=Mcp("line", True)),
+    Option("body", ("--body", "-b"), None, "The message text.", mcp=Mcp("text", True)),
     Option("body_file", ("--body-file",), None, "Read the text from this file ('-': stdin)."),
-    Option("cc", ("--cc",), (), "A copy to (repeat for more)."),
-    Option("bcc", ("--bcc",), (), "A blind copy to (repeat for more): named in no delivered copy."),
-    Option("priority", ("--priority", "-p"), "normal", "low | normal | high | urgent."),
-    Option("reply_to", ("--reply-to",), None, "The id of the message this answers."),
+    Option("cc", ("--cc",), (), "A copy to (repeat for more).", mcp=Mcp("addresses")),
+    Option("bcc", ("--bcc",), (), "A blind copy to (repeat for more): named in no delivered copy.",
+           mcp=Mcp("addresses", False, "named in no copy")),
+    Option("priority", ("--priority", "-p"), "normal", "low | normal | high | urgent.", mcp=Mcp("priority")),
+    Option("reply_to", ("--reply-to",), None, "The id of the message this answers.",
+           mcp=Mcp("id", False, "id of the message answered")),
     Option("draft", ("--draft",), None, "Send this saved draft (see `mail drafts`) instead."),
     Option("as_json", ("--json",), False, JSON_HELP),
 )

@@ -2,16 +2,19 @@
 
 `agentops mail send` and the root options are declared here as `Option` rows (no typer import), and
 everything else is built from those rows: the typer parameters (`signature`), the fast parser's
-tables (`agentops.cli.fast`) and the `Options:` block of `agentops --help` (`help_block`, the text
-click prints for them). A row's default says its kind: a tuple is a repeatable option (a list), a
-bool a flag, anything else an option taking one value.
+tables (`agentops.cli.fast`), the `Options:` block of `agentops --help` (`help_block`, the text
+click prints for them) and, for `mail send`, the MCP tool's parameters (`agentops.mcpserver`). A
+row's default says its kind: a tuple is a repeatable option (a list), a bool a flag, anything else an
+option taking one value. A row's `mcp` says how an MCP tool takes it (`Mcp`); None: it does not.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
 
-Option = namedtuple("Option", "name flags default help metavar", defaults=(None,))
+Option = namedtuple("Option", "name flags default help metavar mcp", defaults=(None, None))
+# type: a name in agentops.mcpserver.ARGUMENT_TYPES; required: no default there; doc: its description
+Mcp = namedtuple("Mcp", "type required doc", defaults=(False, None))
 
 JSON_HELP = "Print JSON instead of text."
 
