@@ -82,15 +82,16 @@ def duckdb_connect(path: Path | str | None = None, *, read_only: bool = False):
         raise DataError(f"cannot open DuckDB database {path}: {first_line(exc)}") from None
 
 
-def sqlite_connect(path: Path, *, read_only: bool = True):
-    """A sqlite3 connection to an existing file (read-only unless asked)."""
+def sqlite_connect(path: Path, *, read_only: bool = True, create: bool = False):
+    """A sqlite3 connection to an existing file (read-only unless asked; `create`: a missing file is
+    made, for a runner writing a table)."""
     import sqlite3
 
-    if not Path(path).is_file():
+    if not (create and not read_only) and not Path(path).is_file():
         raise DataError(f"no SQLite database at {path}")
     from urllib.parse import quote
 
-    mode = "ro" if read_only else "rw"
+    mode = "ro" if read_only else ("rwc" if create else "rw")
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode={mode}", uri=True, check_same_thread=False)
         conn.execute("PRAGMA query_only = 1" if read_only else "SELECT 1")
@@ -99,16 +100,18 @@ def sqlite_connect(path: Path, *, read_only: bool = True):
         raise DataError(f"cannot open SQLite database {path}: {exc}") from None
 
 
-def postgres_connect(dsn_env: str):
-    """A psycopg connection from the DSN in environment variable `dsn_env` (autocommit, read only)."""
+def postgres_connect(dsn_env: str, *, read_only: bool = True):
+    """A psycopg connection from the DSN in environment variable `dsn_env`: autocommit and read only
+    for checks and reads; `read_only=False` (a runner writing a table): transactions, writable."""
     dsn = os.environ.get(dsn_env)
     if not dsn:
         raise DataError(f"environment variable {dsn_env} is not set", hint=f"export {dsn_env}='postgresql://...'")
     import psycopg
 
     try:
-        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-        conn.execute("SET default_transaction_read_only = on")  # checks and reads only, whatever the SQL
+        conn = psycopg.connect(dsn, autocommit=read_only, connect_timeout=10)
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")  # checks and reads only, whatever the SQL
     except psycopg.Error as exc:
         # the DSN may hold a password: name the variable, never echo its value
         raise DataError(f"cannot connect to Postgres (${dsn_env}): {_scrub(first_line(exc), dsn)}") from None

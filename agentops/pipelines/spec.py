@@ -821,6 +821,9 @@ def load_file(ws, path: Path, *, addresses=None, check: bool = True) -> LoadResu
     result = parse_spec(text, source, path)
     if result.spec is not None and check:
         result.problems.extend(check_spec(result.spec, result, addresses))
+        from agentops.pipelines.sqltable import check_spec as check_table_outputs
+
+        result.problems.extend(check_table_outputs(ws, result.spec, result))
     return result
 
 

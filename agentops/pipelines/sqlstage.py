@@ -57,10 +57,12 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
     A file output is written to staging by COPY and swapped in. A table output is loaded straight
     from the query: its DuckDB database is attached read-write to the stage's one connection, the
     result is held in a temporary table and replaces the partition in one transaction."""
-    from agentops.pipelines import outputs
+    from agentops.pipelines import outputs, sqltable
     from agentops.pipelines.runner import StageFailed
 
     spec = plan.spec
+    if sqltable.output_table(ws, spec, stage) is not None:  # a SQLite/Postgres table: runs in that database
+        return sqltable.run_stage(ws, plan, pp, stage)
     with outputs.staged(ws, spec, stage, pp.partition) as staged:
         out = staged.outputs[0]
         with outputs.WAREHOUSE_LOCK:
