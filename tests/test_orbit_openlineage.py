@@ -30,8 +30,9 @@ stages:
 def client_event(d: dict):
     """The RunEvent dict rebuilt with openlineage-python's classes (they validate as they build)."""
     from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-    from openlineage.client.facet_v2 import (RunFacet, data_quality_assertions_dataset as dq, error_message_run,
-                                             nominal_time_run, parent_run)
+    from openlineage.client.facet_v2 import (RunFacet, data_quality_assertions_dataset as dq, documentation_job,
+                                             error_message_run, job_type_job, nominal_time_run, ownership_job,
+                                             parent_run, sql_job)
 
     @attr.define
     class AgentopsRunFacet(RunFacet):
@@ -55,8 +56,9 @@ def client_event(d: dict):
         if name == "errorMessage":
             facets[name] = error_message_run.ErrorMessageRunFacet(**fields, producer=f["_producer"])
         elif name == "parent":
+            root = parent_run.Root(run=parent_run.RootRun(**f["root"]["run"]), job=parent_run.RootJob(**f["root"]["job"]))
             facets[name] = parent_run.ParentRunFacet(run=parent_run.Run(**f["run"]), job=parent_run.Job(**f["job"]),
-                                                     producer=f["_producer"])
+                                                     root=root, producer=f["_producer"])
         elif name == "nominalTime":
             facets[name] = nominal_time_run.NominalTimeRunFacet(**fields, producer=f["_producer"])
         elif name == "agentops":
@@ -72,9 +74,17 @@ def client_event(d: dict):
                 assertions=[dq.Assertion(**x) for x in a["assertions"]], producer=a["_producer"])}
         inputs.append(InputDataset(namespace=i["namespace"], name=i["name"], facets={}, inputFacets=input_facets))
     outputs = [OutputDataset(namespace=o["namespace"], name=o["name"], facets={}) for o in d["outputs"]]
+    job_classes = {"jobType": job_type_job.JobTypeJobFacet, "ownership": ownership_job.OwnershipJobFacet,
+                   "sql": sql_job.SQLJobFacet, "documentation": documentation_job.DocumentationJobFacet}
+    job_facets = {}
+    for name, f in d["job"].get("facets", {}).items():
+        fields = {k: v for k, v in f.items() if not k.startswith("_")}
+        if name == "ownership":
+            fields["owners"] = [ownership_job.Owner(**o) for o in fields["owners"]]
+        job_facets[name] = job_classes[name](**fields, producer=f["_producer"])
     return RunEvent(eventType=RunState(d["eventType"]), eventTime=d["eventTime"], producer=d["producer"],
                     run=Run(runId=d["run"]["runId"], facets=facets),
-                    job=Job(namespace=d["job"]["namespace"], name=d["job"]["name"], facets={}),
+                    job=Job(namespace=d["job"]["namespace"], name=d["job"]["name"], facets=job_facets),
                     inputs=inputs, outputs=outputs)
 
 
@@ -114,6 +124,16 @@ def test_export_carries_datasets_nominal_time_and_a_resolvable_facet_schema(ws, 
     assert pipeline_run["run"]["facets"]["nominalTime"]["nominalStartTime"] == "2026-11-25T00:00:00Z"
     assert task_run["run"]["facets"]["nominalTime"]["nominalStartTime"] == "2026-11-25T06:00:00Z"
     assert "nominalTime" in task_failed["run"]["facets"]  # the run's logical date carries over
+    # the partition's interval ends where the next partition starts (the daily schedule's next day)
+    assert pipeline_run["run"]["facets"]["nominalTime"]["nominalEndTime"] == "2026-11-26T00:00:00Z"
+    assert task_run["run"]["facets"]["nominalTime"]["nominalEndTime"] == "2026-11-26T00:00:00Z"
+    parent = task_run["run"]["facets"]["parent"]
+    assert parent["root"] == {"run": parent["run"], "job": {"namespace": "agentops", "name": "orders"}}
+    assert pipeline_run["job"]["facets"]["jobType"]["jobType"] == "DAG"
+    assert {k: task_run["job"]["facets"]["jobType"][k] for k in ("processingType", "integration", "jobType")} == {
+        "processingType": "BATCH", "integration": "AGENTOPS", "jobType": "TASK"}
+    assert task_run["job"]["facets"]["ownership"]["owners"] == [{"name": "data-engineer", "type": "MAINTAINER"}]
+    assert unknown["job"]["facets"] == {}  # no spec: nothing said about the job
 
     for d in lines:  # openlineage-python's classes build and serialize what was exported (empty {} aside)
         assert pruned(Serde.to_dict(client_event(d))) == pruned(d)
@@ -139,5 +159,6 @@ def test_the_event_builder_is_reusable_without_a_workspace():
     ev = {"kind": "run", "pipeline": "orders", "run_id": "r9", "task": "clean", "state": "succeeded",
           "ts": "2026-11-25T07:00:00.000000+00:00", "logical_date": "2026-11-25"}
     d = to_openlineage(ev, "prod", spec)
-    assert d["eventType"] == "COMPLETE" and d["job"] == {"namespace": "prod", "name": "orders.clean", "facets": {}}
+    assert d["eventType"] == "COMPLETE" and d["job"]["name"] == "orders.clean" and d["job"]["namespace"] == "prod"
+    assert set(d["job"]["facets"]) == {"jobType", "ownership"}  # no sql: and no description in this spec
     assert [i["name"] for i in d["inputs"]] == ["staging.orders"] and d["outputs"][0]["namespace"] == "prod"

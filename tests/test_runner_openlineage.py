@@ -76,6 +76,53 @@ def test_http_transport_sends_each_run_event_with_datasets_and_schema(ws, server
     assert enrich["run"]["facets"]["agentops"]["state"] == "succeeded"
 
 
+def test_http_events_carry_input_schemas_nominal_time_and_job_facets(ws, server):
+    """Input schema facets from the three places agentops knows them (measured earlier in the run,
+    recorded in Orbit from the data, declared in the spec), the partition's interval as nominalTime,
+    and the parent/root, job type, owner, SQL, engine and output statistics facets."""
+    from agentops.data import quality
+
+    _configure(ws, f'[orbit.openlineage]\ntransport = "http"\nurl = "http://127.0.0.1:{server.server_port}"\n')
+    write_spec(ws, "shop", SPEC + "  - {dataset: customers_csv, check: schema, types: {customer_id: BIGINT, "
+                                  "country: VARCHAR}}\n")
+    make_data(ws.root, ["2026-03-01"])
+    quality.profile(ws, "orders_api", pipeline="shop", partition="2026-03-01")  # Orbit records its columns
+    assert execute(ws, plan_run(ws, find_spec(ws, "shop"), partitions=["2026-03-01"])).ok
+    events = [e for _, _, e in _Recorder.received]
+    assert len(events) == 8
+    for e in events:
+        assert e["run"]["facets"]["nominalTime"]["nominalStartTime"] == "2026-03-01T00:00:00Z"
+        assert e["run"]["facets"]["nominalTime"]["nominalEndTime"] == "2026-03-02T00:00:00Z"
+        engine = e["run"]["facets"]["processing_engine"]
+        assert engine["name"] == "agentops" and engine["version"] and engine["openlineageAdapterVersion"]
+    by = {(e["job"]["name"], e["eventType"]): e for e in events}
+
+    def schema(ds):
+        return {f["name"]: f.get("type") for f in ds["facets"]["schema"]["fields"]}
+
+    clean = by[("shop.clean", "START")]
+    (orders,) = clean["inputs"]  # recorded in Orbit by the profile, read from the files
+    assert set(schema(orders)) == {"order_id", "customer_id", "amount", "order_date", "updated_at"}
+    enrich = by[("shop.enrich", "COMPLETE")]
+    inputs = {i["name"].rsplit("/", 1)[-1]: schema(i) for i in enrich["inputs"]}
+    assert inputs == {  # measured when clean wrote it in this run; declared in the spec
+        "staging.orders": {"order_id": "BIGINT", "customer_id": "BIGINT", "amount": "DOUBLE", "order_date": "DATE"},
+        "customers.csv": {"customer_id": "BIGINT", "country": "VARCHAR"}}
+    (out,) = enrich["outputs"]
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] == 50
+    assert out["outputFacets"]["outputStatistics"]["size"] > 0
+    assert "outputStatistics" not in by[("shop.enrich", "START")]["outputs"][0].get("outputFacets", {})
+    parent = enrich["run"]["facets"]["parent"]
+    assert parent["job"]["name"] == "shop" and parent["root"]["run"] == parent["run"]
+    assert parent["run"]["runId"] == by[("shop", "START")]["run"]["runId"]
+    facets = enrich["job"]["facets"]
+    assert facets["jobType"]["jobType"] == "TASK" and facets["jobType"]["processingType"] == "BATCH"
+    assert facets["sql"]["query"] == find_spec(ws, "shop").stage("enrich").sql.strip()
+    assert facets["sql"]["dialect"] == "duckdb"
+    assert facets["ownership"]["owners"] == [{"name": "data-engineer", "type": "MAINTAINER"}]
+    assert by[("shop", "START")]["job"]["facets"]["jobType"]["jobType"] == "DAG"
+
+
 def test_file_transport_and_a_server_that_is_down(ws, tmp_path):
     _configure(ws, '[orbit.openlineage]\ntransport = "file"\npath = "lineage.jsonl"\n')
     write_spec(ws, "shop", SPEC)

@@ -6,8 +6,10 @@ Export, one JSON RunEvent per line:
   `pipeline.task` with a `parent` facet naming the pipeline run); runId a UUID (the run_id itself when it
   is one, else uuid5 of pipeline/run_id[/task]); `inputs`/`outputs` from the pipeline spec (a task run:
   its stage's inputs and outputs; a pipeline run: what its stages read that none of them writes, and
-  everything they write); a `nominalTime` facet from the logical date; an `errorMessage` facet for the
-  error; an `agentops` run facet with the exact Orbit fields, so a round trip is lossless. Its
+  everything they write); a `nominalTime` facet from the logical date (its end: the schedule's next
+  partition); job facets from the spec (`jobType`: a pipeline is a DAG, a stage a TASK; `ownership`;
+  `sql` for a `sql:` stage; `documentation`); the parent facet's `root` (the pipeline run); an
+  `errorMessage` facet for the error; an `agentops` run facet with the exact Orbit fields, so a round trip is lossless. Its
   `_schemaURL` is the JSON schema shipped in this repository (`agentops/schemas/AgentopsRunFacet.json`).
 - each `check` event -> an OTHER RunEvent of its run whose input dataset carries a
   `dataQualityAssertions` facet (assertion, success, severity, expected = threshold, actual = observed).
@@ -35,6 +37,11 @@ PARENT_SCHEMA = "https://openlineage.io/spec/facets/1-2-0/ParentRunFacet.json#/$
 DQ_SCHEMA = ("https://openlineage.io/spec/facets/1-1-0/DataQualityAssertionsDatasetFacet.json"
              "#/$defs/DataQualityAssertionsDatasetFacet")
 NOMINAL_SCHEMA = "https://openlineage.io/spec/facets/1-0-1/NominalTimeRunFacet.json#/$defs/NominalTimeRunFacet"
+JOB_TYPE_SCHEMA = "https://openlineage.io/spec/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
+OWNERSHIP_SCHEMA = "https://openlineage.io/spec/facets/1-0-1/OwnershipJobFacet.json#/$defs/OwnershipJobFacet"
+SQL_SCHEMA = "https://openlineage.io/spec/facets/1-1-0/SQLJobFacet.json#/$defs/SQLJobFacet"
+DOCUMENTATION_SCHEMA = ("https://openlineage.io/spec/facets/1-0-1/DocumentationJobFacet.json"
+                        "#/$defs/DocumentationJobFacet")
 SCHEMA_FILE = "agentops/schemas/AgentopsRunFacet.json"  # in this repository (and the installed package)
 AGENTOPS_SCHEMA = f"https://raw.githubusercontent.com/agentops/agentops/main/{SCHEMA_FILE}#/$defs/AgentopsRunFacet"
 
@@ -60,12 +67,50 @@ def _facet(schema: str, **fields) -> dict:
 def _run_part(ev: dict, namespace: str) -> tuple[dict, dict]:
     pipeline, run_id, task = ev["pipeline"], ev["run_id"], ev.get("task")
     facets: dict[str, Any] = {}
-    if task:
-        facets["parent"] = _facet(PARENT_SCHEMA, run={"runId": run_uuid(pipeline, run_id)},
-                                  job={"namespace": namespace, "name": pipeline})
+    if task:  # the pipeline run is the task run's parent and its root
+        parent = {"run": {"runId": run_uuid(pipeline, run_id)}, "job": {"namespace": namespace, "name": pipeline}}
+        facets["parent"] = _facet(PARENT_SCHEMA, **parent, root=parent)
     run = {"runId": run_uuid(pipeline, run_id, task), "facets": facets}
     job = {"namespace": namespace, "name": f"{pipeline}.{task}" if task else pipeline, "facets": {}}
     return run, job
+
+
+def _job_facets(ev: dict, spec) -> dict:
+    """What the spec says of the job: its type (a pipeline is a DAG, a stage a TASK), its owner, its
+    SQL (a `sql:` stage) and its description. Nothing without the spec (an event of another tool)."""
+    if spec is None:
+        return {}
+    task = ev.get("task")
+    stage = next((s for s in spec.stages if s.name == task), None) if task else None
+    if task and stage is None:
+        return {}
+    facets: dict[str, Any] = {"jobType": _facet(
+        JOB_TYPE_SCHEMA, processingType="STREAMING" if spec.processing == "streaming" else "BATCH",
+        integration="AGENTOPS", jobType="TASK" if task else "DAG")}
+    owner = (stage.owner if stage is not None else None) or spec.owner
+    if owner:
+        facets["ownership"] = _facet(OWNERSHIP_SCHEMA, owners=[{"name": owner, "type": "MAINTAINER"}])
+    if stage is not None and stage.sql is not None:
+        out = spec.location(stage.outputs[0]) if stage.outputs else None
+        duck = out is None or out.kind == "file" or out.connection == "warehouse"
+        facets["sql"] = _facet(SQL_SCHEMA, query=stage.sql.strip(), dialect="duckdb" if duck else None)
+    text = (stage.description if stage is not None else spec.description) or ""
+    if text.strip():
+        facets["documentation"] = _facet(DOCUMENTATION_SCHEMA, description=text.strip())
+    return facets
+
+
+def _nominal_end(spec, logical_date: str | None) -> str | None:
+    """The end of the partition's interval (the schedule's next partition), as nominalEndTime."""
+    if spec is None or not logical_date or spec.cron is None:
+        return None
+    try:
+        from agentops.pipelines.schedule import normalize_logical_date
+        from agentops.pipelines.sqlstage import bounds
+
+        return _nominal(bounds(spec, normalize_logical_date(spec.cron, logical_date))[1])
+    except (ValueError, TypeError, OverflowError):
+        return None
 
 
 def _nominal(logical_date: str | None) -> str | None:
@@ -103,9 +148,12 @@ def to_openlineage(ev: dict, namespace: str = "agentops", spec=None, logical_dat
     kind = ev.get("kind")
     if kind == "run":
         run, job = _run_part(ev, namespace)
-        nominal = _nominal(ev.get("logical_date") or ev.get("partition") or logical_date)
+        logical = ev.get("logical_date") or ev.get("partition") or logical_date
+        nominal = _nominal(logical)
         if nominal:
-            run["facets"]["nominalTime"] = _facet(NOMINAL_SCHEMA, nominalStartTime=nominal)
+            run["facets"]["nominalTime"] = _facet(NOMINAL_SCHEMA, nominalStartTime=nominal,
+                                                  nominalEndTime=_nominal_end(spec, logical))
+        job["facets"].update(_job_facets(ev, spec))
         run["facets"]["agentops"] = _facet(AGENTOPS_SCHEMA, kind="run",
                                            **{k: ev.get(k) for k in RUN_FIELDS})
         if ev.get("error"):

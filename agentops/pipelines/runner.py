@@ -350,6 +350,7 @@ class Recorder:
         self.ws, self.spec, self.run_type = ws, spec, run_type
         self.lock = threading.Lock()
         self.warnings: list[str] = []
+        self.measured: dict[str, list] = {}  # dataset -> columns a stage of this run wrote (OpenLineage)
 
     def close(self) -> None:
         try:
@@ -395,17 +396,21 @@ class Recorder:
         else:
             self.log(dict(ev))
         if self.emitter is not None:
-            self._lineage(ev, partition, schemas or {})
+            self._lineage(ev, partition, schemas or {}, next((e for e in with_events if e["kind"] == "job"), None))
 
-    def _lineage(self, ev: dict, partition: str, schemas: dict) -> None:
-        """OpenLineage: the event with the stage's datasets (outputs with the schema measured)."""
-        from agentops.pipelines.lineage_live import dataset
+    def _lineage(self, ev: dict, partition: str, schemas: dict, job: dict | None = None) -> None:
+        """OpenLineage: the event with the stage's datasets, each with its schema when known (outputs:
+        measured; inputs: `lineage_live.known_schema`) and the job's figures."""
+        from agentops.pipelines.lineage_live import dataset, known_schema
 
         stage = self.spec.stage(ev["task"]) if ev.get("task") else None
-        inputs = [dataset(self.ws, self.spec, n, partition) for n in (stage.inputs if stage else [])]
+        with self.lock:
+            self.measured.update({n: c for n, c in schemas.items() if c})
+            known = {n: known_schema(self.orbit, self.spec, n, self.measured) for n in (stage.inputs if stage else [])}
+        inputs = [dataset(self.ws, self.spec, n, partition, known[n]) for n in (stage.inputs if stage else [])]
         outputs = [dataset(self.ws, self.spec, n, partition, schemas.get(n)) for n in (stage.outputs if stage else [])]
         emitter = self.emitter
-        problem = emitter.emit(ev, inputs, outputs) if emitter is not None else None
+        problem = emitter.emit(ev, inputs, outputs, spec=self.spec, job=job) if emitter is not None else None
         if problem:
             with self.lock:  # one warning, then nothing more is sent in this run (no retry storm)
                 self.emitter = None
