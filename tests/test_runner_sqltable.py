@@ -165,6 +165,22 @@ def test_sqlite_parameters_are_data(ws, lite):
     assert _rows(lite, "SELECT label FROM labels") == [("2026-03-01",)]
 
 
+def test_sqlite_output_in_openlineage(ws, lite):
+    ws.config_path.write_text(ws.config_path.read_text() + '\n[orbit.openlineage]\ntransport = "file"\n'
+                              'path = "lineage.jsonl"\n')
+    ws.refresh()
+    assert _run(ws, "2026-03-01", ["daily"]).ok
+    events = [json.loads(x) for x in (ws.root / "lineage.jsonl").read_text().splitlines()]
+    done = next(e for e in events if e["job"]["name"] == "shop.daily" and e["eventType"] == "COMPLETE")
+    (out,) = done["outputs"]
+    assert (out["namespace"], out["name"]) == ("sqlite:app", "daily")
+    assert {f["name"]: f["type"] for f in out["facets"]["schema"]["fields"]} == {
+        "order_date": "TEXT", "orders": "INTEGER", "revenue": "REAL", "day_start": "TEXT", "day_end": "TEXT"}
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] == 1
+    assert [(i["namespace"], i["name"]) for i in done["inputs"]] == [("sqlite:app", "orders")]
+    assert "dialect" not in done["job"]["facets"]["sql"]  # SQLite's, not DuckDB's
+
+
 def test_a_table_output_stage_reading_elsewhere_is_refused_at_load(ws, lite):
     text = _spec().replace("inputs: [orders]\n    outputs: [mart.labels]", "inputs: [orders, files]\n    "
                            "outputs: [mart.labels]").replace(

@@ -93,9 +93,10 @@ def dataset(ws, spec, name: str, partition: str, schema: list[tuple[str, str]] |
     loc = location_of(spec, name)
     if loc is None:
         out = {"namespace": "duckdb:warehouse", "name": name}
-    elif loc.kind == "table":
-        out = {"namespace": f"{'duckdb' if loc.connection == 'warehouse' else 'db'}:{loc.connection}",
-               "name": loc.table}
+    elif loc.kind == "table":  # the connection's kind when agentops.toml names it: sqlite:app, postgres:shop
+        from agentops.pipelines.sqltable import connection_kind
+
+        out = {"namespace": f"{connection_kind(ws, loc.connection) or 'db'}:{loc.connection}", "name": loc.table}
     else:
         path = loc.path.replace("{partition}", partition)
         out = {"namespace": "file", "name": path if os.path.isabs(path) else str(ws.root / path)}

@@ -32,7 +32,7 @@ RESULT = "agentops_result"  # the temporary table holding the SELECT's result
 
 
 # --- which stages, and what they may read -----------------------------------------------------------
-def _kind(ws, connection: str) -> str | None:
+def connection_kind(ws, connection: str) -> str | None:
     """The kind of a configured connection (no file is touched), or None when it is not configured."""
     if connection == "warehouse":
         return "duckdb"
@@ -51,7 +51,7 @@ def output_table(ws, spec, stage):
     loc = location_of(spec, name)
     if loc is None or loc.kind != "table":
         return None
-    kind = _kind(ws, loc.connection)
+    kind = connection_kind(ws, loc.connection)
     return (name, loc, kind) if kind in KINDS else None
 
 
@@ -110,7 +110,7 @@ def run_stage(ws, plan, pp, stage) -> dict:
     select = stage.sql.strip().rstrip(";").rstrip()
     values = parameters(ws, spec, stage, pp)
     args = {k: v for k, v in values.items() if k in params_used(select)}
-    inputs = [location_of_table(spec, d) for d in stage.inputs]
+    inputs = [spec.location(d).table for d in stage.inputs]
     try:
         info = connection(ws, loc.connection)
         db = (_Sqlite if kind == "sqlite" else _Postgres)(info, stage.timeout)
@@ -126,10 +126,6 @@ def run_stage(ws, plan, pp, stage) -> dict:
         db.close()
     figures["schemas"] = {name: figures.pop("schema")}
     return figures
-
-
-def location_of_table(spec, name: str) -> str:
-    return spec.location(name).table
 
 
 def _first(exc) -> str:
@@ -170,9 +166,9 @@ class _Database:
                 else:  # the SELECT's columns changed: the table follows them, like the DuckDB path's
                     self.execute(f"DROP TABLE {target}")
                     self.create(table, result)
-            else:
-                c = q(column)
-                self.execute(f"DELETE FROM {target} WHERE {c} IN (SELECT DISTINCT {c} FROM {result}) "
+            else:  # with parameters: a `%` in a name is doubled for psycopg
+                c, t = self.with_params(q(column)), self.with_params(target)
+                self.execute(f"DELETE FROM {t} WHERE {c} IN (SELECT DISTINCT {c} FROM {result}) "
                              f"OR {self.prefix_of(c)} = {self.text_param}", [partition, partition])
             cols = ", ".join(q(n) for n in names)
             self.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {result}")
@@ -270,6 +266,10 @@ class _Sqlite(_Database):
     def prefix_of(self, col: str) -> str:
         return f"substr(CAST({col} AS TEXT), 1, length(?))"
 
+    @staticmethod
+    def with_params(text: str) -> str:
+        return text
+
 
 class _Postgres(_Database):
     text_param = "CAST(%s AS text)"
@@ -339,6 +339,10 @@ class _Postgres(_Database):
 
     def prefix_of(self, col: str) -> str:
         return f"left(CAST({col} AS text), length(CAST(%s AS text)))"
+
+    @staticmethod
+    def with_params(text: str) -> str:
+        return text.replace("%", "%%")
 
 
 # --- psycopg placeholders ----------------------------------------------------------------------------
