@@ -36,7 +36,12 @@ def connection_kind(ws, connection: str) -> str | None:
     """The kind of a configured connection (no file is touched), or None when it is not configured."""
     if connection == "warehouse":
         return "duckdb"
-    conf = (getattr(ws.config, "connections", None) or {}).get(connection) or {}
+    from agentops.errors import AgentOpsError
+
+    try:
+        conf = (getattr(ws.config, "connections", None) or {}).get(connection) or {}
+    except AgentOpsError:  # a broken agentops.toml is `agentops doctor`'s to report, not a spec's
+        return None
     return conf.get("kind")
 
 
