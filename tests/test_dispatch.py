@@ -91,7 +91,8 @@ def drop_mail(ws: Workspace, agent: str, subject: str = "hello", body: str = "pl
     from agentops.mail.maildir import locate
 
     (mid,) = send(ws, sender="user", to=[agent], subject=subject, body=body)
-    (row,) = [r for r in inbox(ws, agent, limit=5) if r["message_id"] == mid]
+    # the whole inbox, not the newest few: "newest" is by delivery time, which a clock step can reorder
+    (row,) = [r for r in inbox(ws, agent) if r["message_id"] == mid]
     return locate(ws.inbox(agent), row["key"])
 
 
