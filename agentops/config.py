@@ -38,6 +38,8 @@ class AnomalySettings(_Section):
     direction: Literal["both", "spike", "drop"] = "both"
     min_relative_change: float = Field(0.1, ge=0, description="ignore moves smaller than this share of the mean")
     min_duration_change_s: float = Field(1.0, ge=0, description="a duration_s series ignores moves shorter than this")
+    min_null_fraction_change: float = Field(0.01, ge=0, description="a null_fraction series ignores moves smaller "
+                                            "than this")
 
 
 class OpenLineageSettings(_Section):

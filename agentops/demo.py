@@ -290,7 +290,7 @@ class Demo:
         for line in proc.stdout.rstrip().splitlines():
             if "passed (" not in line:
                 self.say(f"    {line}")
-        anomaly = self.wait_mail("data-engineer", "raw.orders.row_count drop")
+        anomaly = self.wait_mail("data-engineer", "anomaly: orders_daily.raw.orders")
         say(f"   postmaster -> data-engineer: \"{anomaly['subject']}\"")
 
 

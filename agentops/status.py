@@ -20,7 +20,10 @@ folders, so it stays fast on a large log.
                     "logical_date", "attempt", "updated_at", "error"} | null, "failing": bool,
                     "running": int, "backfill": {"total", "done", "failed", "running", "queued",
                     "percent"} | null}],
-      "quality":  {"failed_checks": [...], "anomalies": [...]},   # within `since` (default 7d)
+      "quality":  {"failed_checks": [...], "anomalies": [...],   # within `since` (default 7d)
+                   "anomaly_groups": [{"pipeline", "dataset", "anomalies", "runs", "ts", "metrics": [str],
+                                       "worst": {"metric", "value", "expected", "zscore", "direction",
+                                                 "run_id", "ts"}}]},   # one per dataset (or task)
       "perf_open": [...], "alerts": [...], "handoffs": [...],
       "reservations": {"active": [{"id", "agent", "target", "kind", "exclusive", "reason", "created_at",
                                    "expires_at"}], "conflicts": [{"ts", "action", "agent", "target",
@@ -241,7 +244,8 @@ def collect(ws, *, since: str = DEFAULT_SINCE) -> dict[str, Any]:
         anomalies = _rows(conn.execute(
             "SELECT pipeline, dataset, metric, value, expected, zscore, direction, ts FROM anomalies "
             "WHERE ts >= ? ORDER BY ts DESC LIMIT ?", (since_ts, RECENT)))
-        status["quality"] = {"failed_checks": failed_checks, "anomalies": anomalies}
+        status["quality"] = {"failed_checks": failed_checks, "anomalies": anomalies,
+                             "anomaly_groups": anomaly_groups(conn, since_ts, RECENT)}
         status["perf_open"] = _rows(conn.execute(
             "SELECT pipeline, task, bottleneck, note, opened_at, updated_at FROM perf WHERE status = 'open' "
             "ORDER BY updated_at DESC LIMIT ?", (RECENT,)))
@@ -340,6 +344,44 @@ def orphan_boxes(ws, book) -> list[dict[str, Any]]:
     return out
 
 
+def anomaly_groups(conn, since_ts: str, limit: int) -> list[dict]:
+    """The anomalies within the window, one entry per (pipeline, dataset or task): how many, in how
+    many runs (an anomaly logged without a run counts its timestamp as one), the series that moved,
+    and the worst (largest |z|). Newest first."""
+    rows = conn.execute(
+        "SELECT a.pipeline, a.dataset, a.metric, a.value, a.expected, a.zscore, a.direction, a.ts, e.run_id "
+        "FROM anomalies a LEFT JOIN events e ON e.seq = a.seq WHERE a.ts >= ? ORDER BY a.seq", (since_ts,))
+    groups: dict[tuple, dict] = {}
+    runs: dict[tuple, set] = {}
+    for pipeline, dataset, metric, value, expected, zscore, direction, ts, run_id in rows:
+        key = (pipeline, dataset)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"pipeline": pipeline, "dataset": dataset, "anomalies": 0, "runs": 0, "ts": ts,
+                               "metrics": [], "worst": None}
+            runs[key] = set()
+        g["anomalies"] += 1
+        g["ts"] = max(g["ts"], ts)
+        runs[key].add(run_id or ts)
+        if metric not in g["metrics"]:
+            g["metrics"].append(metric)
+        if g["worst"] is None or abs(zscore) >= abs(g["worst"]["zscore"]):
+            g["worst"] = {"metric": metric, "value": value, "expected": expected, "zscore": zscore,
+                          "direction": direction, "run_id": run_id, "ts": ts}
+    for key, g in groups.items():
+        g["runs"] = len(runs[key])
+    return sorted(groups.values(), key=lambda g: g["ts"], reverse=True)[:limit]
+
+
+def anomaly_line(g: dict) -> str:
+    """One anomaly group as a line: `raw.orders: 7 series moved in 1 run; worst null_fraction:c = 0.3 ...`."""
+    w = g["worst"]
+    runs = f"{g['runs']} run{'s' if g['runs'] != 1 else ''}"
+    return (f"{g['dataset'] or '(pipeline)'}: {g['anomalies']} anomal{'ies' if g['anomalies'] != 1 else 'y'} "
+            f"in {runs}; worst {w['metric']} = {number(w['value'])} (expected ~{number(w['expected'])}, "
+            f"z={w['zscore']:.1f}, {w['direction']})")
+
+
 def problems(status: dict[str, Any]) -> list[str]:
     """What is failing, one line each (the basis of `status --check`)."""
     out = []
@@ -369,9 +411,9 @@ def problems(status: dict[str, Any]) -> list[str]:
                 out.append(f"check {c['check']} on {c['dataset']} could not run ({c['pipeline']}): {c['reason']}")
             else:
                 out.append(f"check {c['check']} on {c['dataset']} failed ({c['pipeline']}, observed {c['observed']})")
-    for a in status["quality"]["anomalies"]:
-        out.append(f"anomaly: {a['pipeline']} {a['metric']} = {number(a['value'])} (expected ~{number(a['expected'])}, "
-                   f"z={a['zscore']:.1f})")
+    for g in status["quality"].get("anomaly_groups", []):
+        out.append(f"anomaly: {g['pipeline']} {anomaly_line(g)} (see `agentops orbit anomalies --pipeline "
+                   f"{g['pipeline']}`)")
     for a in status["agents"]:
         disp = a.get("dispatch")
         if disp and disp.get("action") == "gave_up":
@@ -394,10 +436,10 @@ def agent_work(ws, agent: str) -> list[str]:
         owner = next((p["owner"] for p in status["pipelines"] if p["name"] == c["pipeline"]), None)
         if owner == agent:
             items.append(f"Failed {c['severity']} check `{c['check']}` on `{c['dataset']}` ({c['pipeline']})")
-    for a in status["quality"]["anomalies"]:
-        owner = next((p["owner"] for p in status["pipelines"] if p["name"] == a["pipeline"]), None)
+    for g in status["quality"].get("anomaly_groups", []):
+        owner = next((p["owner"] for p in status["pipelines"] if p["name"] == g["pipeline"]), None)
         if owner == agent:
-            items.append(f"Anomaly in `{a['pipeline']}`: {a['metric']} = {number(a['value'])} (expected ~{number(a['expected'])})")
+            items.append(f"Anomalies in `{g['pipeline']}` {anomaly_line(g)}")
     from agentops.reservations import prompt_items
 
     items += prompt_items(ws, agent)

@@ -53,6 +53,7 @@ DEFAULT_CONFIG = """\
 # direction = "both"          # both | spike | drop
 # min_relative_change = 0.1
 # min_duration_change_s = 1.0
+# min_null_fraction_change = 0.01
 #
 # [dispatch]
 # max_concurrent = 2

@@ -355,3 +355,128 @@ def test_a_sql_check_runs_no_statement_but_its_select(_workspace_env, fmt, state
     assert not (ws.root / "leak.csv").exists()
     again = quality.run(ws, "shop", dataset="raw.good")  # the table is still there
     assert next(r for r in again.results if r.check == "row_count").observed == 200
+
+
+# issue 14 follow-ups: grouped alerts, key columns, the spread floor, on profiles of generated files --------
+PROFILED = """name: p
+owner: data-engineer
+schedule: "@daily"
+sources: [{name: raw.o, kind: file, format: parquet, location: {path: "data/date={partition}/*.parquet"}}]
+stages: [{name: s, kind: transform, inputs: [raw.o], outputs: [o]}]
+quality:
+  - {dataset: raw.o, check: row_count, min: 1}
+"""
+
+
+def _orders_ws(root, spec: str = PROFILED) -> Workspace:
+    init_workspace(root)
+    ws = Workspace(root)
+    ws.pipelines_dir.mkdir(parents=True, exist_ok=True)
+    (ws.pipelines_dir / "p.yaml").write_text(spec, "utf-8")
+    return ws
+
+
+def _write_day(root, i: int, rows: int = 1000, nulls: int = 0, base: int | None = None) -> str:
+    """Day i of orders: `id` a key growing day by day (i x 10,000 + n), `cust` a repeating customer
+    (1..50), `coupon` never null but for the first `nulls` rows, `amount` 1..100."""
+    day = (datetime(2026, 1, 1) + timedelta(days=i)).strftime("%Y-%m-%d")
+    folder = root / "data" / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    base = i * 10000 if base is None else base
+    duckdb.connect().execute(
+        f"COPY (SELECT {base} + range AS id, 1 + range % 50 AS cust, "
+        f"CASE WHEN range < {nulls} THEN NULL ELSE range % 7 END AS coupon, 1 + (range * 37) % 100 AS amount "
+        f"FROM range({rows})) TO '{folder}/p.parquet' (FORMAT parquet)")
+    return day
+
+
+def _measure(ws, day: str, n: int):
+    """One quality run of partition `day`, its metrics stamped n days after 2026-01-01 06:00."""
+    return quality.run(ws, "p", partition=day, now=datetime(2026, 1, 1, 6, tzinfo=timezone.utc) + timedelta(days=n))
+
+
+def test_one_profile_run_alerts_once_per_dataset_and_status_shows_one_row(_workspace_env, cli):
+    """Issue 14 follow-up 1: a short day with nulls moves several profile series; the owner gets ONE
+    anomaly alert for the dataset and run listing each of them, and `status` one row for the dataset,
+    while `orbit anomalies` still lists every series."""
+    import mailbox
+
+    ws = _orders_ws(_workspace_env)
+    for i in range(10):
+        _measure(ws, _write_day(_workspace_env, i, rows=1000 + 7 * (i % 3)), i)
+    report = _measure(ws, _write_day(_workspace_env, 10, rows=100, nulls=30), 10)
+    moved = {a["metric"] for d in report.datasets for a in d.anomalies}
+    assert {"row_count", "null_fraction:coupon", "distinct:id"} <= moved and len(moved) >= 3
+    with Orbit.open(ws) as orbit:
+        listed = orbit.anomalies("p")
+        alerts = [a for a in orbit.alerts() if a["cause"] == "anomaly"]
+    assert {a["metric"] for a in listed} == moved
+    assert len(alerts) == 1, [a["subject"] for a in alerts]
+    assert alerts[0]["key"] == "anomaly: p.raw.o run quality-2026-01-11" and alerts[0]["status"] == "sent"
+    assert f"and {len(moved) - 1} more" in alerts[0]["subject"]
+    mails = [m for m in mailbox.Maildir(ws.inbox("data-engineer"), create=False)
+             if str(m["Subject"]).startswith("[orbit] anomaly")]
+    assert len(mails) == 1
+    body = mails[0].get_payload(decode=True).decode()
+    assert all(f"  {metric} = " in body for metric in moved), body
+    status = json.loads(cli("status", "--json", "--since", "2026-01-01").output)
+    groups = status["quality"]["anomaly_groups"]
+    assert [(g["pipeline"], g["dataset"], g["anomalies"], g["runs"]) for g in groups] == [("p", "raw.o", len(moved), 1)]
+    assert groups[0]["worst"]["metric"] == "null_fraction:coupon" and set(groups[0]["metrics"]) == moved
+    text = cli("status", "--since", "2026-01-01").output
+    assert text.count("anomalies in raw.o") == 1 and "null_fraction:coupon" in text
+    assert sum(1 for p in status["problems"] if p.startswith("anomaly:")) == 1
+    assert len(cli("orbit", "anomalies", "--pipeline", "p").output.strip().splitlines()) == 1 + len(moved)
+    # the same run profiled again alerts no more; another run with anomalies is its own alert
+    _measure(ws, "2026-01-11", 10)
+    _measure(ws, _write_day(_workspace_env, 11, rows=100, nulls=30), 11)
+    with Orbit.open(ws) as orbit:
+        assert [a["key"] for a in orbit.alerts() if a["cause"] == "anomaly"] == [
+            "anomaly: p.raw.o run quality-2026-01-12", "anomaly: p.raw.o run quality-2026-01-11"]
+
+
+def test_a_growing_key_is_not_flagged_when_a_backfill_measures_an_older_day(_workspace_env):
+    """Issue 14 follow-up 2: `id` grows by 10,000 a day. After a week of daily runs (days 20-27), a
+    backfill measures day 1: its ids are far below the week's, and min, mean and max of `id` were
+    flagged as drops. A key column's level is a trend, not an anomaly: its min/mean/max are recorded
+    but not scored. A non-key column still is, and a declared anomaly check on a key metric still
+    scores it."""
+    ws = _orders_ws(_workspace_env)
+    for i in range(20, 28):
+        _measure(ws, _write_day(_workspace_env, i), i)
+    report = _measure(ws, _write_day(_workspace_env, 1), 28)  # the backfill of day 1
+    assert report.datasets[0].anomalies == []
+    assert report.datasets[0].profile.keys() == ["id"]
+    with Orbit.open(ws) as orbit:
+        assert [m["value"] for m in orbit.metrics("p", "min:id", "raw.o")][-2:] == [270000, 10000]  # still recorded
+        watched = orbit.events(kind="metric", limit=None)
+    assert {e["name"] for e in watched if e.get("watch") is False} == {"min:id", "mean:id", "max:id"}
+    # cust (1..50, repeating) is no key: a day of customers 1001..1050 is flagged
+    day = (datetime(2026, 1, 1) + timedelta(days=28)).strftime("%Y-%m-%d")
+    folder = _workspace_env / "data" / f"date={day}"
+    folder.mkdir(parents=True)
+    duckdb.connect().execute(f"COPY (SELECT 280000 + range AS id, 1001 + range % 50 AS cust, range % 7 AS coupon, "
+                             f"1 + (range * 37) % 100 AS amount FROM range(1000)) TO '{folder}/p.parquet' "
+                             "(FORMAT parquet)")
+    moved = {a["metric"] for a in _measure(ws, day, 29).datasets[0].anomalies}
+    assert {"min:cust", "mean:cust", "max:cust"} <= moved and not {m for m in moved if m.endswith(":id")}
+    # an anomaly check on a key metric is a request to watch it
+    (ws.pipelines_dir / "p.yaml").write_text(PROFILED + "  - {dataset: raw.o, check: anomaly, metric: min, column: id}\n")
+    by = {r.check: r for r in _measure(ws, _write_day(_workspace_env, 2), 30).results}
+    assert by["anomaly:min:id"].status == "failed" and "drop" in by["anomaly:min:id"].reason
+
+
+def test_a_never_null_column_flags_a_material_null_rate_with_a_meaningful_score(_workspace_env):
+    """Issue 14 follow-up 3: null_fraction of a column that was never null is a flat series at 0; its
+    MAD is 0, and the old 1e-9 floor scored 0.3 as z = 300,000,000 and flagged one null in 1,000.
+    Now a move under min_null_fraction_change (0.01) is no anomaly, and the spread is floored at
+    material change / threshold, so 0.3 scores 3 x 0.3 / 0.01 = 90."""
+    ws = _orders_ws(_workspace_env)
+    for i in range(8):
+        _measure(ws, _write_day(_workspace_env, i), i)
+    one_null = _measure(ws, _write_day(_workspace_env, 8, nulls=1), 8)
+    assert [a for a in one_null.datasets[0].anomalies if a["metric"] == "null_fraction:coupon"] == []
+    many = _measure(ws, _write_day(_workspace_env, 9, nulls=300), 9)
+    found = {a["metric"]: a for a in many.datasets[0].anomalies}
+    assert found["null_fraction:coupon"]["zscore"] == pytest.approx(90.0)
+    assert all(abs(a["zscore"]) < 1000 for a in found.values()), found

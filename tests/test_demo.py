@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+from datetime import date, timedelta
 
 from agentops.orbit import Orbit
 from agentops.workspace import Workspace
@@ -34,6 +35,20 @@ def test_demo_plays_the_whole_day(tmp_path):
     # the failed check and the anomaly come from the generated data, measured by `quality run`
     drops = [(a["dataset"], a["metric"]) for a in status["quality"]["anomalies"] if a["direction"] == "drop"]
     assert ("raw.orders", "row_count") in drops
+    # issue 14 follow-ups: the one anomaly the demo stages (today's short file) is the only one status shows,
+    # as one row for raw.orders and one alert; no growing key, no ordinary day, no score in the millions
+    groups = status["quality"]["anomaly_groups"]
+    assert [(g["dataset"], g["runs"]) for g in groups] == [("raw.orders", 1)], groups
+    assert groups[0]["worst"]["metric"] in ("row_count", "null_fraction:customer_id")
+    assert groups[0]["worst"]["run_id"] == f"quality-{date.today().isoformat()}"
+    assert {"row_count", "null_fraction:customer_id"} <= set(groups[0]["metrics"])
+    assert not [m for m in groups[0]["metrics"] if m.endswith(":order_id") and not m.startswith("distinct:")]
+    assert all(abs(a["zscore"]) < 1000 for a in status["quality"]["anomalies"])
+    assert [a["cause"] for a in status["alerts"]].count("anomaly") == 1
+    assert sum(1 for p in status["problems"] if p.startswith("anomaly:")) == 1
+    assert sum(1 for s in subjects if s.startswith("[orbit] anomaly")) == 1
+    text = run_agentops("status", env={"AGENTOPS_WORKSPACE": str(target)}).stdout
+    assert text.count("anomalies in raw.orders") == 1 and "anomaly distinct:" not in text
     failed = {(c["dataset"], c["check"]) for c in status["quality"]["failed_checks"]}
     assert ("raw.orders", "not_null:customer_id") in failed
     assert len(list(target.glob("data/raw/orders/date=*/part-0.parquet"))) == 15
@@ -43,8 +58,6 @@ def test_demo_plays_the_whole_day(tmp_path):
     # orders_daily ran for real (issue 15.9): the late CDC export failed wait_for_cdc once, the retry passed;
     # a three-day backfill ran; every run and task succeeded, with job figures measured by the runner
     assert "attempt 1 failed (exit 1: CDC export not complete yet" in out
-    from datetime import date, timedelta
-
     days = [(date.today() - timedelta(days=n)).isoformat() for n in range(4, 0, -1)]
     with Orbit.open(ws) as orbit:
         runs = orbit.runs(pipeline="orders_daily", limit=None)

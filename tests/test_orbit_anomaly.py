@@ -145,3 +145,57 @@ def test_job_durations_ignore_moves_under_a_second_but_not_longer_ones(ws):
         assert [d["metric"] for d in loud.derived if d["kind"] == "anomaly"] == ["duration_s"]
         assert settings_for(ws.config.orbit, "p", None, "duration_s").min_absolute_change == 1.0
         assert settings_for(ws.config.orbit, "p", None, "rows_out").min_absolute_change == 0.0
+
+
+def test_a_flat_series_scores_in_material_changes_not_billions(ws):
+    """Issue 14 follow-up 3: a flat series has MAD 0; the spread is floored at its material change
+    (max(min_relative_change x |median|, the metric's absolute minimum)) / threshold, so z counts
+    material changes (a move must exceed one to alarm)."""
+    def z(values, s=S):
+        history, days = values[:-1], [0] * (len(values) - 1)
+        f = detect_series(history, days, values[-1], 0, s)
+        return f.zscore if f else None
+
+    assert z([100.0] * 10 + [111.0]) == pytest.approx(3.3)
+    assert z([100.0] * 10 + [150.0]) == pytest.approx(15.0)
+    assert z([100.0] * 10 + [110.0]) is None and z([100.0] * 10 + [90.5]) is None  # 10% is not material
+    assert z([10.0, 9.0] * 5 + [11.0]) is None and z([10.0] * 10 + [8.0]) == pytest.approx(-6.0)  # whole numbers: 1
+    nulls = settings_for(ws.config.orbit, "p", "d", "null_fraction:c")
+    assert nulls.min_absolute_change == 0.01 and settings_for(ws.config.orbit, "p", "d", "mean:c").min_absolute_change == 0
+    assert z([0.0] * 10 + [0.3], nulls) == pytest.approx(90.0)  # was 300,000,000
+    assert z([0.0] * 10 + [0.005], nulls) is None                # one null in 200: under the material change
+    # flat at 0 with no absolute minimum: the value is the scale, threshold / min_relative_change
+    assert z([0.0] * 10 + [7.5]) == pytest.approx(30.0) and z([0.0] * 10 + [-1e-3]) == pytest.approx(-30.0)
+    assert z([0.0] * 10 + [7.0]) == pytest.approx(21.0)  # whole numbers: the material change is 1
+    # a noisy series still scores against its MAD
+    assert abs(z(noisy(20) + [3000.0])) < 1000
+
+
+def test_anomalies_of_one_run_are_one_alert_listing_them(ws):
+    """Issue 14 follow-up 1: the anomalies one batch finds in one dataset and run (a profile) are one
+    alert, worst first in the subject, each in the body; another dataset or run is another alert."""
+    from agentops.orbit.events import MetricEvent
+
+    def profile(run, day, rows, nulls, dataset="raw.orders"):
+        return [MetricEvent(kind="metric", pipeline="orders", dataset=dataset, name=n, value=v, run_id=run,
+                            ts=f"{day}T06:00:00+00:00")
+                for n, v in (("row_count", rows), ("null_fraction:customer_id", nulls), ("distinct:order_id", rows))]
+
+    with Orbit.open(ws) as orbit:
+        for i in range(8):
+            day = f"2026-01-{i + 1:02d}"
+            orbit.log_many(profile(f"r{i}", day, 1000 + i % 3, 0.0) + profile(f"r{i}", day, 1000 + i % 3, 0.0, "other"))
+        assert orbit.alerts() == []
+        report = orbit.log_many(profile("r8", "2026-01-09", 100, 0.3) + profile("r8", "2026-01-09", 10, 0.0, "other"))
+        assert report.anomalies == 5 and report.alerts == 2
+        alerts = orbit.alerts()
+        events = [e for e in orbit.events(kind="anomaly") if e["dataset"] == "raw.orders"]
+    assert {e["run_id"] for e in events} == {"r8"}
+    by_key = {a["key"]: a for a in alerts}
+    assert set(by_key) == {"anomaly: orders.raw.orders run r8", "anomaly: orders.other run r8"}
+    one = by_key["anomaly: orders.raw.orders run r8"]
+    assert one["subject"] == "[orbit] anomaly: orders.raw.orders null_fraction:customer_id spike (0.3, expected 0) and 2 more"
+    assert one["cause"] == "anomaly" and one["run_id"] == "r8"
+    body = one["body"]
+    assert body.index("null_fraction:customer_id = 0.3") < body.index("row_count = 100") and "distinct:order_id = 100" in body
+    assert by_key["anomaly: orders.other run r8"]["subject"].endswith("drop (10, expected 1001) and 1 more")

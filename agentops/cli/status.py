@@ -82,15 +82,20 @@ def render_terminal(s: dict):
         parts.append(t)
 
     q = s["quality"]
-    if q["failed_checks"] or q["anomalies"]:
+    groups = q.get("anomaly_groups", [])
+    if q["failed_checks"] or groups:
         t = Table(f"Quality (since {s['since']})", "when", "pipeline", "what", "detail")
         for c in q["failed_checks"]:
             t.add_row(_short(c["ts"]), c["pipeline"], Text(f"{c['severity']} check {c['check']}",
                       style="red" if c["severity"] == "error" else "yellow"),
                       f"{c['dataset']}: observed {c['observed']} (threshold {c['threshold']})")
-        for a in q["anomalies"]:
-            t.add_row(_short(a["ts"]), a["pipeline"], Text(f"anomaly {a['metric']}", style="magenta"),
-                      f"{number(a['value'])} vs ~{number(a['expected'])} (z={a['zscore']:.1f}, {a['direction']})")
+        for g in groups:  # one row per dataset; `agentops orbit anomalies` lists each one
+            w = g["worst"]
+            t.add_row(_short(g["ts"]), g["pipeline"],
+                      Text(f"{g['anomalies']} anomal{'ies' if g['anomalies'] != 1 else 'y'} in "
+                           f"{g['dataset'] or '(pipeline)'}", style="magenta"),
+                      f"{g['runs']} run{'s' if g['runs'] != 1 else ''}; worst {w['metric']} {number(w['value'])} vs "
+                      f"~{number(w['expected'])} (z={w['zscore']:.1f}, {w['direction']})")
         parts.append(t)
     if s["perf_open"]:
         t = Table("Open performance issues", "pipeline", "task", "bottleneck", "note")

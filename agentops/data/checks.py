@@ -27,6 +27,9 @@ _NUMBER = re.compile(r"^(tiny|small|medium|big|huge|u|unsigned )?int|integer|ser
 _TEMPORAL = re.compile(r"^(date|datetime|timestamp|time)", re.I)
 _TEXT = re.compile(r"^(varchar|text|char|character|string|bpchar|nvarchar|clob|uuid|enum|citext|name)", re.I)
 _BOOL = re.compile(r"^bool", re.I)
+_INTEGER = re.compile(r"^((tiny|small|medium|big|huge|u|unsigned )?(int|integer|int\d+)|u(tiny|small|big|huge)int|"
+                      r"(small|big)?serial\d?)(\s|\(|$)", re.I)
+KEY_DISTINCT = 0.9  # a key's distinct count against its non-null rows (the distinct count is approximate)
 
 
 def type_class(engine_name: str, declared: str) -> str:
@@ -92,7 +95,20 @@ class Profile:
 
     def as_dict(self) -> dict:
         return {"dataset": self.dataset, "rows": self.rows, "columns": [{"name": n, "type": t} for n, t in self.columns],
-                "stats": self.stats}
+                "stats": self.stats, "keys": self.keys()}
+
+    def keys(self) -> list[str]:
+        """Columns this profile shows to be keys: integer columns whose non-null values are all distinct
+        (approximate distinct count at least KEY_DISTINCT of them), like an order_id. A key's level
+        moves every run by design (ids grow), so its min, mean and max are not scored for anomalies."""
+        out = []
+        for name, declared in self.columns:
+            st = self.stats.get(name) or {}
+            nonnull = (self.rows or 0) - (st.get("nulls") or 0)
+            if (_INTEGER.match((declared or "").strip()) and nonnull > 0 and st.get("distinct") is not None
+                    and st["distinct"] >= KEY_DISTINCT * nonnull):
+                out.append(name)
+        return out
 
 
 # -------------------------------------------------------------------------------------------------

@@ -182,6 +182,8 @@ def open_dataset(ws, name: str, location, partition: str | None = None, *, duck=
         if len(parts) == 1:
             parts = ["main", *parts]
         relation = ".".join(DuckEngine.quote(p) for p in [alias, *parts])
+        if location is None and partition is not None:
+            relation = _partition_of(con, relation, partition)
         return OpenDataset(name, location, DuckEngine(con), relation, where, owned)
     if info.kind == "sqlite":
         conn = sqlite_connect(info.path)
@@ -191,6 +193,22 @@ def open_dataset(ws, name: str, location, partition: str | None = None, *, duck=
         return OpenDataset(name, location, SqliteEngine(conn), relation, where, True)
     conn = postgres_connect(info.dsn_env)
     return OpenDataset(name, location, PostgresEngine(conn), qualified(table), where, True)
+
+
+def _partition_of(con, relation: str, partition: str) -> str:
+    """An intermediate warehouse table the runner writes carries the partition of each row in
+    `agentops_partition` (pipelines.outputs): checked for one partition, it is that partition's rows
+    (as the stages read it), not every partition a backfill has loaded. Its columns stay the same."""
+    from agentops.pipelines.outputs import PARTITION_COLUMN
+
+    q = DuckEngine.quote
+    try:
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    except engine_errors():
+        return relation  # a missing table: reported by whoever reads it
+    if PARTITION_COLUMN not in cols:
+        return relation
+    return f"(SELECT * FROM {relation} WHERE {q(PARTITION_COLUMN)} = {literal(partition)})"
 
 
 # inputs of a stage, for the runner --------------------------------------------------------------------

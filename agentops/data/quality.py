@@ -215,8 +215,10 @@ def record(orbit, ws, specs, spec, ref, dr: DatasetReport, run_id: str, partitio
                                                 agent="agentops", ts=ts))
         _schema_check(dr, declared)
     if dr.profile is not None:
+        unwatched = trend_metrics(dr.profile, dr.checks)
         metric_events = [MetricEvent(kind="metric", pipeline=pipeline, dataset=dr.dataset, name=k, value=v,
-                                     run_id=run_id, agent="agentops", ts=ts) for k, v in dr.profile.metrics.items()]
+                                     run_id=run_id, watch=False if k in unwatched else None, agent="agentops",
+                                     ts=ts) for k, v in dr.profile.metrics.items()]
         start = orbit.db.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         orbit.log_many(events + metric_events, send_alerts=False)
         events = []
@@ -233,6 +235,13 @@ def record(orbit, ws, specs, spec, ref, dr: DatasetReport, run_id: str, partitio
     if events:
         orbit.log_many(events, send_alerts=False)
     orbit.send_alerts()
+
+
+def trend_metrics(profile, checks: list) -> set[str]:
+    """The profile metrics recorded but not scored: min, mean and max of the profile's key columns
+    (`Profile.keys`; a growing id moves every run by design), unless an `anomaly` check names one."""
+    declared = {chk.metric_name for chk in checks if chk.check == "anomaly"}
+    return {f"{stat}:{col}" for col in profile.keys() for stat in ("min", "mean", "max")} - declared
 
 
 def _figure(v):

@@ -3,8 +3,9 @@ files as the orders_daily spec's `raw.orders` expects them, `data/raw/orders/dat
 and the landing files its sources stand in for (`write_landing`, `write_customers`).
 
 Generated with DuckDB itself, deterministic per day (so reruns give the same files), no committed
-binaries. A `short_day` holds a fraction of the rows and nulls in the `customer_id` key: what a
-half-failed upstream export looks like, for checks and anomaly detection to find.
+binaries. A `short_day` holds a fraction of the rows (every 11th order of a full day) and nulls in
+the `customer_id` column: what a half-failed upstream export looks like, for checks and anomaly
+detection to find.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ ORDERS_PATH = "data/raw/orders/date={day}/part-0.parquet"
 
 def day_rows(i: int, rows: int = 200) -> int:
     """Rows of the i-th ordinary day: `rows` with a little day-to-day noise."""
-    return rows + (i * 37) % 23 - 11
+    return rows + (i * 37) % 11 - 5
 
 
-def orders_sql(i: int, day: str, n: int, nulls: int = 0) -> str:
-    """The SELECT of the i-th day's `n` orders (the first `nulls` without customer_id)."""
+def orders_sql(i: int, day: str, n: int, nulls: int = 0, step: int = 1) -> str:
+    """The SELECT of the i-th day's `n` orders (the first `nulls` without customer_id); `step` > 1
+    keeps every step-th order of a full day (a partial export: fewer rows, the same spread of values).
+    About 120 customers order each day, many more than once (so customer_id is no key)."""
     from agentops.data.connections import literal
 
     seed = (i + 1) * 1000
     return f"""
-        SELECT {seed} + range AS order_id,
-               CASE WHEN range < {nulls} THEN NULL ELSE 1 + (range * 7) % 500 END AS customer_id,
-               ['placed', 'paid', 'shipped', 'delivered', 'returned'][1 + range % 5] AS status,
-               round(5 + ((range * 37) % 2000) / 10.0, 2) AS total_amount,
-               CAST({literal(day)} AS TIMESTAMP) + INTERVAL (range * 397) SECOND AS updated_at
-        FROM range({n})"""
+        SELECT {seed} + k AS order_id,
+               CASE WHEN j < {nulls} THEN NULL ELSE 1 + (k * 7 + {i} * 41) % 120 END AS customer_id,
+               ['placed', 'paid', 'shipped', 'delivered', 'returned'][1 + k % 5] AS status,
+               round(5 + ((k * 37) % 2000) / 10.0, 2) AS total_amount,
+               CAST({literal(day)} AS TIMESTAMP) + INTERVAL (k * 397) SECOND AS updated_at
+        FROM (SELECT range AS j, range * {step} AS k FROM range({n}))"""
 
 
 def write_orders(root: Path, days: list[str], *, rows: int = 200, short_day: str | None = None,
@@ -43,12 +46,13 @@ def write_orders(root: Path, days: list[str], *, rows: int = 200, short_day: str
     try:
         for i, day in enumerate(days):
             n = day_rows(i, rows)
-            nulls = 0
+            nulls, step = 0, 1
             if day == short_day:
                 n, nulls = max(1, int(rows * short_fraction)), null_keys
+                step = max(1, round(1 / short_fraction)) + 1  # 11: prime to the 5 statuses
             path = Path(root) / ORDERS_PATH.format(day=day)
             path.parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY ({orders_sql(i, day, n, nulls)}) TO {literal(path)} (FORMAT parquet)")
+            con.execute(f"COPY ({orders_sql(i, day, n, nulls, step)}) TO {literal(path)} (FORMAT parquet)")
             out[day] = n
     finally:
         con.close()

@@ -1,10 +1,11 @@
 """Alerts: one mail from `postmaster` to the pipeline's owner per failed run, failed error-severity
-check, or anomaly.
+check, or the anomalies of one run in one dataset.
 
 The alert row (table `alerts`, keyed by what it is about: `run failed: P run R`, `check failed: P D C
-run R`, `anomaly: P.D.M at TS`) and its `alert` event are written in the same transaction as the
-event that caused it; `INSERT OR IGNORE` on the key is the dedupe, so a retry, a second failing
-task of the same run, or a re-ingest never alerts twice. The mail is sent after the commit
+run R`, `anomaly: P.D run R`, or `anomaly: P.D at TS` for points logged without a run) and its
+`alert` event are written in the same transaction as the event that caused it; `INSERT OR IGNORE`
+on the key is the dedupe, so a retry, a second failing task of the same run, a second profile of
+the same run, or a re-ingest never alerts twice. The mail is sent after the commit
 (`send_pending`); an alert whose mail could not be sent stays `pending` (with the error) and is
 retried the next time any write sends alerts.
 
@@ -65,13 +66,22 @@ def schema_change(pipeline: str, dataset: str, run_id: str | None, ts: str, adde
             f"allow (seen by pipeline {pipeline}, {when}). You own it or a pipeline downstream of it.\n")
 
 
-def anomaly(pipeline: str, dataset: str | None, metric: str, value: float, expected: float, zscore: float,
-            direction: str, method: str | None, ts: str) -> tuple[str, str, str]:
-    where = f"{pipeline}.{dataset}.{metric}" if dataset else f"{pipeline}.{metric}"
-    return (f"anomaly: {where} at {ts}",
-            f"[orbit] anomaly: {where} {direction} ({value:g}, expected {expected:.6g})",
-            f"{where} = {value:g} at {ts} is a {direction}: expected {expected:.6g} "
-            f"(z-score {zscore:.2f}, {method} comparison).\n")
+def anomalies(pipeline: str, dataset: str | None, run_id: str | None, ts: str,
+              found: list[dict]) -> tuple[str, str, str]:
+    """One alert for every anomaly one run found in one dataset (or a job's task): the worst (largest
+    |z|) in the subject, all of them in the body, worst first."""
+    where = f"{pipeline}.{dataset}" if dataset else pipeline
+    when = f"run {run_id}" if run_id else f"at {ts}"
+    found = sorted(found, key=lambda a: -abs(a["zscore"]))
+    worst = found[0]
+    more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+    lines = "".join(f"  {a['metric']} = {a['value']:g}: {a['direction']}, expected {a['expected']:.6g} "
+                    f"(z-score {a['zscore']:.2f}, {a['method'] or 'rolling'} comparison)\n" for a in found)
+    return (f"anomaly: {where} {when}",
+            f"[orbit] anomaly: {where} {worst['metric']} {worst['direction']} ({worst['value']:g}, expected "
+            f"{worst['expected']:.6g}){more}",
+            f"{len(found)} series of {where} moved ({when}, {ts}), worst first:\n{lines}"
+            f"\n`agentops orbit anomalies --pipeline {pipeline}` lists them.\n")
 
 
 def send_pending(orbit, limit: int = 100) -> list[dict]:

@@ -4,13 +4,22 @@ A point is compared with the `window` points before it in its series (metric eve
 pipeline, dataset and name; job figures rows_out, bytes and duration_s keyed by pipeline and task):
 
 - no alarm before `min_points` points of history;
-- expected = their median; z = (value - median) / (1.4826 x MAD), the median absolute deviation
-  scaled to a normal distribution's standard deviation, floored at 1% of |median| so a perfectly
-  flat series still yields a finite z. Median and MAD ignore a few outliers in the window, so one
-  bad day does not hide the next (a mean and standard deviation would be pulled by it);
-- no alarm when |value - median| < `min_relative_change` x |median| (noise on a flat series), nor,
-  on a job's `duration_s` series, when it is under `min_duration_change_s` seconds (a stage of a few
-  milliseconds that takes twice as long is scheduler noise, not an anomaly);
+- expected = their median; z = (value - median) / spread, the spread being 1.4826 x MAD (the
+  median absolute deviation scaled to a normal distribution's standard deviation). Median and MAD
+  ignore a few outliers in the window, so one bad day does not hide the next (a mean and standard
+  deviation would be pulled by it);
+- a move no larger than the series' *material change* never alarms: material = the larger of
+  `min_relative_change` x |median| and the metric's absolute minimum (`min_duration_change_s` on a
+  job's `duration_s`: a stage of a few milliseconds that takes twice as long is scheduler noise;
+  `min_null_fraction_change` on a profile's `null_fraction:COL`; none on the others), and at least
+  1 when the window and the value are whole numbers (a count, the max of a 1-10 quantity column:
+  a move of one is not material);
+- the spread is floored at material / `threshold`, so on a flat series (MAD 0) a move of exactly
+  the material change would score z = threshold: z counts material changes (z = 30: ten of them),
+  not 1e-9ths. A series flat at 0 with no absolute minimum scores threshold / min_relative_change
+  (30 by default) for any move off 0;
+- a point logged with `watch: false` (a key column's min, mean and max: `data.quality`) joins its
+  series without being scored;
 - `direction` spike only alarms above, drop only below, both either way; alarm when |z| >= threshold.
 - No squares or sums are computed, so no value a metric may hold (any finite float) overflows.
 
@@ -39,7 +48,7 @@ class Settings:
     threshold: float = 3.0
     direction: str = "both"
     min_relative_change: float = 0.1
-    min_absolute_change: float = 0.0
+    min_absolute_change: float = 0.0  # the metric's absolute minimum move (see settings_for)
 
     @property
     def lookback(self) -> int:
@@ -76,10 +85,16 @@ def _score(values: Sequence[float], value: float, s: Settings, method: str) -> F
     diff = value - center
     if diff == 0 or diff != diff:
         return None
-    scale = abs(center)
-    if (scale and abs(diff) < s.min_relative_change * scale) or abs(diff) < s.min_absolute_change:
+    material = max(s.min_relative_change * abs(center), s.min_absolute_change)
+    if material < 1 and value % 1 == 0 and all(x % 1 == 0 for x in values):
+        material = 1.0  # whole numbers (counts, an integer column's max): a move of one is not material
+    if abs(diff) <= material:
         return None
-    spread = max(1.4826 * _median([abs(x - center) for x in values]), 0.01 * scale, 1e-9)
+    if not material:  # flat at 0, no absolute minimum: the value itself is the only scale there is
+        material = max(s.min_relative_change, 0.01) * abs(value)
+    spread = max(1.4826 * _median([abs(x - center) for x in values]), material / s.threshold)
+    if not spread:  # subnormal values: no scale to measure a move by
+        return None
     z = diff / spread
     if z != z or abs(z) < s.threshold:  # NaN: inf / inf, only from values near the float limit
         return None
@@ -114,12 +129,13 @@ def settings_for(orbit_settings, pipeline: str, dataset: str | None, name: str) 
         return Settings()
     base = orbit_settings.anomaly
     merged = {k: getattr(base, k) for k in ("window", "min_points", "threshold", "direction", "min_relative_change",
-                                            "min_duration_change_s")}
+                                            "min_duration_change_s", "min_null_fraction_change")}
     overrides = orbit_settings.anomaly_overrides or {}
     keys = [pipeline, f"{pipeline}.{name}"]
     if dataset:
         keys.append(f"{pipeline}.{dataset}.{name}")
     for key in keys:
         merged.update(overrides.get(key) or {})  # an override holds only the fields it sets
-    floor = merged.pop("min_duration_change_s")
-    return Settings(**merged, min_absolute_change=floor if name == "duration_s" else 0.0)
+    duration, nulls = merged.pop("min_duration_change_s"), merged.pop("min_null_fraction_change")
+    floor = duration if name == "duration_s" else nulls if name.startswith("null_fraction:") else 0.0
+    return Settings(**merged, min_absolute_change=floor)

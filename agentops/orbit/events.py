@@ -202,7 +202,8 @@ class JobEvent(_PipelineEvent):
         for name in JOB_SERIES:
             value = getattr(self, name)
             if value is not None:
-                batch.point(self.pipeline, self.task, name, float(value), ts, seq, result, job=True)
+                batch.point(self.pipeline, self.task, name, float(value), ts, seq, result, job=True,
+                            run_id=self.run_id)
 
 
 _CHECKS = ('INSERT OR REPLACE INTO checks (pipeline, run_id, dataset, "check", passed, severity, observed, '
@@ -308,10 +309,13 @@ class MetricEvent(_PipelineEvent):
     name: Name
     value: Number
     run_id: Name | None = None
+    watch: bool | None = None  # False: recorded in its series but not scored (a key column's min/mean/max)
 
     def derive(self, batch, seq, result) -> None:
-        """metrics: one point of the series (pipeline, dataset, name), watched for anomalies."""
-        batch.point(self.pipeline, self.dataset, self.name, self.value, self.ts, seq, result)
+        """metrics: one point of the series (pipeline, dataset, name), watched for anomalies unless
+        `watch` is false."""
+        batch.point(self.pipeline, self.dataset, self.name, self.value, self.ts, seq, result, run_id=self.run_id,
+                    watch=self.watch is not False)
 
 
 _PERF = ("INSERT OR REPLACE INTO perf (pipeline, task, bottleneck, status, note, before, after, opened_at, "
@@ -377,15 +381,14 @@ class AnomalyEvent(Event):
     direction: Literal["spike", "drop"]
     method: Literal["rolling", "seasonal"] | None = None
     source_seq: int | None = None
+    run_id: Name | None = None  # the run whose metric or job figure it scored
 
     def derive(self, batch, seq, result) -> None:
-        """anomalies: one row; the pipeline's owner is alerted."""
+        """anomalies: one row; the pipeline's owner is alerted once per dataset (or task) and run: every
+        anomaly of one profile run is one alert listing them (`batch.anomaly_alert`)."""
         batch.insert(_ANOMALIES, (seq, self.ts, self.pipeline, self.dataset, self.metric, self.value, self.expected,
                                   self.zscore, self.direction, self.method, self.source_seq))
-        batch.alert(result, "anomaly", *alerts.anomaly(self.pipeline, self.dataset, self.metric, self.value,
-                                                       self.expected, self.zscore, self.direction, self.method,
-                                                       self.ts),
-                    pipeline=self.pipeline, run_id=None, owner=None, source_seq=seq, ts=self.ts)
+        batch.anomaly_alert(result, self, seq)
 
 
 @register("agentops")

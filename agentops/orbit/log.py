@@ -420,6 +420,7 @@ class _Batch:
         self.new_alerts: list[str] = []
         self.specs: dict[str, Any] = {}
         self.n_anomalies = 0
+        self.anomaly_groups: dict[tuple, list] = {}  # (pipeline, dataset, run_id or ts) -> [(result, event, seq)]
         self._days: dict[str, int] = {}
         self._series_info: dict[tuple, tuple[str, _anomaly.Settings]] = {}  # (pipeline, dataset, name) -> (series, settings)
 
@@ -494,6 +495,11 @@ class _Batch:
         self.alert_candidates.append((result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq,
                                       to))
 
+    def anomaly_alert(self, result: LogResult, ev, seq: int) -> None:
+        """Queue an anomaly for its alert: at flush, one alert per (pipeline, dataset, run) lists every
+        anomaly this batch found in that run (the run's `ts` when it names no run)."""
+        self.anomaly_groups.setdefault((ev.pipeline, ev.dataset, ev.run_id or ev.ts), []).append((result, ev, seq))
+
     def day_of(self, ts: str) -> int:
         d = self._days.get(ts[:10])
         if d is None:
@@ -501,9 +507,10 @@ class _Batch:
         return d
 
     def point(self, pipeline: str, dataset: str | None, name: str, value: float, ts: str, seq: int,
-              result: LogResult, job: bool = False) -> None:
+              result: LogResult, job: bool = False, run_id: str | None = None, watch: bool = True) -> None:
         """One point of a series: metric events (table metrics) or job figures (read back from jobs);
-        an anomalous one adds an anomaly event (and so its alert)."""
+        an anomalous one adds an anomaly event (and so its alert). `watch=False`: kept in the series,
+        not scored."""
         info = self._series_info.get((pipeline, dataset, name))
         if info is None:
             settings = (self.orbit.series_settings(pipeline, dataset, name) if self.orbit is not None
@@ -529,7 +536,7 @@ class _Batch:
             self.insert(_METRICS, (seq, series, pipeline, dataset, name, value, ts))
         values, days = history
         found = (_anomaly.detect_series(values, days, value, day, settings)
-                 if len(values) >= settings.min_points else None)
+                 if watch and len(values) >= settings.min_points else None)
         values.append(value)
         days.append(day)
         if len(values) > settings.lookback * 2:
@@ -540,13 +547,15 @@ class _Batch:
         self.n_anomalies += 1
         r = self.add(AnomalyEvent(kind="anomaly", pipeline=pipeline, dataset=dataset, metric=name, value=value,
                                   expected=round(found.expected, 6), zscore=round(found.zscore, 3),
-                                  direction=found.direction, method=found.method, source_seq=seq, agent="agentops",
-                                  ts=ts), into=result)
+                                  direction=found.direction, method=found.method, source_seq=seq, run_id=run_id,
+                                  agent="agentops", ts=ts), into=result)
         result.derived.append({"kind": "anomaly", "seq": r.seq, "metric": name, "zscore": round(found.zscore, 3)})
 
     # write ----------------------------------------------------------------------------------------
     def flush(self) -> None:
         conn = self.conn
+        if self.anomaly_groups:
+            self._anomaly_alerts()
         if self.alert_candidates:
             self._alerts()
         if self.events:
@@ -564,6 +573,17 @@ class _Batch:
             conn.executemany(sql, rows)
         for sql, by_key in self.upserts.items():
             conn.executemany(sql, list(by_key.values()))
+
+    def _anomaly_alerts(self) -> None:
+        from agentops.orbit.alerts import anomalies
+
+        for (pipeline, dataset, _), group in self.anomaly_groups.items():
+            result, first, seq = group[0]
+            found = [{"metric": ev.metric, "value": ev.value, "expected": ev.expected, "zscore": ev.zscore,
+                      "direction": ev.direction, "method": ev.method} for _, ev, _ in group]
+            self.alert(result, "anomaly", *anomalies(pipeline, dataset, first.run_id, first.ts, found),
+                       pipeline=pipeline, run_id=first.run_id, owner=None, source_seq=seq, ts=first.ts)
+        self.anomaly_groups = {}
 
     def _alerts(self) -> None:
         from agentops.orbit.alerts import owner_of
