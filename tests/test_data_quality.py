@@ -480,3 +480,26 @@ def test_a_never_null_column_flags_a_material_null_rate_with_a_meaningful_score(
     found = {a["metric"]: a for a in many.datasets[0].anomalies}
     assert found["null_fraction:coupon"]["zscore"] == pytest.approx(90.0)
     assert all(abs(a["zscore"]) < 1000 for a in found.values()), found
+
+
+def test_an_intermediate_table_is_checked_for_the_runs_partition(_workspace_env):
+    """An intermediate warehouse table carries each row's partition (`agentops_partition`); a check
+    for one partition measures that partition's rows, as the stages read it, not every partition a
+    backfill loaded (whose growing row count the profile flagged as spikes)."""
+    from agentops.data import warehouse_path
+
+    ws = _orders_ws(_workspace_env, PROFILED.replace("outputs: [o]", "outputs: [staging.o]")
+                    + "  - {dataset: staging.o, check: row_count, min: 1, max: 150}\n")
+    path = warehouse_path(ws)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.o AS SELECT range AS id, CASE WHEN range < 100 THEN '2026-01-01' "
+                "ELSE '2026-01-02' END AS agentops_partition FROM range(300)")
+    con.close()
+    day1 = quality.run(ws, "p", dataset="staging.o", partition="2026-01-01")
+    day2 = quality.run(ws, "p", dataset="staging.o", partition="2026-01-02")
+    whole = quality.run(ws, "p", dataset="staging.o")
+    assert [d.datasets[0].profile.rows for d in (day1, day2, whole)] == [100, 200, 300]
+    assert day1.ok and not day2.ok
+    assert day1.datasets[0].change is None and day2.datasets[0].change is None  # the same columns either way
