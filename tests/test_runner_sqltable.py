@@ -198,6 +198,42 @@ def test_a_table_output_stage_reading_elsewhere_is_refused_at_load(ws, lite):
     assert task.state == "failed" and "input 'files' is in/x.csv" in task.error
 
 
+CMD_SCRIPT = """\
+import json, os, sys
+import duckdb
+out = json.loads(os.environ["AGENTOPS_DATASETS"])["outputs"]["mart.cmd"]
+con = duckdb.connect()
+con.execute("CREATE TABLE t AS SELECT CAST(? AS DATE) AS order_date, CAST(? AS BIGINT) AS n, "
+            "CAST(1.25 AS DECIMAL(10,2)) AS amount, ? AS note, [1, 2] AS tags",
+            [os.environ["AGENTOPS_PARTITION"], int(sys.argv[1]), "it's; DROP TABLE orders; --"])
+con.execute("COPY t TO '" + out["path"].replace("'", "''") + "' (FORMAT parquet)")
+"""
+
+
+def _cmd_spec(ws, n: int, table: str) -> None:
+    import sys
+
+    script = ws.root / "cmd.py"
+    script.write_text(CMD_SCRIPT)
+    write_spec(ws, "shop", _spec().replace("stages:\n", "stages:\n  - {name: cmd, kind: load, outputs: [mart.cmd], "
+                                           f"retries: 0, command: [{sys.executable}, {script}, '{n}']}}\n")
+               .replace("datasets:\n", f"datasets:\n  mart.cmd: {{location: {{connection: app, table: {table}}}}}\n")
+               .replace("destinations:\n", "destinations:\n  - {name: mart.cmd, format: table, partitioning: "
+                                            "{by: time, column: order_date}}\n"))
+
+
+def test_sqlite_command_stage_output_is_loaded_into_its_table(ws, lite):
+    _cmd_spec(ws, 1, "cmd")
+    assert _run(ws, "2026-03-01", ["cmd"]).ok
+    assert _run(ws, "2026-03-02", ["cmd"]).ok
+    _cmd_spec(ws, 7, "cmd")
+    assert _run(ws, "2026-03-01", ["cmd"]).ok
+    assert _rows(lite, "SELECT order_date, n, amount, note, tags FROM cmd ORDER BY 1") == [
+        ("2026-03-01", 7, 1.25, "it's; DROP TABLE orders; --", "[1, 2]"),
+        ("2026-03-02", 1, 1.25, "it's; DROP TABLE orders; --", "[1, 2]")]
+    assert _rows(lite, "SELECT count(*) FROM orders") == [(30,)]
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------------------
 @pytest.fixture
 def pg(_workspace_env, pg_dsn, monkeypatch):  # noqa: F811 - the fixture imported above
@@ -285,6 +321,24 @@ def test_postgres_parameters_are_data(pg):
     assert _pg(dsn, "SELECT count(*) FROM orders") == [(30,)]
     assert _run(ws, "2026-03-01", ["labels"]).ok
     assert _pg(dsn, "SELECT label FROM shop.labels") == [("2026-03-01",)]
+
+
+def test_postgres_command_stage_output_is_loaded_into_its_table(pg):
+    from datetime import date
+    from decimal import Decimal
+
+    ws, dsn = pg
+    _cmd_spec(ws, 1, "shop.cmd")
+    assert _run(ws, "2026-03-01", ["cmd"]).ok
+    assert _run(ws, "2026-03-02", ["cmd"]).ok
+    _cmd_spec(ws, 7, "shop.cmd")
+    assert _run(ws, "2026-03-01", ["cmd"]).ok
+    assert _pg(dsn, "SELECT order_date, n, amount, note, tags FROM shop.cmd ORDER BY 1") == [
+        (date(2026, 3, 1), 7, Decimal("1.25"), "it's; DROP TABLE orders; --", "[1, 2]"),
+        (date(2026, 3, 2), 1, Decimal("1.25"), "it's; DROP TABLE orders; --", "[1, 2]")]
+    assert _pg(dsn, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                    "'shop.cmd'::regclass AND attnum > 0 ORDER BY attnum") == [
+        ("date",), ("bigint",), ("numeric(10,2)",), ("text",), ("text",)]
 
 
 def test_postgres_placeholders_skip_literals_comments_and_dollar_quotes():

@@ -360,6 +360,10 @@ def publish_table(ws, spec, name: str, location, parquet: Path, partition: str) 
     (rows whose partition column is the run's partition) or the whole table."""
     if not Path(parquet).exists():
         raise AgentOpsError(f"dataset {name}: the stage wrote nothing to {parquet}")
+    from agentops.pipelines import sqltable
+
+    if sqltable.publish_file(ws, spec, name, location, parquet, partition):  # a SQLite/Postgres table
+        return
     path, table = table_target(ws, spec, name, location)
     column = partition_column(spec, name, location)
     with warehouse(path) as con:

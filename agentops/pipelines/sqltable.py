@@ -20,6 +20,10 @@ A failing SELECT, a killed runner or a dropped connection leave the table as it 
 rows of the input tables, counted in the same transaction), rows_out and the result's columns are
 reported for the job event and OpenLineage like the DuckDB path's. The stage's timeout bounds the
 statement (`statement_timeout` in PostgreSQL, a progress handler in SQLite).
+
+A `command:` stage with such an output writes its Parquet file as for any table output;
+`publish_file` (called by `outputs.publish_table`) loads it the same way: its rows, read by DuckDB
+in batches, fill the temporary table (DuckDB's types mapped to the database's), then steps 2-3.
 """
 
 from __future__ import annotations
@@ -133,6 +137,26 @@ def run_stage(ws, plan, pp, stage) -> dict:
     return figures
 
 
+def publish_file(ws, spec, name: str, location, parquet, partition: str) -> bool:
+    """A `command:` stage's staged Parquet file into its SQLite or PostgreSQL table output, in one
+    transaction of that database. False when the output is no such table (the DuckDB path)."""
+    from agentops.data import connection
+    from agentops.errors import AgentOpsError
+    from agentops.pipelines.outputs import partition_column
+
+    kind = connection_kind(ws, location.connection) if location is not None and location.kind == "table" else None
+    if kind not in KINDS:
+        return False
+    db = (_Sqlite if kind == "sqlite" else _Postgres)(connection(ws, location.connection), 3600.0)
+    try:
+        db.load(parquet, location.table, partition_column(spec, name, location), partition)
+    except db.errors() as exc:
+        raise AgentOpsError(f"dataset {name} ({location.describe()}): {_first(exc)}") from None
+    finally:
+        db.close()
+    return True
+
+
 def _first(exc) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -147,6 +171,39 @@ class _Database:
 
     def materialise(self, select: str, args: dict, table: str, inputs: list[str], column: str | None,
                     partition: str) -> dict:
+        """The SELECT's result replaces the partition (or the table), in one transaction."""
+        def fill():
+            rows_in = sum(self.scalar(f"SELECT count(*) FROM {self.relation(t)}") for t in dict.fromkeys(inputs))
+            self.execute(f"CREATE TEMP TABLE {self.quote(RESULT)} AS {self.bind(select)}", args)
+            return rows_in if inputs else 0
+
+        return self.replace(fill, table, column, partition)
+
+    def load(self, path, table: str, column: str | None, partition: str) -> dict:
+        """A Parquet file (what a `command:` stage wrote) replaces the partition (or the table), in
+        one transaction: its rows go into the temporary table, read by DuckDB in batches."""
+        import duckdb
+
+        from agentops.data.connections import literal
+
+        src = duckdb.connect()
+        try:
+            rel = f"read_parquet({literal(path)})"
+            cols = [(r[0], str(r[1])) for r in src.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+
+            def fill():
+                self.execute(f"CREATE TEMP TABLE {self.quote(RESULT)} ("
+                             + ", ".join(f"{self.quote(n)} {self.type_of(t)}" for n, t in cols) + ")")
+                cur = src.execute(f"SELECT * FROM {rel}")
+                while rows := cur.fetchmany(10_000):
+                    self.insert_rows([n for n, _ in cols], rows)
+                return None
+
+            return self.replace(fill, table, column, partition)
+        finally:
+            src.close()
+
+    def replace(self, fill, table: str, column: str | None, partition: str) -> dict:
         from agentops.errors import DataError
 
         q = self.quote
@@ -154,8 +211,7 @@ class _Database:
         result = self.result_relation()
         self.begin()
         try:
-            rows_in = sum(self.scalar(f"SELECT count(*) FROM {self.relation(t)}") for t in dict.fromkeys(inputs))
-            self.execute(f"CREATE TEMP TABLE {q(RESULT)} AS {self.bind(select)}", args)
+            rows_in = fill()
             schema = self.columns(result)
             names = [c for c, _ in schema]
             rows_out = self.scalar(f"SELECT count(*) FROM {result}")
@@ -182,7 +238,7 @@ class _Database:
         except BaseException:
             self.rollback()
             raise
-        return {"rows_in": rows_in if inputs else 0, "rows_out": int(rows_out), "bytes": None, "schema": schema}
+        return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": None, "schema": schema}
 
     # the dialect ---------------------------------------------------------------------------------
     quote = staticmethod(lambda ident: '"' + str(ident).replace('"', '""') + '"')
@@ -275,6 +331,34 @@ class _Sqlite(_Database):
     def with_params(text: str) -> str:
         return text
 
+    @staticmethod
+    def type_of(duck: str) -> str:
+        t = duck.upper()
+        if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "BOOLEAN"):
+            return "INTEGER"
+        if t in ("FLOAT", "DOUBLE", "REAL") or t.startswith("DECIMAL"):
+            return "REAL"
+        return "BLOB" if t == "BLOB" else "TEXT"
+
+    def insert_rows(self, names: list[str], rows: list) -> None:
+        sql = (f"INSERT INTO {self.result_relation()} ({', '.join(map(self.quote, names))}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        self.conn.executemany(sql, [tuple(map(_lite, r)) for r in rows])
+
+
+def _lite(v):
+    """A value DuckDB read, as SQLite stores it (dates and times as ISO text, decimals as REAL)."""
+    import datetime
+    import decimal
+
+    if v is None or isinstance(v, (int, float, str, bytes)):
+        return v
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, (datetime.date, datetime.time)):
+        return v.isoformat(sep=" ") if isinstance(v, datetime.datetime) else v.isoformat()
+    return str(v)
+
 
 class _Postgres(_Database):
     text_param = "CAST(%s AS text)"
@@ -348,6 +432,34 @@ class _Postgres(_Database):
     @staticmethod
     def with_params(text: str) -> str:
         return text.replace("%", "%%")
+
+    @staticmethod
+    def type_of(duck: str) -> str:
+        t = duck.upper()
+        simple = {"TINYINT": "smallint", "SMALLINT": "smallint", "INTEGER": "integer", "BIGINT": "bigint",
+                  "UTINYINT": "smallint", "USMALLINT": "integer", "UINTEGER": "bigint", "UBIGINT": "numeric",
+                  "HUGEINT": "numeric", "FLOAT": "real", "DOUBLE": "double precision", "BOOLEAN": "boolean",
+                  "VARCHAR": "text", "DATE": "date", "TIME": "time", "TIMESTAMP": "timestamp",
+                  "TIMESTAMP WITH TIME ZONE": "timestamptz", "BLOB": "bytea", "UUID": "uuid",
+                  "INTERVAL": "interval"}
+        if t in simple:
+            return simple[t]
+        m = re.match(r"^DECIMAL\((\d+),\s*(\d+)\)$", t)
+        return f"numeric({m.group(1)},{m.group(2)})" if m else "text"
+
+    def insert_rows(self, names: list[str], rows: list) -> None:
+        cols = ", ".join(self.quote(n) for n in names)
+        with self.conn.cursor() as cur, cur.copy(f"COPY {self.result_relation()} ({cols}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row([_pg_value(v) for v in r])
+
+
+def _pg_value(v):
+    """psycopg adapts numbers, text, bytes, dates, times, decimals and UUIDs; a list or struct DuckDB
+    read goes into its text column as JSON."""
+    import json
+
+    return json.dumps(v, default=str) if isinstance(v, (list, tuple, dict)) else v
 
 
 # --- psycopg placeholders ----------------------------------------------------------------------------
