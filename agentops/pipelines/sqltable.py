@@ -147,10 +147,12 @@ def publish_file(ws, spec, name: str, location, parquet, partition: str) -> bool
     kind = connection_kind(ws, location.connection) if location is not None and location.kind == "table" else None
     if kind not in KINDS:
         return False
+    import duckdb
+
     db = (_Sqlite if kind == "sqlite" else _Postgres)(connection(ws, location.connection), 3600.0)
     try:
         db.load(parquet, location.table, partition_column(spec, name, location), partition)
-    except db.errors() as exc:
+    except (*db.errors(), duckdb.Error) as exc:
         raise AgentOpsError(f"dataset {name} ({location.describe()}): {_first(exc)}") from None
     finally:
         db.close()
@@ -217,8 +219,8 @@ class _Database:
             rows_out = self.scalar(f"SELECT count(*) FROM {result}")
             existing = self.existing_columns(table)
             if column is not None and column not in names:
-                raise DataError(f"the output is partitioned by {column} but the SELECT gives no column {column}",
-                                hint=f"select {column} (the partition's time) in the stage's sql:")
+                raise DataError(f"the output is partitioned by {column} but the stage's result has no column "
+                                f"{column}", hint=f"give the result a column {column} (the partition's time)")
             if existing is None:
                 self.create(table, result)
             elif column is None:
