@@ -11,6 +11,7 @@ import re
 import sqlite3
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agentops.orbit import Orbit
 from agentops.pipelines import find_spec
@@ -349,3 +350,17 @@ def test_postgres_placeholders_skip_literals_comments_and_dollar_quotes():
     assert pg_placeholders(sql) == (
         "SELECT %(partition)s, '$start 5%%', \"$end\", $$ $watermark %% $$, $q$ $end $q$ -- $start %%\n"
         "/* $end */ 7 %% 2, %(end)s")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="$%'\"-*/\n ab_", max_size=40)
+       | st.lists(st.sampled_from(["$partition", "$end", "$$", "$q$", "'", '"', "--", "/*", "*/", "%", "\n", " x"]),
+                  max_size=12).map("".join))
+def test_pg_placeholders_only_double_percent_signs_and_name_parameters(text):
+    from agentops.pipelines.sqltable import pg_placeholders
+
+    out = pg_placeholders(text)
+    back = re.sub(r"%%|%\((partition|start|end|watermark)\)s",
+                  lambda m: "%" if m.group(0) == "%%" else "$" + m.group(1), out)
+    assert back == text
+    assert re.fullmatch(r"(?:[^%]|%%|%\((?:partition|start|end|watermark)\)s)*", out, re.S)
