@@ -426,7 +426,8 @@ def test_one_profile_run_alerts_once_per_dataset_and_status_shows_one_row(_works
     text = cli("status", "--since", "2026-01-01").output
     assert text.count("anomalies in raw.o") == 1 and "null_fraction:coupon" in text
     assert sum(1 for p in status["problems"] if p.startswith("anomaly:")) == 1
-    assert len(cli("orbit", "anomalies", "--pipeline", "p").output.strip().splitlines()) == 1 + len(moved)
+    listing = cli("orbit", "anomalies", "--pipeline", "p").output.strip().splitlines()
+    assert len(listing) == 1 + len(moved) and all(" quality-2026-01-11 " in line for line in listing[1:])
     # the same run profiled again alerts no more; another run with anomalies is its own alert
     _measure(ws, "2026-01-11", 10)
     _measure(ws, _write_day(_workspace_env, 11, rows=100, nulls=30), 11)

@@ -188,12 +188,13 @@ def checks(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", 
 def anomalies(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", "-p", help="Only this pipeline."),
               since: str = typer.Option(None, "--since", help=SINCE_HELP),
               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
-    """Anomalies found in metric series and job figures."""
+    """Anomalies found in metric series and job figures, each one (status groups them per dataset)."""
     with _open(ctx) as orbit:
         rows = orbit.anomalies(pipeline=pipeline, since=since)
-    show_rows(rows, as_json, ["pipeline", "dataset", "metric", "value", "expected", "z", "direction", "method", "ts"],
-              lambda r: [r["pipeline"], r["dataset"], r["metric"], number(r["value"]), number(r["expected"]),
-                         r["zscore"], r["direction"], r["method"], r["ts"][:19]], "no anomalies")
+    show_rows(rows, as_json, ["pipeline", "dataset", "run", "metric", "value", "expected", "z", "direction", "method",
+                              "ts"],
+              lambda r: [r["pipeline"], r["dataset"], r["run_id"], r["metric"], number(r["value"]),
+                         number(r["expected"]), r["zscore"], r["direction"], r["method"], r["ts"][:19]], "no anomalies")
 
 
 @orbit_app.command("export")

@@ -284,7 +284,7 @@ class Orbit:
         return queries.metrics(self.db.conn, pipeline, name, dataset, limit)
 
     def anomalies(self, pipeline: str | None = None, since: str | None = None, limit: int | None = 200) -> list[dict]:
-        return queries.simple(self.db.conn, "anomalies", pipeline=pipeline, since=since, limit=limit)
+        return queries.anomalies(self.db.conn, pipeline=pipeline, since=since, limit=limit)
 
     def alerts(self, since: str | None = None, status: str | None = None, limit: int | None = 200) -> list[dict]:
         return queries.simple(self.db.conn, "alerts", since=since, status=status, limit=limit)

@@ -180,6 +180,15 @@ def simple(conn, table: str, *, pipeline=None, since=None, status=None, limit=20
     return _rows(conn.execute(sql, params))
 
 
+def anomalies(conn, *, pipeline=None, since=None, limit=200) -> list[dict]:
+    """Anomaly rows, newest first, each with the `run_id` of its event (the run whose metric or job
+    figure it scored; None for a point logged without a run)."""
+    sql, params = _select("a.*, e.run_id FROM anomalies a LEFT JOIN events e ON e.seq = a.seq", [
+        ("a.pipeline = ?", pipeline), ("a.ts >= ?", parse_since(since)),
+    ], "a.ts DESC, a.seq DESC", limit)
+    return _rows(conn.execute(sql, params))
+
+
 def perf(conn, *, status=None, pipeline=None) -> list[dict]:
     sql, params = _select("* FROM perf", [("status = ?", status), ("pipeline = ?", pipeline)], "updated_at DESC")
     out = _rows(conn.execute(sql, params))
