@@ -302,7 +302,11 @@ quality:
     assert by["anomaly:null_fraction:id"].status == "failed"
     with Orbit.open(ws) as orbit:
         anomalies = {a["metric"] for a in orbit.anomalies("p")}
+        alerts = orbit.alerts()
     assert {"row_count", "null_fraction:id"} <= anomalies
+    # one mail: the anomaly alert of the run lists both series; the two failed anomaly checks add none
+    assert [(a["cause"], a["key"]) for a in alerts] == [("anomaly", "anomaly: p.raw.o run quality-2026-01-15")]
+    assert "row_count = 100" in alerts[0]["body"] and "null_fraction:id = 0.3" in alerts[0]["body"]
 
 
 def test_mcp_quality_run(bad_ws, monkeypatch):

@@ -45,6 +45,7 @@ def test_demo_plays_the_whole_day(tmp_path):
     assert not [m for m in groups[0]["metrics"] if m.endswith(":order_id") and not m.startswith("distinct:")]
     assert all(abs(a["zscore"]) < 1000 for a in status["quality"]["anomalies"])
     assert [a["cause"] for a in status["alerts"]].count("anomaly") == 1
+    assert not [a for a in status["alerts"] if "anomaly:" in a["subject"] and a["cause"] == "check"]  # no second mail
     assert sum(1 for p in status["problems"] if p.startswith("anomaly:")) == 1
     assert sum(1 for s in subjects if s.startswith("[orbit] anomaly")) == 1
     text = run_agentops("status", env={"AGENTOPS_WORKSPACE": str(target)}).stdout

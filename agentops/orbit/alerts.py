@@ -66,6 +66,12 @@ def schema_change(pipeline: str, dataset: str, run_id: str | None, ts: str, adde
             f"allow (seen by pipeline {pipeline}, {when}). You own it or a pipeline downstream of it.\n")
 
 
+def anomaly_key(pipeline: str, dataset: str | None, run_id: str | None, ts: str) -> str:
+    """The key of the one anomaly alert of a dataset (or task) and run."""
+    where = f"{pipeline}.{dataset}" if dataset else pipeline
+    return f"anomaly: {where} " + (f"run {run_id}" if run_id else f"at {ts}")
+
+
 def anomalies(pipeline: str, dataset: str | None, run_id: str | None, ts: str,
               found: list[dict]) -> tuple[str, str, str]:
     """One alert for every anomaly one run found in one dataset (or a job's task): the worst (largest
@@ -77,7 +83,7 @@ def anomalies(pipeline: str, dataset: str | None, run_id: str | None, ts: str,
     more = f" and {len(found) - 1} more" if len(found) > 1 else ""
     lines = "".join(f"  {a['metric']} = {a['value']:g}: {a['direction']}, expected {a['expected']:.6g} "
                     f"(z-score {a['zscore']:.2f}, {a['method'] or 'rolling'} comparison)\n" for a in found)
-    return (f"anomaly: {where} {when}",
+    return (anomaly_key(pipeline, dataset, run_id, ts),
             f"[orbit] anomaly: {where} {worst['metric']} {worst['direction']} ({worst['value']:g}, expected "
             f"{worst['expected']:.6g}){more}",
             f"{len(found)} series of {where} moved ({when}, {ts}), worst first:\n{lines}"

@@ -233,7 +233,8 @@ class CheckEvent(_PipelineEvent):
 
     def derive(self, batch, seq, result) -> None:
         """checks: the latest result per (pipeline, run, dataset, check); a failed error-severity check alerts,
-        as does one that could not run (status error)."""
+        as does one that could not run (status error), but a failed `anomaly:` check whose dataset and
+        run already have their anomaly alert (which lists its series) does not mail again."""
         run_id = self.run_id or ""
         key = (self.pipeline, run_id, self.dataset, self.check)
         status = self.status or ("passed" if self.passed else "failed")
@@ -247,6 +248,9 @@ class CheckEvent(_PipelineEvent):
                                                              self.ts, self.location, self.reason),
                         pipeline=self.pipeline, run_id=self.run_id, owner=self.owner, source_seq=seq, ts=self.ts)
         elif not self.passed and self.severity == "error":
+            if self.check.startswith("anomaly:") and batch.alerted(
+                    alerts.anomaly_key(self.pipeline, self.dataset, self.run_id, self.ts)):
+                return  # its series is in the anomaly alert of this dataset and run: one mail, not two
             batch.alert(result, "check", *alerts.check_failed(self.pipeline, self.dataset, self.check, self.run_id,
                                                               self.ts, self.observed, self.threshold),
                         pipeline=self.pipeline, run_id=self.run_id, owner=self.owner, source_seq=seq, ts=self.ts)

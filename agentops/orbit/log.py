@@ -500,6 +500,15 @@ class _Batch:
         anomaly this batch found in that run (the run's `ts` when it names no run)."""
         self.anomaly_groups.setdefault((ev.pipeline, ev.dataset, ev.run_id or ev.ts), []).append((result, ev, seq))
 
+    def alerted(self, key: str) -> bool:
+        """An alert with this key exists, or this batch queues one (an anomaly alert, at flush)."""
+        from agentops.orbit.alerts import anomaly_key
+
+        if any(anomaly_key(p, d, group[0][1].run_id, group[0][1].ts) == key
+               for (p, d, _), group in self.anomaly_groups.items()):
+            return True
+        return self.conn.execute("SELECT 1 FROM alerts WHERE key = ?", (key,)).fetchone() is not None
+
     def day_of(self, ts: str) -> int:
         d = self._days.get(ts[:10])
         if d is None:
