@@ -92,9 +92,11 @@ def datasets_to_check(spec) -> list[str]:
 
 
 def run(ws, pipeline: str, *, dataset: str | None = None, partition: str | None = None, run_id: str | None = None,
-        checks: bool = True, now: datetime | None = None) -> QualityReport:
+        checks: bool = True, now: datetime | None = None, duck=None) -> QualityReport:
     """Measure the pipeline's datasets (or one) and record everything in Orbit. `checks=False`:
-    only the profile and schema (`agentops dataset profile`)."""
+    only the profile and schema (`agentops dataset profile`). `duck`: a DuckDB connection to read
+    through (the runner's session, where the warehouse may already be attached); by default one
+    of its own, in memory, closed at the end."""
     from agentops.orbit.log import Orbit
     from agentops.pipelines.spec import find_spec, load_specs
 
@@ -111,7 +113,8 @@ def run(ws, pipeline: str, *, dataset: str | None = None, partition: str | None 
     now = now or datetime.now(timezone.utc)
     run_id = run_id or f"quality-{partition or now.strftime('%Y-%m-%dT%H:%M:%S')}"
     report = QualityReport(spec.name, run_id, partition)
-    duck = duckdb_connect()
+    own = duck is None
+    duck = duckdb_connect() if own else duck
     try:
         with Orbit.open(ws) as orbit:
             for name in names:
@@ -122,7 +125,8 @@ def run(ws, pipeline: str, *, dataset: str | None = None, partition: str | None 
                 record(orbit, ws, specs, spec, ref, dr, run_id, partition, ts=now.isoformat())
                 report.datasets.append(dr)
     finally:
-        duck.close()
+        if own:
+            duck.close()
     return report
 
 

@@ -13,7 +13,8 @@ stage succeeded, `publish()` swaps each staged output in:
   stage writes a Parquet file, and `publish()` loads it in one transaction, replacing the run's
   partition (the destination's partitioning column, or `agentops_partition` for an intermediate
   table) or the whole table; a `sql:` stage skips the file and `load_table`s its query's result in
-  the same kind of transaction (`agentops.pipelines.sqlstage`).
+  the same kind of transaction (`agentops.pipelines.sqlstage`). Both go through the process's DuckDB
+  session (`agentops.pipelines.duckdb_session`), which keeps the database attached during a run.
 
 A runner killed at any instant leaves at most a staging folder, removed by the next run. The new
 data is complete before anything is swapped, so a restarted run that swaps again gives the same
@@ -27,16 +28,15 @@ import ctypes
 import glob
 import os
 import shutil
-import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 from agentops.errors import AgentOpsError, ValidationError
+from agentops.pipelines.duckdb_session import LOCK as WAREHOUSE_LOCK  # noqa: F401 - the session's lock
 
 PARTITION_COLUMN = "agentops_partition"  # the run's partition, on intermediate warehouse tables
 RENAME_EXCHANGE = 2
-WAREHOUSE_LOCK = threading.RLock()  # one DuckDB instance may hold the warehouse file per process
 EXT = {"parquet": "parquet", "csv": "csv", "json": "json", "ndjson": "ndjson"}
 
 
@@ -119,25 +119,26 @@ class Output:
 
 
 def measure_files(files: list[Path], fmt: str) -> tuple[int | None, list | None]:
-    """(rows, [(column, type)]) of data files, read by DuckDB (the Parquet footer, for Parquet)."""
+    """(rows, [(column, type)]) of data files, read by DuckDB (the Parquet footer, for Parquet) on
+    the process's DuckDB session."""
     if not files:
         return 0, None
     try:
         import duckdb
     except ImportError:
         return None, None
+    from agentops.pipelines import duckdb_session
+
     reader = {"parquet": "read_parquet", "csv": "read_csv_auto", "json": "read_json_auto",
               "ndjson": "read_json_auto"}[fmt]
-    con = duckdb.connect()
+    names = [[str(f) for f in files]]
     try:
-        names = [[str(f) for f in files]]
-        rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0]
-        schema = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", names).fetchall()]
+        with duckdb_session.use() as con:
+            rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0]
+            schema = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", names).fetchall()]
         return rows, schema
     except duckdb.Error:
         return None, None
-    finally:
-        con.close()
 
 
 class Staged:
@@ -360,14 +361,16 @@ def publish_table(ws, spec, name: str, location, parquet: Path, partition: str) 
     (rows whose partition column is the run's partition) or the whole table."""
     if not Path(parquet).exists():
         raise AgentOpsError(f"dataset {name}: the stage wrote nothing to {parquet}")
-    from agentops.pipelines import sqltable
+    from agentops.data.datasets import catalog_alias
+    from agentops.pipelines import duckdb_session, sqltable
 
     if sqltable.publish_file(ws, spec, name, location, parquet, partition):  # a SQLite/Postgres table
         return
     path, table = table_target(ws, spec, name, location)
     column = partition_column(spec, name, location)
-    with warehouse(path) as con:
-        load_table(con, table, f"read_parquet({_lit(str(parquet))})", column, partition)
+    alias = catalog_alias(location.connection if location is not None else "warehouse")
+    with duckdb_session.use([(alias, path, False)]) as con:
+        load_table(con, table, f"read_parquet({_lit(str(parquet))})", column, partition, catalog=alias)
 
 
 def load_table(con, table: str, relation: str, column: str | None, partition: str, catalog: str | None = None) -> int:
@@ -408,30 +411,3 @@ def load_table(con, table: str, relation: str, column: str | None, partition: st
 
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-@contextlib.contextmanager
-def warehouse(path: Path, timeout: float = 600.0):
-    """The DuckDB file open read-write, for this thread alone; another process holding it is waited
-    for (DuckDB lets one process write a file at a time)."""
-    import time
-
-    import duckdb
-
-    with WAREHOUSE_LOCK:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + timeout
-        delay = 0.01
-        while True:
-            try:
-                con = duckdb.connect(str(path))
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise AgentOpsError(f"cannot open DuckDB database {path}: {str(exc).splitlines()[0]}") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-        try:
-            yield con
-        finally:
-            con.close()

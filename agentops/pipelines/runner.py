@@ -485,6 +485,7 @@ def execute(ws, plan: RunPlan, *, on_event: Event | None = None, sleep=time.slee
     started = time.perf_counter()
     result = RunResult(plan)
     emit = on_event or (lambda e: None)
+    from agentops.pipelines import duckdb_session
     from agentops.pipelines.outputs import clean_staging
 
     clean_staging(ws)
@@ -501,14 +502,17 @@ def execute(ws, plan: RunPlan, *, on_event: Event | None = None, sleep=time.slee
         try:
             for p in todo:  # all or nothing, before anything runs
                 locks.append(PartitionLock(ws, plan.spec.name, p.partition, p.tasks, p.run_id).acquire())
-            if len(todo) <= 1:
-                for p in todo:
-                    _run_partition(ctx, p, result)
-            else:
-                with ThreadPoolExecutor(max_workers=min(plan.max_parallel, len(todo)),
-                                        thread_name_prefix="agentops-partition") as pool:
-                    for f in [pool.submit(_run_partition, ctx, p, result) for p in todo]:
-                        f.result()
+            # the DuckDB files the stages attach stay attached from stage to stage until the run ends
+            # (then checkpointed and released, before the partitions' locks)
+            with duckdb_session.hold():
+                if len(todo) <= 1:
+                    for p in todo:
+                        _run_partition(ctx, p, result)
+                else:
+                    with ThreadPoolExecutor(max_workers=min(plan.max_parallel, len(todo)),
+                                            thread_name_prefix="agentops-partition") as pool:
+                        for f in [pool.submit(_run_partition, ctx, p, result) for p in todo]:
+                            f.result()
         finally:
             for lock in locks:
                 lock.release()
@@ -613,12 +617,10 @@ def _advance_watermarks(ctx: _Context, pp: PartitionPlan) -> None:
     sources = [s for s in spec.sources if s.incremental.strategy in ("watermark", "delta")]
     if not sources:
         return
-    from agentops.pipelines.outputs import WAREHOUSE_LOCK
     from agentops.pipelines.sqlstage import current_watermark, measure_watermark
 
     for src in sources:
-        with WAREHOUSE_LOCK:
-            value = measure_watermark(ctx.ws, spec, src.name, pp.partition)
+        value = measure_watermark(ctx.ws, spec, src.name, pp.partition)
         old = current_watermark(ctx.ws, spec.name, src.name)
         if value is None or (old is not None and not _later(value, old)):
             continue
@@ -727,12 +729,16 @@ def _checks(ctx: _Context, pp: PartitionPlan, stage) -> list[str]:
         from agentops.data import quality
     except ImportError:
         return []
-    from agentops.pipelines.outputs import WAREHOUSE_LOCK
+    from agentops.pipelines import duckdb_session
+    from agentops.pipelines.sqlstage import warehouse_attachment
 
     failed = []
     for d in dict.fromkeys(q.dataset for q in checks):
-        with WAREHOUSE_LOCK:  # the checks may read the warehouse: one DuckDB instance at a time
-            report = quality.run(ctx.ws, ctx.plan.spec.name, dataset=d, partition=pp.partition, run_id=pp.run_id)
+        # the checks may read the warehouse: through the session, which may hold it already
+        with duckdb_session.use(warehouse_attachment(ctx.ws, ctx.plan.spec, [d]), timeout=stage.timeout) as con, \
+                duckdb_session.scratch(con) as cur:
+            report = quality.run(ctx.ws, ctx.plan.spec.name, dataset=d, partition=pp.partition, run_id=pp.run_id,
+                                 duck=cur)
         failed += [f"{r.dataset} {r.check} ({r.status})" for r in report.results
                    if r.severity == "error" and r.status in ("failed", "error")]
     return failed
@@ -750,7 +756,7 @@ def stage_env(ws, plan: RunPlan, pp: PartitionPlan, stage, datasets: dict | None
 def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int) -> dict:
     """Run a command stage: its argv (no shell) in the workspace, in a process group of its own,
     killed whole at the timeout. Outputs are staged and published whole (`outputs.Staged`)."""
-    from agentops.pipelines import outputs
+    from agentops.pipelines import duckdb_session, outputs
 
     log_path = _log_path(ws, plan.spec.name, pp.run_id, stage.name, attempt)
     with outputs.staged(ws, plan.spec, stage, pp.partition) as staged:
@@ -760,20 +766,21 @@ def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int) -> di
 
         with os.fdopen(safefs.open_file(ws, log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644,
                                         create_parents=True), "wb") as log:
-            try:
-                proc = subprocess.Popen(stage.command, cwd=ws.root, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                raise StageFailed(f"cannot start {stage.command[0]!r}: {exc.strerror}", retry=False) from None
-            try:
-                code = proc.wait(timeout=stage.timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                raise StageFailed(f"timed out after {stage.timeout:g}s; its process group was killed "
-                                  f"(log {_rel(ws, log_path)})") from None
-            except BaseException:
-                _kill_group(proc)
-                raise
+            with duckdb_session.lend():  # the command may open the warehouse: nothing held while it runs
+                try:
+                    proc = subprocess.Popen(stage.command, cwd=ws.root, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                except OSError as exc:
+                    raise StageFailed(f"cannot start {stage.command[0]!r}: {exc.strerror}", retry=False) from None
+                try:
+                    code = proc.wait(timeout=stage.timeout)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    raise StageFailed(f"timed out after {stage.timeout:g}s; its process group was killed "
+                                      f"(log {_rel(ws, log_path)})") from None
+                except BaseException:
+                    _kill_group(proc)
+                    raise
         if code != 0:
             tail = _tail(ws, log_path)
             raise StageFailed(f"exit {code}" + (f": {tail}" if tail else "") + f" (log {_rel(ws, log_path)})")

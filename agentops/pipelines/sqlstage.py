@@ -1,8 +1,9 @@
 """`sql:` stages (SPEC §12): a SELECT in DuckDB's dialect, materialised by agentops into the stage's
 one output dataset.
 
-The SELECT runs in an in-memory DuckDB connection where each input dataset is a relation under its
-own name (`agentops.data.register_inputs`: files through DuckDB's readers with `{partition}` filled
+The SELECT runs on the process's DuckDB session (`agentops.pipelines.duckdb_session`: one in-memory
+instance, the warehouse and other DuckDB databases attached once per run), in a scratch catalog of
+the stage's own where each input dataset is a relation under its own name (`agentops.data.register_inputs`: files through DuckDB's readers with `{partition}` filled
 in, DuckDB/SQLite/Postgres tables, and a dataset with no location as the warehouse table of that
 name; an intermediate warehouse table is seen only for the run's partition). `$partition`, `$start`,
 `$end` and `$watermark` are bound as parameters, never formatted into the text. The result is
@@ -12,14 +13,13 @@ the query in one DuckDB transaction replacing the partition (no staging file: Du
 atomic, so a killed runner leaves the old partition or the new one).
 
 One DuckDB instance of a process may hold the warehouse file (DuckDB locks it per process), so a
-runner runs its SQL stages one at a time (DuckDB itself uses every core for each); other processes
-holding the warehouse are waited for.
+runner runs its SQL stages one at a time (DuckDB itself uses every core for each), on the session;
+other processes holding the warehouse are waited for.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -54,10 +54,12 @@ def bounds(spec, partition: str) -> tuple[str, str]:
 def run_sql_stage(ws, plan, pp, stage) -> dict:
     """Run the stage's SELECT for partition `pp` and publish it. Returns rows_in, rows_out, bytes.
 
-    A file output is written to staging by COPY and swapped in. A table output is loaded straight
-    from the query: its DuckDB database is attached read-write to the stage's one connection, the
-    result is held in a temporary table and replaces the partition in one transaction."""
-    from agentops.pipelines import outputs, sqltable
+    It runs on the process's DuckDB session (`agentops.pipelines.duckdb_session`) in a scratch
+    catalog of its own. A file output is written to staging by COPY and swapped in. A table output
+    is loaded straight from the query: its DuckDB database is attached read-write, the result is
+    held in a scratch table and replaces the partition in one transaction. A table on a SQLite or
+    PostgreSQL connection runs in that database instead (`agentops.pipelines.sqltable`)."""
+    from agentops.pipelines import duckdb_session, outputs, sqltable
     from agentops.pipelines.runner import StageFailed
 
     spec = plan.spec
@@ -65,39 +67,41 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
         return sqltable.run_stage(ws, plan, pp, stage)
     with outputs.staged(ws, spec, stage, pp.partition) as staged:
         out = staged.outputs[0]
-        with outputs.WAREHOUSE_LOCK:
-            target = outputs.table_target(ws, spec, out.name, out.location) if out.kind == "table" else None
-            con = _connect(ws, spec, stage, timeout=stage.timeout, target=target and (out.location, target[0]))
+        target = outputs.table_target(ws, spec, out.name, out.location) if out.kind == "table" else None
+        with duckdb_session.use(_attachments(ws, spec, stage, target and (out.location, target[0])),
+                                timeout=stage.timeout) as con, duckdb_session.scratch(con) as cur:
+            rows_in = register(cur, ws, spec, stage.inputs, pp.partition)
+            values = parameters(ws, spec, stage, pp)
+            select = stage.sql.strip().rstrip(";")
+            args = {k: v for k, v in values.items() if k in params_used(select)}
             try:
-                rows_in = register(con, ws, spec, stage.inputs, pp.partition)
-                values = parameters(ws, spec, stage, pp)
-                select = stage.sql.strip().rstrip(";")
-                args = {k: v for k, v in values.items() if k in params_used(select)}
-                try:
-                    if target is None:
-                        fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
-                               "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
-                        rows_out = con.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
-                                               args).fetchone()[0]
-                    else:
-                        con.execute(f"CREATE TEMP TABLE agentops_result AS {select}", args)
-                        rows_out = con.execute("SELECT count(*) FROM temp.agentops_result").fetchone()[0]
-                        schema = [(r[0], r[1]) for r in
-                                  con.execute("DESCRIBE SELECT * FROM temp.agentops_result").fetchall()]
-                        outputs.load_table(con, target[1], "temp.agentops_result",
-                                           outputs.partition_column(spec, out.name, out.location), pp.partition,
-                                           catalog=_alias(out.location))
-                except _errors() as exc:
-                    raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
-            finally:
-                con.close()
-            if target is not None:
-                return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": None,
-                        "schemas": {out.name: schema}}
-            staged.publish()
-            figures = staged.figures()
+                if target is None:
+                    fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
+                           "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
+                    rows_out = cur.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
+                                           args).fetchone()[0]
+                else:
+                    cur.execute(f"CREATE TABLE agentops_result AS {select}", args)
+                    rows_out = cur.execute("SELECT count(*) FROM agentops_result").fetchone()[0]
+                    schema = [(r[0], r[1]) for r in cur.execute("DESCRIBE SELECT * FROM agentops_result").fetchall()]
+                    outputs.load_table(cur, target[1], _scratch_table(cur, "agentops_result"),
+                                       outputs.partition_column(spec, out.name, out.location), pp.partition,
+                                       catalog=_alias(out.location))
+            except _errors() as exc:
+                raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
+        if target is not None:
+            return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": None,
+                    "schemas": {out.name: schema}}
+        staged.publish()
+        figures = staged.figures()
     return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": figures.get("bytes"),
             "schemas": figures.get("schemas")}
+
+
+def _scratch_table(cur, name: str) -> str:
+    from agentops.pipelines.outputs import qident
+
+    return f"{qident(cur.execute('SELECT current_database()').fetchone()[0])}.main.{qident(name)}"
 
 
 def _alias(location) -> str:
@@ -140,39 +144,21 @@ def _needs_warehouse(spec, names) -> bool:
     return False
 
 
-def _connect(ws, spec, stage, timeout: float, target=None):
-    """An in-memory DuckDB connection, with the warehouse attached read-only when an input lives
-    there, and the database of a table output (`target`: its location and file) attached read-write
-    (another process writing either is waited for)."""
-    import duckdb
-
-    from agentops.data import warehouse_path
-    from agentops.data.datasets import attach_duckdb
-    from agentops.errors import DataError
-
-    con = duckdb.connect()
-    attach = []
+def _attachments(ws, spec, stage, target=None) -> list[tuple[str, Path, bool]]:
+    """The DuckDB databases a stage attaches: the database of a table output (`target`: its
+    location and file) read-write, the warehouse read-only when an input lives there."""
+    out = []
     if target is not None:
         location, path = target
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        attach.append((_alias(location), path, False))
-    path = warehouse_path(ws)
-    if _needs_warehouse(spec, stage.inputs) and Path(path).is_file():
-        attach.append((_alias(None), path, True))  # a no-op when the output already attached it
-    deadline = time.monotonic() + timeout
-    for alias, path, read_only in attach:
-        delay = 0.01
-        while True:
-            try:
-                attach_duckdb(con, alias, path, read_only=read_only)
-                break
-            except DataError as exc:
-                if "lock" not in exc.message.lower() or time.monotonic() > deadline:
-                    con.close()
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-    return con
+        out.append((_alias(location), Path(path), False))
+    return out + warehouse_attachment(ws, spec, stage.inputs)  # a no-op when the output attached it
+
+
+def warehouse_attachment(ws, spec, names) -> list[tuple[str, Path, bool]]:
+    """The warehouse, read-only, when one of the datasets `names` lives there; else nothing."""
+    from agentops.data import warehouse_path
+
+    return [(_alias(None), Path(warehouse_path(ws)), True)] if _needs_warehouse(spec, names) else []
 
 
 def register(con, ws, spec, names, partition: str) -> int | None:
@@ -228,20 +214,21 @@ def current_watermark(ws, pipeline: str, source: str) -> str | None:
 
 
 def measure_watermark(ws, spec, source_name: str, partition: str) -> str | None:
-    """max(column) of the source now: what the watermark advances to when the run succeeds."""
+    """max(column) of the source now: what the watermark advances to when the run succeeds (read
+    on the process's DuckDB session)."""
     import duckdb
 
     from agentops.data import register_inputs
+    from agentops.pipelines import duckdb_session
     from agentops.pipelines.outputs import qident
 
     src = spec.source(source_name)
-    con = duckdb.connect()
     try:
-        rels = register_inputs(con, ws, spec, [source_name], partition)
-        got = con.execute(f"SELECT CAST(max({qident(src.incremental.column)}) AS VARCHAR) FROM {rels[source_name]}"
-                          ).fetchone()
+        with duckdb_session.use(warehouse_attachment(ws, spec, [source_name])) as con, \
+                duckdb_session.scratch(con) as cur:
+            rels = register_inputs(cur, ws, spec, [source_name], partition)
+            got = cur.execute(f"SELECT CAST(max({qident(src.incremental.column)}) AS VARCHAR) "
+                              f"FROM {rels[source_name]}").fetchone()
         return got[0] if got else None
     except (duckdb.Error, AgentOpsError):
         return None
-    finally:
-        con.close()
