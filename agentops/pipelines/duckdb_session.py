@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 LOCK = threading.RLock()  # one thread at a time uses the session (and so the DuckDB files)
+CHECKPOINT_THRESHOLD = "256MB"  # WAL size that triggers a checkpoint while the session is open
 
 
 class _State:
@@ -137,7 +138,13 @@ def _connection():
     if _s.con is None:
         import duckdb
 
-        _s.con = duckdb.connect()
+        con = duckdb.connect()
+        # checkpoint after 256 MB of WAL, not DuckDB's 16 MB: a backfill appending partition after
+        # partition to intermediate tables otherwise recompresses their growing last row groups at
+        # every few commits (~1.2 s of the benchmark's 5.8 s). Each COMMIT still syncs the WAL;
+        # the files are checkpointed when the session closes.
+        con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        _s.con = con
     return _s.con
 
 
