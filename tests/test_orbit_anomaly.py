@@ -199,3 +199,29 @@ def test_anomalies_of_one_run_are_one_alert_listing_them(ws):
     body = one["body"]
     assert body.index("null_fraction:customer_id = 0.3") < body.index("row_count = 100") and "distinct:order_id = 100" in body
     assert by_key["anomaly: orders.other run r8"]["subject"].endswith("drop (10, expected 1001) and 1 more")
+
+
+@pytest.mark.parametrize("metric", ["row_count", "null_fraction:c", "mean:c", "duration_s"])
+def test_scoring_any_series_never_crashes_and_never_flags_an_immaterial_move(ws, metric):
+    """Property: for any finite history and value, scoring returns nothing or a finite |z| >= the
+    threshold (at most 1e9), and never flags a move no larger than the material change."""
+    from hypothesis import given, settings as hsettings, strategies as st
+
+    s = settings_for(ws.config.orbit, "p", "d", metric)
+    finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+
+    @hsettings(max_examples=300, deadline=None)
+    @given(st.lists(finite | st.sampled_from([0.0, 1.0, 100.0]), min_size=S.min_points, max_size=30), finite)
+    def check(history, value):
+        f = detect_series(history, [0] * len(history), value, 0, s)
+        window = history[-s.window:]
+        center = sorted(window)[len(window) // 2] if len(window) % 2 else None
+        if f is None:
+            return
+        assert s.threshold <= abs(f.zscore) <= 1e9 and f.zscore == f.zscore
+        if center is not None:
+            whole = all(x % 1 == 0 for x in window) and value % 1 == 0
+            material = max(s.min_relative_change * abs(center), s.min_absolute_change, 1.0 if whole else 0.0)
+            assert abs(value - center) > material
+
+    check()
