@@ -382,15 +382,16 @@ def _orders_ws(root, spec: str = PROFILED) -> Workspace:
 
 def _write_day(root, i: int, rows: int = 1000, nulls: int = 0, base: int | None = None) -> str:
     """Day i of orders: `id` a key growing day by day (i x 10,000 + n), `cust` a repeating customer
-    (1..50), `coupon` never null but for the first `nulls` rows, `amount` 1..100."""
+    (1..50), `coupon` never null but for the first `nulls` rows, `amount` 1..100, `cents` distinct
+    integers over the same wide range every day (distinct, but no growing key)."""
     day = (datetime(2026, 1, 1) + timedelta(days=i)).strftime("%Y-%m-%d")
     folder = root / "data" / f"date={day}"
     folder.mkdir(parents=True, exist_ok=True)
     base = i * 10000 if base is None else base
     duckdb.connect().execute(
         f"COPY (SELECT {base} + range AS id, 1 + range % 50 AS cust, "
-        f"CASE WHEN range < {nulls} THEN NULL ELSE range % 7 END AS coupon, 1 + (range * 37) % 100 AS amount "
-        f"FROM range({rows})) TO '{folder}/p.parquet' (FORMAT parquet)")
+        f"CASE WHEN range < {nulls} THEN NULL ELSE range % 7 END AS coupon, 1 + (range * 37) % 100 AS amount, "
+        f"100000 + (range * 7919) % 1000003 AS cents FROM range({rows})) TO '{folder}/p.parquet' (FORMAT parquet)")
     return day
 
 
@@ -451,7 +452,7 @@ def test_a_growing_key_is_not_flagged_when_a_backfill_measures_an_older_day(_wor
         _measure(ws, _write_day(_workspace_env, i), i)
     report = _measure(ws, _write_day(_workspace_env, 1), 28)  # the backfill of day 1
     assert report.datasets[0].anomalies == []
-    assert report.datasets[0].profile.keys() == ["id"]
+    assert report.datasets[0].profile.keys() == ["id", "cents"]  # distinct integers; only id moved on
     with Orbit.open(ws) as orbit:
         assert [m["value"] for m in orbit.metrics("p", "min:id", "raw.o")][-2:] == [270000, 10000]  # still recorded
         watched = orbit.events(kind="metric", limit=None)
@@ -461,10 +462,12 @@ def test_a_growing_key_is_not_flagged_when_a_backfill_measures_an_older_day(_wor
     folder = _workspace_env / "data" / f"date={day}"
     folder.mkdir(parents=True)
     duckdb.connect().execute(f"COPY (SELECT 280000 + range AS id, 1001 + range % 50 AS cust, range % 7 AS coupon, "
-                             f"1 + (range * 37) % 100 AS amount FROM range(1000)) TO '{folder}/p.parquet' "
-                             "(FORMAT parquet)")
+                             f"1 + (range * 37) % 100 AS amount, 100000 + (range * 7919) % 300007 AS cents "
+                             f"FROM range(1000)) TO '{folder}/p.parquet' (FORMAT parquet)")
     moved = {a["metric"] for a in _measure(ws, day, 29).datasets[0].anomalies}
     assert {"min:cust", "mean:cust", "max:cust"} <= moved and not {m for m in moved if m.endswith(":id")}
+    # cents: distinct integers too, but within the range it always had: no growing key, its mean still scored
+    assert {"mean:cents", "max:cents"} <= moved
     # an anomaly check on a key metric is a request to watch it
     (ws.pipelines_dir / "p.yaml").write_text(PROFILED + "  - {dataset: raw.o, check: anomaly, metric: min, column: id}\n")
     by = {r.check: r for r in _measure(ws, _write_day(_workspace_env, 2), 30).results}

@@ -98,14 +98,14 @@ class Profile:
                 "stats": self.stats, "keys": self.keys()}
 
     def keys(self) -> list[str]:
-        """Columns this profile shows to be keys: integer columns whose non-null values are all distinct
-        (approximate distinct count at least KEY_DISTINCT of them), like an order_id. A key's level
-        moves every run by design (ids grow), so its min, mean and max are not scored for anomalies."""
+        """Columns this profile shows to be keys: integer columns of at least two values, all distinct
+        (approximate distinct count at least KEY_DISTINCT of them), like an order_id. Whether a key's
+        level is a trend (ids that grow) is `data.quality.trend_metrics`'s call."""
         out = []
         for name, declared in self.columns:
             st = self.stats.get(name) or {}
             nonnull = (self.rows or 0) - (st.get("nulls") or 0)
-            if (_INTEGER.match((declared or "").strip()) and nonnull > 0 and st.get("distinct") is not None
+            if (_INTEGER.match((declared or "").strip()) and nonnull > 1 and st.get("distinct") is not None
                     and st["distinct"] >= KEY_DISTINCT * nonnull):
                 out.append(name)
         return out

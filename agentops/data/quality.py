@@ -219,7 +219,7 @@ def record(orbit, ws, specs, spec, ref, dr: DatasetReport, run_id: str, partitio
                                                 agent="agentops", ts=ts))
         _schema_check(dr, declared)
     if dr.profile is not None:
-        unwatched = trend_metrics(dr.profile, dr.checks)
+        unwatched = trend_metrics(orbit, pipeline, dr.dataset, dr.profile, dr.checks)
         metric_events = [MetricEvent(kind="metric", pipeline=pipeline, dataset=dr.dataset, name=k, value=v,
                                      run_id=run_id, watch=False if k in unwatched else None, agent="agentops",
                                      ts=ts) for k, v in dr.profile.metrics.items()]
@@ -241,11 +241,23 @@ def record(orbit, ws, specs, spec, ref, dr: DatasetReport, run_id: str, partitio
     orbit.send_alerts()
 
 
-def trend_metrics(profile, checks: list) -> set[str]:
-    """The profile metrics recorded but not scored: min, mean and max of the profile's key columns
-    (`Profile.keys`; a growing id moves every run by design), unless an `anomaly` check names one."""
+def trend_metrics(orbit, pipeline: str, dataset: str, profile, checks: list) -> set[str]:
+    """The profile metrics recorded but not scored: min, mean and max of a growing key, a key column
+    (`Profile.keys`: distinct integers) whose values all lie above or all below the last recorded
+    range of that column (order ids of one day's partition against the day before, or of an older
+    day a backfill measures), unless an `anomaly` check names one. Its level moves every run by
+    design; its null fraction and distinct count are still scored."""
     declared = {chk.metric_name for chk in checks if chk.check == "anomaly"}
-    return {f"{stat}:{col}" for col in profile.keys() for stat in ("min", "mean", "max")} - declared
+    out = set()
+    for col in profile.keys():
+        low, high = profile.metrics.get(f"min:{col}"), profile.metrics.get(f"max:{col}")
+        last = [orbit.db.conn.execute("SELECT value FROM metrics WHERE series = ? ORDER BY seq DESC LIMIT 1",
+                                      (f"{pipeline}\x1f{dataset}\x1f{stat}:{col}",)).fetchone() for stat in ("min", "max")]
+        if low is None or high is None or None in last:
+            continue
+        if low > last[1][0] or high < last[0][0]:  # no overlap with the last range: the ids moved on (or back)
+            out |= {f"{stat}:{col}" for stat in ("min", "mean", "max")}
+    return out - declared
 
 
 def _figure(v):

@@ -18,7 +18,7 @@ pipeline, dataset and name; job figures rows_out, bytes and duration_s keyed by 
   the material change would score z = threshold: z counts material changes (z = 30: ten of them),
   not 1e-9ths. A series flat at 0 with no absolute minimum scores threshold / min_relative_change
   (30 by default) for any move off 0;
-- a point logged with `watch: false` (a key column's min, mean and max: `data.quality`) joins its
+- a point logged with `watch: false` (a growing key's min, mean and max: `data.quality`) joins its
   series without being scored;
 - `direction` spike only alarms above, drop only below, both either way; alarm when |z| >= threshold.
 - No squares or sums are computed, so no value a metric may hold (any finite float) overflows.
