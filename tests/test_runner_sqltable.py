@@ -190,7 +190,7 @@ def test_a_table_output_stage_reading_elsewhere_is_refused_at_load(ws, lite):
     r = run_agentops("pipeline", "check", "shop")
     assert r.returncode == 1
     (line,) = [x for x in r.stdout.splitlines() if "stages[1].inputs[1]" in x]
-    assert re.match(r"^\S*pipelines/shop.yaml:\d+: stages\[1\].inputs\[1\]: ", line), line
+    assert re.match(r"^\.agent/data/pipelines/shop.yaml:\d+: stages\[1\].inputs\[1\]: ", line), line
     assert ("stages[1].inputs[1]: stage 'labels' writes mart.labels to sqlite table app:labels, so its sql: runs "
             "in that database and reads only its tables; input 'files' is in/x.csv: give 'files' a location "
             "{connection: app, table: ...}, or write mart.labels to DuckDB or files") in line
