@@ -342,6 +342,19 @@ def test_postgres_command_stage_output_is_loaded_into_its_table(pg):
         ("date",), ("bigint",), ("numeric(10,2)",), ("text",), ("text",)]
 
 
+def test_postgres_down_is_retried_and_an_unset_dsn_is_not(ws, monkeypatch, tmp_path):
+    ws.config_path.write_text(ws.config_path.read_text() + '\n[connections.app]\nkind = "postgres"\n'
+                              'dsn_env = "SQLOL_TEST_DSN"\n')
+    ws.refresh()
+    write_spec(ws, "shop", _spec().replace("retries: 0", "retries: 1"))
+    monkeypatch.setenv("SQLOL_TEST_DSN", f"host={tmp_path} port=1 user=nobody dbname=x connect_timeout=2")
+    (task,) = _run(ws, "2026-03-01", ["labels"]).tasks
+    assert task.state == "failed" and task.attempts == 2 and task.error.startswith("cannot connect to Postgres")
+    monkeypatch.delenv("SQLOL_TEST_DSN")
+    (task,) = _run(ws, "2026-03-01", ["labels"]).tasks
+    assert task.state == "failed" and task.attempts == 1 and "SQLOL_TEST_DSN is not set" in task.error
+
+
 def test_postgres_placeholders_skip_literals_comments_and_dollar_quotes():
     from agentops.pipelines.sqltable import pg_placeholders
 

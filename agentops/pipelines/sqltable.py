@@ -123,8 +123,8 @@ def run_stage(ws, plan, pp, stage) -> dict:
     try:
         info = connection(ws, loc.connection)
         db = (_Sqlite if kind == "sqlite" else _Postgres)(info, stage.timeout)
-    except AgentOpsError as exc:
-        raise StageFailed(exc.message, retry=False) from None
+    except AgentOpsError as exc:  # a server that is down is worth the stage's retries; a missing DSN is not
+        raise StageFailed(exc.message, retry=exc.message.startswith("cannot connect")) from None
     try:
         figures = db.materialise(select, args, loc.table, inputs, partition_column(spec, name, loc), pp.partition)
     except db.errors() as exc:
