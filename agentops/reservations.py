@@ -118,7 +118,7 @@ def utc(now: datetime | None = None) -> datetime:
 
 
 def ts(now: datetime) -> str:
-    from agentops.orbit.events import format_ts
+    from agentops.orbit.queries import format_ts
 
     return format_ts(now)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from agentops.errors import ValidationError
 
 MAX_NODES = 200_000
@@ -14,6 +12,8 @@ MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 
 def _expanded_size(node, memo: dict[int, int], active: set[int]) -> int:
     """How many nodes the document has once every alias is expanded (cycles count once)."""
+    import yaml  # imported on first use: commands that read no YAML (status from cache) skip ~45 ms
+
     key = id(node)
     if key in memo:
         return memo[key]
@@ -43,6 +43,8 @@ def load(text: str, source: str, *, line_offset: int = 0) -> Any:
     that expands to more than MAX_NODES nodes through aliases (a 'billion laughs' bomb) is refused
     before it is built, so nothing later (validation, JSON, templates) ever walks it.
     """
+    import yaml
+
     if len(text.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_BYTES:
         raise ValidationError(f"{source}: YAML document is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:

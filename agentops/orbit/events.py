@@ -20,6 +20,7 @@ from agentops.errors import ValidationError
 from agentops.orbit import alerts
 from agentops.orbit.registry import AGENTOPS_KINDS, MODELS, USER_KINDS, Record, register, registered
 from agentops.orbit.registry import MailEvent  # noqa: F401  (a kind: importable with the others)
+from agentops.orbit.queries import format_ts  # noqa: F401  (kept in queries: reads need it without the models)
 from agentops.orbit.states import TERMINAL, TRANSITIONS, RunState, next_attempt
 
 if TYPE_CHECKING:
@@ -546,19 +547,6 @@ def _choices(annotation) -> tuple[str, ...]:
         if get_origin(arg) is Literal:
             return get_args(arg)
     return ()
-
-
-def format_ts(ts: datetime | None) -> str:
-    """UTC ISO 8601 with microseconds: every stored `ts` has this one shape, so text order is time order."""
-    if ts is None:
-        ts = datetime.now(timezone.utc)
-    elif ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    elif ts.utcoffset():
-        ts = ts.astimezone(timezone.utc)
-    else:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.isoformat(timespec="microseconds")
 
 
 def problems(exc: PydanticValidationError) -> list[str]:

@@ -16,10 +16,21 @@ FTS_SEQ_KEY = "orbit.fts_seq"
 FTS_SKIP = frozenset({"ts", "kind", "id", "seq", "attempt", "source_seq"})
 
 
+def format_ts(ts: datetime | None) -> str:
+    """UTC ISO 8601 with microseconds: every stored `ts` has this one shape, so text order is time order."""
+    if ts is None:
+        ts = datetime.now(timezone.utc)
+    elif ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    elif ts.utcoffset():
+        ts = ts.astimezone(timezone.utc)
+    else:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.isoformat(timespec="microseconds")
+
+
 def parse_since(value: str | None, now: datetime | None = None) -> str | None:
     """`24h`, `7d`, `30m`, `2w`, `90s` (ago) or an ISO 8601 time -> the stored ts form."""
-    from agentops.orbit.events import format_ts
-
     if value is None or value == "":
         return None
     hint = "use 30m, 24h, 7d, 2w or an ISO 8601 time"
