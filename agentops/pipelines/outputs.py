@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agentops.errors import AgentOpsError, ValidationError
-from agentops.pipelines.duckdb_session import LOCK as WAREHOUSE_LOCK  # noqa: F401 - the session's lock
 
 PARTITION_COLUMN = "agentops_partition"  # the run's partition, on intermediate warehouse tables
 RENAME_EXCHANGE = 2
@@ -176,7 +175,9 @@ class Staged:
 def input_location(ws, spec, name: str, partition: str) -> dict[str, Any]:
     loc = location_of(spec, name)
     if loc is None:
-        return {"table": name, "connection": "warehouse", "path": str(_warehouse(ws)),
+        from agentops.data import warehouse_path
+
+        return {"table": name, "connection": "warehouse", "path": str(warehouse_path(ws)),
                 **({} if spec.destination(name) else {"partition_column": PARTITION_COLUMN})}
     if loc.kind == "table":
         return {"table": loc.table, "connection": loc.connection}
@@ -317,19 +318,12 @@ def _file_safe(name: str) -> str:
 
 
 # --- tables --------------------------------------------------------------------------------------------
-def _warehouse(ws) -> Path:
-    try:
-        from agentops.data import warehouse_path
-    except ImportError:
-        return ws.data_dir / "warehouse.duckdb"
-    return warehouse_path(ws)
-
-
 def table_target(ws, spec, name: str, location) -> tuple[Path, str]:
     """(DuckDB file, table name) a table output goes to."""
+    from agentops.data import connection, warehouse_path
+
     if location is None:
-        return _warehouse(ws), name
-    from agentops.data import connection
+        return warehouse_path(ws), name
 
     info = connection(ws, location.connection)
     if info.kind != "duckdb":

@@ -385,7 +385,7 @@ class Recorder:
               error: str | None = None, schemas: dict | None = None, with_events: list[dict] = ()) -> None:
         """Log a state change (after `with_events`, in the same transaction), then send it to
         OpenLineage when configured."""
-        from agentops.orbit.events import format_ts
+        from agentops.orbit.queries import format_ts
 
         ev = {"kind": "run", "pipeline": self.spec.name, "run_id": run_id, "task": task, "state": state,
               "run_type": self.run_type, "logical_date": partition, "attempt": attempt,
@@ -725,10 +725,7 @@ def _checks(ctx: _Context, pp: PartitionPlan, stage) -> list[str]:
     checks = [q for d in datasets for q in ctx.plan.spec.checks_for(d)]
     if not checks:
         return []
-    try:
-        from agentops.data import quality
-    except ImportError:
-        return []
+    from agentops.data import quality
     from agentops.pipelines import duckdb_session
     from agentops.pipelines.sqlstage import warehouse_attachment
 
