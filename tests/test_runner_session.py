@@ -16,6 +16,7 @@ from agentops.orbit import Orbit
 from agentops.pipelines import duckdb_session, find_spec
 from agentops.pipelines.runner import execute, plan_run
 from pipeline_helpers import write_spec
+from test_runner_sql import _warehouse as _query  # a query on the warehouse, read-only
 
 SPEC = """\
 name: sess
@@ -42,14 +43,6 @@ quality:
 def _data(ws) -> None:
     (ws.root / "input").mkdir(exist_ok=True)
     (ws.root / "input/src.csv").write_text("id,amount\n1,10\n2,0\n3,5\n4,7\n")
-
-
-def _query(ws, sql):
-    con = duckdb.connect(str(ws.data_dir / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_a_stage_sees_only_its_own_inputs_on_the_shared_session(ws):
