@@ -149,6 +149,46 @@ def test_sql_stages_materialise_partitions(ws):
     assert _warehouse(ws, "SELECT count(*) FROM staging.orders") == [(100,)]
 
 
+SELF = """\
+name: tally
+owner: data-engineer
+schedule: '@daily'
+sources:
+  - {name: src, kind: file, format: csv, location: {path: input/src.csv}}
+external: [staging.tally_view]
+stages:
+  - name: tally
+    kind: transform
+    inputs: [%s]
+    outputs: [staging.tally]
+    sql: SELECT $partition AS day, (SELECT count(*) FROM src) AS n, (SELECT count(*) FROM %s) AS before
+"""
+
+
+@pytest.mark.parametrize("reads", ["by_name", "through_a_view"])
+def test_a_query_reading_the_table_it_replaces_sees_it_as_it_was(ws, reads):
+    # the partition's rows are replaced (DELETE + INSERT in one transaction) after the query ran: a
+    # query naming the table it writes, or reading it through a warehouse view, sees the old rows
+    (ws.root / "input").mkdir()
+    (ws.root / "input/src.csv").write_text("x\n1\n2\n")
+    con = duckdb.connect(str(ws.data_dir / "warehouse.duckdb"))
+    con.execute("CREATE SCHEMA staging; CREATE TABLE staging.tally (day VARCHAR, n BIGINT, before BIGINT, "
+                "agentops_partition VARCHAR); CREATE VIEW staging.tally_view AS SELECT * FROM staging.tally "
+                "WHERE agentops_partition = '2026-03-01'")
+    con.close()
+    if reads == "by_name":
+        text = SELF % ("src", "agentops_warehouse.staging.tally WHERE agentops_partition = $partition")
+    else:
+        text = SELF % ("src, staging.tally_view", "staging.tally_view")
+    write_spec(ws, "tally", text)
+    spec = find_spec(ws, "tally")
+    for _ in range(3):
+        result = execute(ws, plan_run(ws, spec, partitions=["2026-03-01"], rerun=True))
+        assert result.ok, [t.as_dict() for t in result.tasks]
+    assert _warehouse(ws, "SELECT day, n, before, agentops_partition FROM staging.tally") == [
+        ("2026-03-01", 2, 1, "2026-03-01")]
+
+
 def test_a_bad_query_fails_at_once_and_a_check_failure_stops_downstream(ws):
     write_spec(ws, "shop", SPEC.replace("CAST(amount AS DOUBLE)", "CAST(amountt AS DOUBLE)"))
     make_data(ws.root, DAYS)
@@ -225,6 +265,9 @@ def test_sigkill_at_random_instants_then_restart_gives_identical_outputs(ws, tmp
     assert final.returncode == 0, final.stderr
     assert _digest(ws.root) == expected
     assert _warehouse(ws, "SELECT count(*), sum(orders) FROM mart.daily") == [(10, 500)]
+    for table in ("staging.orders", "mart.daily"):  # the warehouse tables hold what the uninterrupted run's do
+        assert _warehouse(ws, f"SELECT * FROM {table} ORDER BY ALL") == _warehouse(
+            type(ws)(ref), f"SELECT * FROM {table} ORDER BY ALL")
     with Orbit.open(ws) as orbit:
         events = orbit.events(kind="run", pipeline="shop", limit=None)
     wins = [(e["run_id"], e.get("task")) for e in events if e["state"] == "succeeded" and e.get("task")]

@@ -50,6 +50,7 @@ class _State:
     scratches = 0   # a counter naming scratch catalogs
     depth = 0       # nested `use` blocks of the thread holding LOCK
     broken = False  # an error escaped a nested `use`: close at the outermost
+    attached: dict = {}  # alias -> read_only, for what `_attach` attached to the open connection
 
 
 _s = _State()
@@ -122,7 +123,7 @@ def scratch(con):
 def close() -> None:
     """Close the session now: attached files are checkpointed and released."""
     with LOCK:
-        con, _s.con, _s.broken = _s.con, None, False
+        con, _s.con, _s.broken, _s.attached = _s.con, None, False, {}
         if con is not None:
             try:
                 con.close()
@@ -152,11 +153,15 @@ def _attach(con, alias: str, path: Path, read_only: bool, deadline: float) -> No
     from agentops.data.datasets import attach_duckdb
     from agentops.errors import DataError
 
-    found = con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
+    if alias in _s.attached:  # attached here before (the catalog is asked only about others)
+        found = (_s.attached[alias],)
+    else:
+        found = con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()
     if found is not None:
         if read_only or not found[0]:
             return
         con.execute(f'DETACH "{alias}"')  # attached read-only, now written: reattach read-write
+        _s.attached.pop(alias, None)
     if read_only and not path.is_file():
         return  # nothing written there yet: the reader says so (`attach_duckdb`)
     if not read_only:
@@ -165,6 +170,7 @@ def _attach(con, alias: str, path: Path, read_only: bool, deadline: float) -> No
     while True:
         try:
             attach_duckdb(con, alias, path, read_only=read_only)
+            _s.attached[alias] = read_only
             return
         except DataError as exc:
             if "lock" not in exc.message.lower() or time.monotonic() > deadline:

@@ -106,20 +106,21 @@ class Output:
         self.unit.parent.mkdir(parents=True, exist_ok=True)
         swap(self.staged_unit, self.unit)
 
-    def figures(self) -> tuple[int | None, int, list | None]:
-        """(rows, bytes, schema) of what the stage wrote, read before publishing."""
+    def figures(self, rows: int | None = None) -> tuple[int | None, int, list | None]:
+        """(rows, bytes, schema) of what the stage wrote, read before publishing (`rows`: known
+        already, as a COPY says, not counted again)."""
         if not self.staged_unit.exists():
             return 0, 0, None
         files = [p for p in (self.staged_unit.rglob("*") if self.staged_unit.is_dir() else [self.staged_unit])
                  if p.is_file()]
         size = sum(p.stat().st_size for p in files)
-        rows, schema = measure_files(files, self.format)
-        return rows, size, schema
+        counted, schema = measure_files(files, self.format, count=rows is None)
+        return (counted if rows is None else rows), size, schema
 
 
-def measure_files(files: list[Path], fmt: str) -> tuple[int | None, list | None]:
+def measure_files(files: list[Path], fmt: str, count: bool = True) -> tuple[int | None, list | None]:
     """(rows, [(column, type)]) of data files, read by DuckDB (the Parquet footer, for Parquet) on
-    the process's DuckDB session."""
+    the process's DuckDB session. `count=False`: the schema only (rows None)."""
     if not files:
         return 0, None
     try:
@@ -133,7 +134,7 @@ def measure_files(files: list[Path], fmt: str) -> tuple[int | None, list | None]
     names = [[str(f) for f in files]]
     try:
         with duckdb_session.use() as con:
-            rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0]
+            rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0] if count else None
             schema = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", names).fetchall()]
         return rows, schema
     except duckdb.Error:
@@ -155,10 +156,12 @@ class Staged:
         return {"inputs": {n: input_location(self.ws, self.spec, n, self.partition) for n in self.stage.inputs},
                 "outputs": {o.name: o.describe() for o in self.outputs}}
 
-    def publish(self) -> None:
+    def publish(self, rows: dict[str, int] | None = None) -> None:
+        """Swap every output in, after measuring them (`rows`: per output, the rows known already)."""
+        known = rows or {}
         rows, size, schemas = 0, 0, {}
         for o in self.outputs:
-            r, b, schema = o.figures()
+            r, b, schema = o.figures(known.get(o.name))
             rows = None if (rows is None or r is None) else rows + r
             size += b
             if schema:
@@ -367,26 +370,36 @@ def publish_table(ws, spec, name: str, location, parquet: Path, partition: str) 
         load_table(con, table, f"read_parquet({_lit(str(parquet))})", column, partition, catalog=alias)
 
 
-def load_table(con, table: str, relation: str, column: str | None, partition: str, catalog: str | None = None) -> int:
-    """In one transaction: replace `table`'s rows for `partition` (or all of it) with `relation`.
-    `catalog`: the attached database the table is in (default: the connection's own)."""
+def load_table(con, table: str, relation: str, column: str | None, partition: str, catalog: str | None = None,
+               params: dict | None = None) -> int:
+    """In one transaction: replace `table`'s rows for `partition` (or all of it) with `relation` (a
+    table, a table function, or a parenthesised query with its named `params`). `catalog`: the
+    attached database the table is in (default: the connection's own). Returns the rows loaded.
+
+    An intermediate table (`agentops_partition`) that exists: DELETE the partition, INSERT the
+    relation. Else (its first load, a destination's time partition, a whole table) the table is
+    looked up first and created, or its rows replaced; a relation read by the DELETE of a
+    destination's partitions is read twice, so it should be a table (it takes no `params` there)."""
     parts = table.split(".")
     schema = parts[-2] if len(parts) > 1 else "main"
     cat = con.execute("SELECT current_database()").fetchone()[0] if catalog is None else catalog
     target = f"{qident(cat)}.{qident(schema)}.{qident(parts[-1])}"
+    if column == PARTITION_COLUMN:
+        select = (f"SELECT *, CAST({_lit(partition)} AS VARCHAR) AS {qident(PARTITION_COLUMN)} "
+                  f"FROM {relation}")
+        n = _replace_partition(con, target, select, params, partition)
+        if n is not None:
+            return n
+    else:
+        select = f"SELECT * FROM {relation}"
     con.execute("BEGIN TRANSACTION")
     try:
         if len(parts) > 1:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {qident(cat)}.{qident(schema)}")
-        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
-                             "AND table_schema = ? AND table_name = ?", [cat, schema, parts[-1]]).fetchone()[0]
-        if column == PARTITION_COLUMN:
-            select = f"SELECT *, CAST(? AS VARCHAR) AS {qident(PARTITION_COLUMN)} FROM {relation}"
-            params = [partition]
-        else:
-            select, params = f"SELECT * FROM {relation}", []
+        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
+                             "AND schema_name = ? AND table_name = ?", [cat, schema, parts[-1]]).fetchone()[0]
         if not exists or column is None:
-            con.execute(f"CREATE OR REPLACE TABLE {target} AS {select}", params)
+            n = con.execute(f"CREATE OR REPLACE TABLE {target} AS {select}", params).fetchone()[0]
         else:
             if column == PARTITION_COLUMN:
                 con.execute(f"DELETE FROM {target} WHERE {qident(column)} = ?", [partition])
@@ -394,13 +407,41 @@ def load_table(con, table: str, relation: str, column: str | None, partition: st
                 c = qident(column)
                 con.execute(f"DELETE FROM {target} WHERE {c} IN (SELECT DISTINCT {c} FROM {relation}) "
                             f"OR left(CAST({c} AS VARCHAR), length(?)) = ?", [partition, partition])
-            con.execute(f"INSERT INTO {target} BY NAME {select}", params)
-        n = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+            n = con.execute(f"INSERT INTO {target} BY NAME {select}", params).fetchone()[0]
         con.execute("COMMIT")
         return n
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
+
+
+def _replace_partition(con, target: str, select: str, params: dict | None, partition: str) -> int | None:
+    """DELETE the partition's rows and INSERT `select`'s, in one transaction: the rows loaded, or
+    None (nothing done) when the table does not exist yet."""
+    import duckdb
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        try:
+            con.execute(f"DELETE FROM {target} WHERE {qident(PARTITION_COLUMN)} = ?", [partition])
+        except duckdb.CatalogException:  # no such table (or schema) yet: the caller creates it
+            _rollback(con)
+            return None
+        n = con.execute(f"INSERT INTO {target} BY NAME {select}", params).fetchone()[0]
+        con.execute("COMMIT")
+        return n
+    except BaseException:
+        _rollback(con)
+        raise
+
+
+def _rollback(con) -> None:
+    import duckdb
+
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:  # no transaction left to roll back (it failed at COMMIT, or is already rolled back)
+        pass
 
 
 def _lit(text: str) -> str:

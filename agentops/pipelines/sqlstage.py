@@ -56,9 +56,12 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
 
     It runs on the process's DuckDB session (`agentops.pipelines.duckdb_session`) in a scratch
     catalog of its own. A file output is written to staging by COPY and swapped in. A table output
-    is loaded straight from the query: its DuckDB database is attached read-write, the result is
-    held in a scratch table and replaces the partition in one transaction. A table on a SQLite or
-    PostgreSQL connection runs in that database instead (`agentops.pipelines.sqltable`)."""
+    has its DuckDB database attached read-write and the partition replaced in one transaction: an
+    intermediate table's by DELETE, then INSERT straight from the query, when the query reads only
+    files, copied tables and warehouse base tables and does not name the table (else, and for a
+    destination's partitions or a whole table, the result is first held in a scratch table, so the
+    query sees the table as it was). A table on a SQLite or PostgreSQL connection runs in that
+    database instead (`agentops.pipelines.sqltable`)."""
     from agentops.pipelines import duckdb_session, outputs, sqltable
     from agentops.pipelines.runner import StageFailed
 
@@ -70,32 +73,41 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
         target = outputs.table_target(ws, spec, out.name, out.location) if out.kind == "table" else None
         with duckdb_session.use(_attachments(ws, spec, stage, target and (out.location, target[0])),
                                 timeout=stage.timeout) as con, duckdb_session.scratch(con) as cur:
-            rows_in = register(cur, ws, spec, stage.inputs, pp.partition)
             values = parameters(ws, spec, stage, pp)
             select = stage.sql.strip().rstrip(";")
-            args = {k: v for k, v in values.items() if k in params_used(select)}
+            args = {k: v for k, v in values.items() if k in params_used(select)} or None
             try:
+                rows_in, tables_only = register(cur, ws, spec, stage.inputs, pp.partition)
                 if target is None:
                     fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
                            "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
                     rows_out = cur.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
                                            args).fetchone()[0]
                 else:
-                    cur.execute(f"CREATE TABLE agentops_result AS {select}", args)
-                    rows_out = cur.execute("SELECT count(*) FROM agentops_result").fetchone()[0]
-                    schema = [(r[0], r[1]) for r in cur.execute("DESCRIBE SELECT * FROM agentops_result").fetchall()]
-                    outputs.load_table(cur, target[1], _scratch_table(cur, "agentops_result"),
-                                       outputs.partition_column(spec, out.name, out.location), pp.partition,
-                                       catalog=_alias(out.location))
+                    column = outputs.partition_column(spec, out.name, out.location)
+                    schema = [(r[0], r[1]) for r in
+                              cur.execute(f"DESCRIBE SELECT * FROM ({select})", args).fetchall()]
+                    if column == outputs.PARTITION_COLUMN and tables_only and not _names_table(select, target[1]):
+                        relation, rel_args = f"({select})", args  # straight from the query (see `register`)
+                    else:  # held in a scratch table first: the query may read the table it replaces
+                        cur.execute(f"CREATE TABLE agentops_result AS {select}", args)
+                        relation, rel_args = _scratch_table(cur, "agentops_result"), None
+                    rows_out = outputs.load_table(cur, target[1], relation, column, pp.partition,
+                                                  catalog=_alias(out.location), params=rel_args)
             except _errors() as exc:
                 raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
         if target is not None:
             return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": None,
                     "schemas": {out.name: schema}}
-        staged.publish()
+        staged.publish(rows={out.name: int(rows_out)})
         figures = staged.figures()
     return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": figures.get("bytes"),
             "schemas": figures.get("schemas")}
+
+
+def _names_table(select: str, table: str) -> bool:
+    """Whether the SELECT's text names the table (its last part, as a word): then it may read it."""
+    return re.search(r"(?<![\w$])" + re.escape(table.split(".")[-1]) + r"(?!\w)", select, re.IGNORECASE) is not None
 
 
 def _scratch_table(cur, name: str) -> str:
@@ -161,9 +173,12 @@ def warehouse_attachment(ws, spec, names) -> list[tuple[str, Path, bool]]:
     return [(_alias(None), Path(warehouse_path(ws)), True)] if _needs_warehouse(spec, names) else []
 
 
-def register(con, ws, spec, names, partition: str) -> int | None:
+def register(con, ws, spec, names, partition: str) -> tuple[int, bool]:
     """Each input as a relation under its own name; an intermediate warehouse table (it carries
-    `agentops_partition`) only for the run's partition. Returns the rows read (their sum)."""
+    `agentops_partition`) only for the run's partition, without that column. Returns the rows read
+    (their sum, counted) and whether every input is a file, a copied SQLite/Postgres table or a
+    warehouse base table: then the query reads nothing but those, so it cannot read a table it is
+    writing (a warehouse view, or a table in another DuckDB database, might)."""
     from agentops.data import register_inputs
     from agentops.data.datasets import catalog_alias
     from agentops.pipelines.outputs import PARTITION_COLUMN, location_of, qident, qtable
@@ -171,21 +186,70 @@ def register(con, ws, spec, names, partition: str) -> int | None:
     from agentops.pipelines.runner import StageFailed
 
     if not names:
-        return 0
-    try:
-        rels = register_inputs(con, ws, spec, names, partition)
-    except AgentOpsError as exc:
-        raise StageFailed(exc.message, retry=False) from None
-    total = 0
+        return 0, True
+    warehouse = catalog_alias("warehouse")
+    tables_only = True
+    in_warehouse: dict[str, tuple[str, str]] = {}  # dataset -> (schema, table) of a warehouse table
     for name in names:
+        loc = location_of(spec, name)
+        if loc is None:
+            table = name
+        elif loc.kind == "table" and loc.connection == "warehouse":
+            table = loc.table
+        else:
+            if loc.kind == "table" and _connection_kind(ws, loc.connection) == "duckdb":
+                tables_only = False
+            continue
+        parts = table.split(".")
+        in_warehouse[name] = (parts[-2] if len(parts) > 1 else "main", parts[-1])
+    found: dict[tuple[str, str], bool] = {}  # (schema, table) -> has the partition column, for base tables
+    if in_warehouse:
+        tables = {(r[0], r[1]) for r in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                                    "WHERE database_name = ?", [warehouse]).fetchall()}
+        for key in set(in_warehouse.values()) & tables:
+            source = f"{qident(warehouse)}.{qident(key[0])}.{qident(key[1])}"
+            found[key] = PARTITION_COLUMN in [d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
+    rels: dict[str, str] = {}
+    direct = [n for n in names if location_of(spec, n) is None and in_warehouse[n] in found]
+    for name in direct:  # an intermediate table (or a warehouse table of that name): a view on it here
+        schema, table = in_warehouse[name]
+        source = f"{qident(warehouse)}.{qident(schema)}.{qident(table)}"
+        rel = qident(name)
+        if "." in name:  # `staging.events` is view `events` in schema `staging`, as register_inputs names it
+            first, rest = name.split(".", 1)
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {qident(first)}")
+            rel = f"{qident(first)}.{qident(rest)}"
+        if found[(schema, table)]:
+            con.execute(f"CREATE VIEW {rel} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) FROM {source} "
+                        f"WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
+        else:
+            con.execute(f"CREATE VIEW {rel} AS SELECT * FROM {source}")
+        rels[name] = rel
+    others = [n for n in names if n not in rels]
+    tables_only = tables_only and all(in_warehouse[n] in found for n in in_warehouse)
+    if others:
+        try:
+            rels.update(register_inputs(con, ws, spec, others, partition))
+        except AgentOpsError as exc:
+            raise StageFailed(exc.message, retry=False) from None
+    for name in others:  # not a base table (a view?): as read through register_inputs, less the column
         if location_of(spec, name) is None:
-            source = f"{qident(catalog_alias('warehouse'))}.{qtable(name if '.' in name else 'main.' + name)}"
+            source = f"{qident(warehouse)}.{qtable(name if '.' in name else 'main.' + name)}"
             cols = [r[0] for r in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
             if PARTITION_COLUMN in cols:
                 con.execute(f"CREATE OR REPLACE VIEW {rels[name]} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) "
                             f"FROM {source} WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
-        total += con.execute(f"SELECT count(*) FROM {rels[name]}").fetchone()[0]
-    return total
+    counts = " + ".join(f"(SELECT count(*) FROM {rels[n]})" for n in names)
+    return con.execute(f"SELECT {counts}").fetchone()[0], tables_only
+
+
+def _connection_kind(ws, name: str) -> str | None:
+    from agentops.data import connection
+
+    try:
+        return connection(ws, name).kind
+    except AgentOpsError:
+        return None
 
 
 # --- watermarks ----------------------------------------------------------------------------------------
