@@ -106,21 +106,24 @@ class Output:
         self.unit.parent.mkdir(parents=True, exist_ok=True)
         swap(self.staged_unit, self.unit)
 
-    def figures(self, rows: int | None = None) -> tuple[int | None, int, list | None]:
+    def figures(self, rows: int | None = None, schema: bool = True) -> tuple[int | None, int, list | None]:
         """(rows, bytes, schema) of what the stage wrote, read before publishing (`rows`: known
-        already, as a COPY says, not counted again)."""
+        already, as a COPY says, not counted again; `schema=False`: not read, None)."""
         if not self.staged_unit.exists():
             return 0, 0, None
         files = [p for p in (self.staged_unit.rglob("*") if self.staged_unit.is_dir() else [self.staged_unit])
                  if p.is_file()]
         size = sum(p.stat().st_size for p in files)
-        counted, schema = measure_files(files, self.format, count=rows is None)
-        return (counted if rows is None else rows), size, schema
+        if rows is not None and not schema:
+            return rows, size, None
+        counted, columns = measure_files(files, self.format, count=rows is None, describe=schema)
+        return (counted if rows is None else rows), size, columns
 
 
-def measure_files(files: list[Path], fmt: str, count: bool = True) -> tuple[int | None, list | None]:
+def measure_files(files: list[Path], fmt: str, count: bool = True,
+                  describe: bool = True) -> tuple[int | None, list | None]:
     """(rows, [(column, type)]) of data files, read by DuckDB (the Parquet footer, for Parquet) on
-    the process's DuckDB session. `count=False`: the schema only (rows None)."""
+    the process's DuckDB session; rows None unless `count`, columns None unless `describe`."""
     if not files:
         return 0, None
     try:
@@ -134,8 +137,11 @@ def measure_files(files: list[Path], fmt: str, count: bool = True) -> tuple[int 
     names = [[str(f) for f in files]]
     try:
         with duckdb_session.use() as con:
-            rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0] if count else None
-            schema = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", names).fetchall()]
+            rows = schema = None
+            if count:
+                rows = con.execute(f"SELECT count(*) FROM {reader}(?)", names).fetchone()[0]
+            if describe:
+                schema = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", names).fetchall()]
         return rows, schema
     except duckdb.Error:
         return None, None
@@ -156,18 +162,19 @@ class Staged:
         return {"inputs": {n: input_location(self.ws, self.spec, n, self.partition) for n in self.stage.inputs},
                 "outputs": {o.name: o.describe() for o in self.outputs}}
 
-    def publish(self, rows: dict[str, int] | None = None) -> None:
-        """Swap every output in, after measuring them (`rows`: per output, the rows known already)."""
+    def publish(self, rows: dict[str, int] | None = None, schemas: bool = True) -> None:
+        """Swap every output in, after measuring them (`rows`: per output, the rows known already;
+        `schemas=False`: their columns are not read, as only OpenLineage uses them)."""
         known = rows or {}
-        rows, size, schemas = 0, 0, {}
+        rows, size, found = 0, 0, {}
         for o in self.outputs:
-            r, b, schema = o.figures(known.get(o.name))
+            r, b, schema = o.figures(known.get(o.name), schema=schemas)
             rows = None if (rows is None or r is None) else rows + r
             size += b
             if schema:
-                schemas[o.name] = schema
+                found[o.name] = schema
         self._figures = {"rows_out": rows if self.outputs else None, "bytes": size if self.outputs else None,
-                         "schemas": schemas}
+                         "schemas": found}
         for o in self.outputs:
             o.publish()
 

@@ -712,10 +712,10 @@ def _attempt_stage(ctx: _Context, pp: PartitionPlan, stage, attempt: int) -> dic
     if stage.action == "sql":
         from agentops.pipelines.sqlstage import run_sql_stage
 
-        return run_sql_stage(ctx.ws, ctx.plan, pp, stage)
+        return run_sql_stage(ctx.ws, ctx.plan, pp, stage, schemas=ctx.recorder.emitter is not None)
     if stage.action == "quality":
         return {}
-    return run_command(ctx.ws, ctx.plan, pp, stage, attempt)
+    return run_command(ctx.ws, ctx.plan, pp, stage, attempt, schemas=ctx.recorder.emitter is not None)
 
 
 def _checks(ctx: _Context, pp: PartitionPlan, stage) -> list[str]:
@@ -750,9 +750,10 @@ def stage_env(ws, plan: RunPlan, pp: PartitionPlan, stage, datasets: dict | None
     return env
 
 
-def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int) -> dict:
+def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int, schemas: bool = True) -> dict:
     """Run a command stage: its argv (no shell) in the workspace, in a process group of its own,
-    killed whole at the timeout. Outputs are staged and published whole (`outputs.Staged`)."""
+    killed whole at the timeout. Outputs are staged and published whole (`outputs.Staged`); their
+    columns are read only with `schemas` (for OpenLineage)."""
     from agentops.pipelines import duckdb_session, outputs
 
     log_path = _log_path(ws, plan.spec.name, pp.run_id, stage.name, attempt)
@@ -781,7 +782,7 @@ def run_command(ws, plan: RunPlan, pp: PartitionPlan, stage, attempt: int) -> di
         if code != 0:
             tail = _tail(ws, log_path)
             raise StageFailed(f"exit {code}" + (f": {tail}" if tail else "") + f" (log {_rel(ws, log_path)})")
-        staged.publish()
+        staged.publish(schemas=schemas)
         figures = staged.figures()
     figures.setdefault("seconds", time.monotonic() - t0)
     return figures

@@ -51,8 +51,9 @@ def bounds(spec, partition: str) -> tuple[str, str]:
     return partition, nxt or (day + timedelta(days=1)).isoformat()
 
 
-def run_sql_stage(ws, plan, pp, stage) -> dict:
-    """Run the stage's SELECT for partition `pp` and publish it. Returns rows_in, rows_out, bytes.
+def run_sql_stage(ws, plan, pp, stage, schemas: bool = True) -> dict:
+    """Run the stage's SELECT for partition `pp` and publish it. Returns rows_in, rows_out, bytes and,
+    with `schemas` (OpenLineage wants them), the output's columns.
 
     It runs on the process's DuckDB session (`agentops.pipelines.duckdb_session`) in a scratch
     catalog of its own. A file output is written to staging by COPY and swapped in. A table output
@@ -76,18 +77,22 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
             values = parameters(ws, spec, stage, pp)
             select = stage.sql.strip().rstrip(";")
             args = {k: v for k, v in values.items() if k in params_used(select)} or None
+            column = outputs.partition_column(spec, out.name, out.location) if target is not None else None
+            # an intermediate table's partition may be loaded straight from the query, unless it may read the table
+            stream = column == outputs.PARTITION_COLUMN and not _names_table(select, target[1])
+            schema = None
             try:
-                rows_in, tables_only = register(cur, ws, spec, stage.inputs, pp.partition)
+                rows_in, tables_only = register(cur, ws, spec, stage.inputs, pp.partition, kinds=stream)
                 if target is None:
                     fmt = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER true",
                            "json": "FORMAT json", "ndjson": "FORMAT json"}[out.format]
                     rows_out = cur.execute(f"COPY ({select}) TO {_lit(str(out.write_path))} ({fmt})",
                                            args).fetchone()[0]
                 else:
-                    column = outputs.partition_column(spec, out.name, out.location)
-                    schema = [(r[0], r[1]) for r in
-                              cur.execute(f"DESCRIBE SELECT * FROM ({select})", args).fetchall()]
-                    if column == outputs.PARTITION_COLUMN and tables_only and not _names_table(select, target[1]):
+                    if schemas:
+                        schema = [(r[0], r[1]) for r in
+                                  cur.execute(f"DESCRIBE SELECT * FROM ({select})", args).fetchall()]
+                    if stream and tables_only:
                         relation, rel_args = f"({select})", args  # straight from the query (see `register`)
                     else:  # held in a scratch table first: the query may read the table it replaces
                         cur.execute(f"CREATE TABLE agentops_result AS {select}", args)
@@ -98,8 +103,8 @@ def run_sql_stage(ws, plan, pp, stage) -> dict:
                 raise StageFailed(f"sql: {_first(exc)}", retry=_transient(exc)) from None
         if target is not None:
             return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": None,
-                    "schemas": {out.name: schema}}
-        staged.publish(rows={out.name: int(rows_out)})
+                    "schemas": {out.name: schema} if schema else {}}
+        staged.publish(rows={out.name: int(rows_out)}, schemas=schemas)
         figures = staged.figures()
     return {"rows_in": rows_in, "rows_out": int(rows_out), "bytes": figures.get("bytes"),
             "schemas": figures.get("schemas")}
@@ -173,12 +178,14 @@ def warehouse_attachment(ws, spec, names) -> list[tuple[str, Path, bool]]:
     return [(_alias(None), Path(warehouse_path(ws)), True)] if _needs_warehouse(spec, names) else []
 
 
-def register(con, ws, spec, names, partition: str) -> tuple[int, bool]:
+def register(con, ws, spec, names, partition: str, kinds: bool = False) -> tuple[int, bool | None]:
     """Each input as a relation under its own name; an intermediate warehouse table (it carries
     `agentops_partition`) only for the run's partition, without that column. Returns the rows read
-    (their sum, counted) and whether every input is a file, a copied SQLite/Postgres table or a
-    warehouse base table: then the query reads nothing but those, so it cannot read a table it is
-    writing (a warehouse view, or a table in another DuckDB database, might)."""
+    (their sum, counted) and, with `kinds` (else None), whether every input is a file, a copied
+    SQLite/Postgres table or a warehouse base table: then the query reads nothing but those, so it
+    cannot read a table it is writing (a warehouse view, or a table in another DuckDB database, might)."""
+    import duckdb
+
     from agentops.data import register_inputs
     from agentops.data.datasets import catalog_alias
     from agentops.pipelines.outputs import PARTITION_COLUMN, location_of, qident, qtable
@@ -186,53 +193,36 @@ def register(con, ws, spec, names, partition: str) -> tuple[int, bool]:
     from agentops.pipelines.runner import StageFailed
 
     if not names:
-        return 0, True
+        return 0, True if kinds else None
     warehouse = catalog_alias("warehouse")
-    tables_only = True
-    in_warehouse: dict[str, tuple[str, str]] = {}  # dataset -> (schema, table) of a warehouse table
-    for name in names:
-        loc = location_of(spec, name)
-        if loc is None:
-            table = name
-        elif loc.kind == "table" and loc.connection == "warehouse":
-            table = loc.table
-        else:
-            if loc.kind == "table" and _connection_kind(ws, loc.connection) == "duckdb":
-                tables_only = False
-            continue
-        parts = table.split(".")
-        in_warehouse[name] = (parts[-2] if len(parts) > 1 else "main", parts[-1])
-    found: dict[tuple[str, str], bool] = {}  # (schema, table) -> has the partition column, for base tables
-    if in_warehouse:
-        tables = {(r[0], r[1]) for r in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
-                                                    "WHERE database_name = ?", [warehouse]).fetchall()}
-        for key in set(in_warehouse.values()) & tables:
-            source = f"{qident(warehouse)}.{qident(key[0])}.{qident(key[1])}"
-            found[key] = PARTITION_COLUMN in [d[0] for d in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
     rels: dict[str, str] = {}
-    direct = [n for n in names if location_of(spec, n) is None and in_warehouse[n] in found]
-    for name in direct:  # an intermediate table (or a warehouse table of that name): a view on it here
-        schema, table = in_warehouse[name]
-        source = f"{qident(warehouse)}.{qident(schema)}.{qident(table)}"
+    for name in names:  # a warehouse table of that name (an intermediate one): a view on it here
+        if location_of(spec, name) is not None:
+            continue
+        source = f"{qident(warehouse)}.{qtable(name if '.' in name else 'main.' + name)}"
         rel = qident(name)
         if "." in name:  # `staging.events` is view `events` in schema `staging`, as register_inputs names it
             first, rest = name.split(".", 1)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {qident(first)}")
             rel = f"{qident(first)}.{qident(rest)}"
-        if found[(schema, table)]:
+        try:
             con.execute(f"CREATE VIEW {rel} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) FROM {source} "
                         f"WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
-        else:
-            con.execute(f"CREATE VIEW {rel} AS SELECT * FROM {source}")
+        except duckdb.BinderException:  # no partition column: the whole table
+            try:
+                con.execute(f"CREATE VIEW {rel} AS SELECT * FROM {source}")
+            except duckdb.Error:
+                continue
+        except duckdb.Error:  # no such table: register_inputs says so, naming the dataset
+            continue
         rels[name] = rel
     others = [n for n in names if n not in rels]
-    tables_only = tables_only and all(in_warehouse[n] in found for n in in_warehouse)
     if others:
         try:
             rels.update(register_inputs(con, ws, spec, others, partition))
         except AgentOpsError as exc:
             raise StageFailed(exc.message, retry=False) from None
-    for name in others:  # not a base table (a view?): as read through register_inputs, less the column
+    for name in others:  # read through register_inputs after all: as it reads it, less the column
         if location_of(spec, name) is None:
             source = f"{qident(warehouse)}.{qtable(name if '.' in name else 'main.' + name)}"
             cols = [r[0] for r in con.execute(f"SELECT * FROM {source} LIMIT 0").description]
@@ -240,7 +230,27 @@ def register(con, ws, spec, names, partition: str) -> tuple[int, bool]:
                 con.execute(f"CREATE OR REPLACE VIEW {rels[name]} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) "
                             f"FROM {source} WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
     counts = " + ".join(f"(SELECT count(*) FROM {rels[n]})" for n in names)
-    return con.execute(f"SELECT {counts}").fetchone()[0], tables_only
+    return con.execute(f"SELECT {counts}").fetchone()[0], (_tables_only(con, ws, spec, names) if kinds else None)
+
+
+def _tables_only(con, ws, spec, names) -> bool:
+    """Whether every input is a file, a SQLite/Postgres table (copied) or a warehouse base table."""
+    from agentops.data.datasets import catalog_alias
+    from agentops.pipelines.outputs import location_of
+
+    wanted = set()
+    for name in names:
+        loc = location_of(spec, name)
+        if loc is None or (loc.kind == "table" and loc.connection == "warehouse"):
+            parts = (name if loc is None else loc.table).split(".")
+            wanted.add((parts[-2] if len(parts) > 1 else "main", parts[-1]))
+        elif loc.kind == "table" and _connection_kind(ws, loc.connection) == "duckdb":
+            return False
+    if not wanted:
+        return True
+    tables = {(r[0], r[1]) for r in con.execute("SELECT schema_name, table_name FROM duckdb_tables() "
+                                                "WHERE database_name = ?", [catalog_alias("warehouse")]).fetchall()}
+    return wanted <= tables
 
 
 def _connection_kind(ws, name: str) -> str | None:
