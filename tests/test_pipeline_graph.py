@@ -87,3 +87,36 @@ def test_lineage_across_specs(ws, cli):
     assert "impact:" in r.output
     r = cli("pipeline", "lineage", "warehouse.fact_order")
     assert r.exit_code == 5 and "did you mean" in r.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=30))))
+def test_the_stage_graph_agrees_with_networkx(case):
+    # the runner's own graph (no networkx import per run): levels, descendants and cycles as networkx finds them
+    import networkx as nx
+
+    from agentops.pipelines.graph import StageGraph, descendants, find_cycles, generations
+
+    n, pairs = case
+    g, ng = StageGraph(), nx.DiGraph()
+    for i in range(n):
+        g.add_node(f"s{i}")
+        ng.add_node(f"s{i}")
+    for a, b in pairs:
+        g.add_edge(f"s{a}", f"s{b}", via="x")
+        ng.add_edge(f"s{a}", f"s{b}", via="x")
+    assert g.edges(data=True) == list(ng.edges(data=True))
+    for node in ng:
+        assert descendants(g, node) == nx.descendants(ng, node)
+        assert list(g.predecessors(node)) == list(ng.predecessors(node))
+    levels = generations(g)
+    if nx.is_directed_acyclic_graph(ng):
+        assert [sorted(x) for x in levels] == [sorted(x) for x in nx.topological_generations(ng)]
+    else:
+        assert levels is None
+
+        class Spec:
+            stages = [type("S", (), {"name": f"s{i}"})() for i in range(n)]
+        cycles = find_cycles(Spec(), g)
+        assert cycles and all(ng.has_edge(c[i], c[(i + 1) % len(c)]) for c in cycles for i in range(len(c)))

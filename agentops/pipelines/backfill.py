@@ -95,12 +95,10 @@ def plan_backfill(ws, spec, start, end, reprocess: str = "none",
     source = "given"
     if states is None:
         states, source = task_states(ws, spec), "orbit"
-    import networkx as nx
-
-    from agentops.pipelines.graph import stage_graph
+    from agentops.pipelines.graph import descendants, stage_graph
 
     g = stage_graph(spec)
-    below = {n: nx.descendants(g, n) for n in order}
+    below = {n: descendants(g, n) for n in order}
     tasks: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
     partitions = []

@@ -1,7 +1,9 @@
-"""The stage DAG of one pipeline (networkx): cycles, topological order, parallel levels and the
-critical path, weighted by durations Orbit recorded or else by each stage's timeout.
+"""The stage DAG of one pipeline: cycles, topological order, parallel levels and the critical path,
+weighted by durations Orbit recorded or else by each stage's timeout.
 
 An edge a -> b means b runs after a: b lists a in `depends_on`, or b reads a dataset a writes.
+The graph is a small class of its own (the runner plans every run with it; importing networkx
+would add ~0.15 s to each `pipeline run`); networkx is imported only to describe a cycle.
 """
 
 from __future__ import annotations
@@ -9,13 +11,56 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
-from typing import Any
+from typing import Any, Iterator
 
 
-def stage_graph(spec):
-    import networkx as nx
+class StageGraph:
+    """A directed graph keeping insertion order: nodes, and per node its successors and
+    predecessors with each edge's data (`via`: `depends_on` or the dataset)."""
 
-    g = nx.DiGraph()
+    def __init__(self) -> None:
+        self._succ: dict[str, dict[str, dict]] = {}
+        self._pred: dict[str, dict[str, dict]] = {}
+
+    def add_node(self, n: str) -> None:
+        self._succ.setdefault(n, {})
+        self._pred.setdefault(n, {})
+
+    def add_edge(self, u: str, v: str, **data) -> None:
+        self.add_node(u)
+        self.add_node(v)
+        self._succ[u].setdefault(v, {}).update(data)
+        self._pred[v][u] = self._succ[u][v]
+
+    def __contains__(self, n) -> bool:
+        return n in self._succ
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._succ)
+
+    def __len__(self) -> int:
+        return len(self._succ)
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self._succ)
+
+    def has_edge(self, u: str, v: str) -> bool:
+        return v in self._succ.get(u, {})
+
+    def predecessors(self, n: str) -> Iterator[str]:
+        return iter(self._pred[n])
+
+    def successors(self, n: str) -> Iterator[str]:
+        return iter(self._succ[n])
+
+    def edges(self, data: bool = False) -> list:
+        """(u, v) per edge, or (u, v, data): by node, then in the order each node's edges were added."""
+        return [(u, v, d) if data else (u, v) for u, out in self._succ.items() for v, d in out.items()]
+
+
+def stage_graph(spec) -> StageGraph:
+    g = StageGraph()
     writer: dict[str, str] = {}
     for st in spec.stages:
         g.add_node(st.name)
@@ -32,23 +77,57 @@ def stage_graph(spec):
     return g
 
 
+def descendants(g: StageGraph, n: str) -> set[str]:
+    """Every stage reachable from `n`, not `n` itself (as networkx's `descendants`)."""
+    seen: set[str] = set()
+    todo = [n]
+    while todo:
+        for s in g.successors(todo.pop()):
+            if s not in seen:
+                seen.add(s)
+                todo.append(s)
+    seen.discard(n)
+    return seen
+
+
+def generations(g: StageGraph) -> list[list[str]] | None:
+    """The stages level by level (each level's stages depend only on earlier levels), or None when
+    the graph has a cycle."""
+    indegree = {n: sum(1 for _ in g.predecessors(n)) for n in g}
+    level = [n for n, d in indegree.items() if d == 0]
+    out = []
+    while level:
+        out.append(level)
+        nxt = []
+        for n in level:
+            for s in g.successors(n):
+                indegree[s] -= 1
+                if indegree[s] == 0:
+                    nxt.append(s)
+        level = nxt
+    return out if sum(len(lvl) for lvl in out) == len(g) else None
+
+
 def find_cycles(spec, graph=None) -> list[list[str]]:
     """One cycle per strongly connected knot, each as its stages in order (stable: starts at the
     stage listed first in the spec)."""
+    g = graph if graph is not None else stage_graph(spec)
+    if generations(g) is not None:
+        return []
     import networkx as nx
 
-    g = graph if graph is not None else stage_graph(spec)
-    if nx.is_directed_acyclic_graph(g):
-        return []
+    ng = nx.DiGraph()
+    ng.add_nodes_from(g)
+    ng.add_edges_from(g.edges())
     order = {s.name: i for i, s in enumerate(spec.stages)}
     cycles = []
-    for comp in nx.strongly_connected_components(g):
+    for comp in nx.strongly_connected_components(ng):
         if len(comp) == 1:
             (n,) = comp
-            if g.has_edge(n, n):
+            if ng.has_edge(n, n):
                 cycles.append([n])
             continue
-        sub = g.subgraph(comp)
+        sub = ng.subgraph(comp)
         start = min(comp, key=order.__getitem__)
         cycle = [u for u, _ in nx.find_cycle(sub, source=start)]
         i = cycle.index(min(cycle, key=order.__getitem__))
@@ -85,8 +164,6 @@ def recorded_durations(ws, pipeline: str, last: int = 10) -> dict[str, float]:
 
 def plan(spec, durations: dict[str, float] | None = None) -> dict[str, Any]:
     """Order, levels and critical path. Raise ValidationError naming the cycle when there is one."""
-    import networkx as nx
-
     from agentops.errors import ValidationError
 
     g = stage_graph(spec)
@@ -99,7 +176,7 @@ def plan(spec, durations: dict[str, float] | None = None) -> dict[str, Any]:
     durations = durations or {}
     index = {s.name: i for i, s in enumerate(spec.stages)}
     weight = {s.name: float(durations.get(s.name, s.timeout)) for s in spec.stages}
-    levels = [sorted(gen, key=index.__getitem__) for gen in nx.topological_generations(g)]
+    levels = [sorted(gen, key=index.__getitem__) for gen in generations(g) or []]
     order = [n for lvl in levels for n in lvl]
     level_of = {n: i for i, lvl in enumerate(levels) for n in lvl}
     # forward pass: earliest finish; backward pass: latest finish -> slack
@@ -137,5 +214,5 @@ def plan(spec, durations: dict[str, float] | None = None) -> dict[str, Any]:
                     "measured": n in durations, "start_s": start[n], "finish_s": finish[n],
                     "slack_s": round(latest[n] - finish[n], 6),
                     "after": sorted(g.predecessors(n), key=index.__getitem__)} for n in order],
-        "edges": [[u, v] for u, v in g.edges],
+        "edges": [[u, v] for u, v in g.edges()],
     }

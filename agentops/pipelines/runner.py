@@ -169,9 +169,7 @@ def _airflow_run_type() -> str | None:
 def select_stages(spec, stages: list[str] | None = None, from_stage: str | None = None) -> list[str]:
     """The stages a run covers, in DAG order: all, the named ones, or `from_stage` and everything
     downstream of it."""
-    import networkx as nx
-
-    from agentops.pipelines.graph import plan as stage_plan, stage_graph
+    from agentops.pipelines.graph import descendants, plan as stage_plan, stage_graph
 
     order = stage_plan(spec)["order"]
     chosen = set(order)
@@ -181,7 +179,7 @@ def select_stages(spec, stages: list[str] | None = None, from_stage: str | None 
         chosen = set(stages)
     if from_stage:
         spec.stage(from_stage)
-        chosen &= {from_stage} | nx.descendants(stage_graph(spec), from_stage)
+        chosen &= {from_stage} | descendants(stage_graph(spec), from_stage)
     return [n for n in order if n in chosen]
 
 
