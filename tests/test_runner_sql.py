@@ -147,6 +147,10 @@ def test_sql_stages_materialise_partitions(ws):
     assert _warehouse(ws, "SELECT order_date::VARCHAR, orders FROM mart.daily ORDER BY 1") == [
         ("2026-03-01", 50), ("2026-03-02", 50)]
     assert _warehouse(ws, "SELECT count(*) FROM staging.orders") == [(100,)]
+    # rows in: as the run loaded the intermediate partition above (not counted again), or counted when
+    # the stage runs alone
+    result = execute(ws, plan_run(ws, spec, partitions=["2026-03-01"], stages=["enrich"], rerun=True))
+    assert [(t.task, t.rows_in) for t in result.tasks] == [("enrich", 70)]
 
 
 SELF = """\

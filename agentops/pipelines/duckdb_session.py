@@ -51,6 +51,7 @@ class _State:
     depth = 0       # nested `use` blocks of the thread holding LOCK
     broken = False  # an error escaped a nested `use`: close at the outermost
     attached: dict = {}  # alias -> read_only, for what `_attach` attached to the open connection
+    rows: dict = {}      # (alias, schema, table, partition) -> rows, as the session last loaded them
 
 
 _s = _State()
@@ -123,12 +124,28 @@ def scratch(con):
 def close() -> None:
     """Close the session now: attached files are checkpointed and released."""
     with LOCK:
-        con, _s.con, _s.broken, _s.attached = _s.con, None, False, {}
+        con, _s.con, _s.broken, _s.attached, _s.rows = _s.con, None, False, {}, {}
         if con is not None:
             try:
                 con.close()
             except Exception:  # noqa: BLE001 - an invalidated instance: it is gone either way
                 pass
+
+
+def remember_rows(key: tuple[str, str, str, str], rows: int) -> None:
+    """An intermediate table's partition (alias, schema, table, partition) was just loaded, in a
+    committed transaction, with `rows` rows. Nothing else writes the file while the session holds it
+    (DuckDB's lock keeps other processes out; in this process every use goes through here, and a
+    `command:` stage gets the files only after `lend` closed the session, which forgets this), so a
+    stage reading that partition later in the run knows its rows without counting them again."""
+    with LOCK:
+        if _s.con is not None:
+            _s.rows[key] = rows
+
+
+def known_rows(key: tuple[str, str, str, str]) -> int | None:
+    """The rows `remember_rows` recorded for the partition while the session stayed open, or None."""
+    return _s.rows.get(key)
 
 
 def is_open() -> bool:

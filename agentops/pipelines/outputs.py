@@ -386,7 +386,10 @@ def load_table(con, table: str, relation: str, column: str | None, partition: st
     An intermediate table (`agentops_partition`) that exists: DELETE the partition, INSERT the
     relation. Else (its first load, a destination's time partition, a whole table) the table is
     looked up first and created, or its rows replaced; a relation read by the DELETE of a
-    destination's partitions is read twice, so it should be a table (it takes no `params` there)."""
+    destination's partitions is read twice, so it should be a table (it takes no `params` there).
+    An intermediate partition's rows are remembered by the session (`duckdb_session.remember_rows`),
+    so the stages reading it next in the run need not count them again."""
+    from agentops.pipelines import duckdb_session
     parts = table.split(".")
     schema = parts[-2] if len(parts) > 1 else "main"
     cat = con.execute("SELECT current_database()").fetchone()[0] if catalog is None else catalog
@@ -396,6 +399,7 @@ def load_table(con, table: str, relation: str, column: str | None, partition: st
                   f"FROM {relation}")
         n = _replace_partition(con, target, select, params, partition)
         if n is not None:
+            duckdb_session.remember_rows((cat, schema, parts[-1], partition), n)
             return n
     else:
         select = f"SELECT * FROM {relation}"
@@ -416,6 +420,8 @@ def load_table(con, table: str, relation: str, column: str | None, partition: st
                             f"OR left(CAST({c} AS VARCHAR), length(?)) = ?", [partition, partition])
             n = con.execute(f"INSERT INTO {target} BY NAME {select}", params).fetchone()[0]
         con.execute("COMMIT")
+        if column == PARTITION_COLUMN:
+            duckdb_session.remember_rows((cat, schema, parts[-1], partition), n)
         return n
     except BaseException:
         _rollback(con)

@@ -181,7 +181,7 @@ def warehouse_attachment(ws, spec, names) -> list[tuple[str, Path, bool]]:
 def register(con, ws, spec, names, partition: str, kinds: bool = False) -> tuple[int, bool | None]:
     """Each input as a relation under its own name; an intermediate warehouse table (it carries
     `agentops_partition`) only for the run's partition, without that column. Returns the rows read
-    (their sum, counted) and, with `kinds` (else None), whether every input is a file, a copied
+    (their sum: counted, or as the session loaded them this run) and, with `kinds` (else None), whether every input is a file, a copied
     SQLite/Postgres table or a warehouse base table: then the query reads nothing but those, so it
     cannot read a table it is writing (a warehouse view, or a table in another DuckDB database, might)."""
     import duckdb
@@ -194,8 +194,12 @@ def register(con, ws, spec, names, partition: str, kinds: bool = False) -> tuple
 
     if not names:
         return 0, True if kinds else None
+    from agentops.pipelines import duckdb_session
+
     warehouse = catalog_alias("warehouse")
     rels: dict[str, str] = {}
+    known = 0  # rows of intermediate partitions this session loaded (not counted again)
+    counted: list[str] = []
     for name in names:  # a warehouse table of that name (an intermediate one): a view on it here
         if location_of(spec, name) is not None:
             continue
@@ -208,6 +212,13 @@ def register(con, ws, spec, names, partition: str, kinds: bool = False) -> tuple
         try:
             con.execute(f"CREATE VIEW {rel} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) FROM {source} "
                         f"WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
+            parts = name.split(".")
+            if len(parts) <= 2:
+                rows = duckdb_session.known_rows((warehouse, parts[0] if len(parts) == 2 else "main", parts[-1],
+                                                  partition))
+                if rows is not None:
+                    known += rows
+                    counted.append(name)
         except duckdb.BinderException:  # no partition column: the whole table
             try:
                 con.execute(f"CREATE VIEW {rel} AS SELECT * FROM {source}")
@@ -229,8 +240,9 @@ def register(con, ws, spec, names, partition: str, kinds: bool = False) -> tuple
             if PARTITION_COLUMN in cols:
                 con.execute(f"CREATE OR REPLACE VIEW {rels[name]} AS SELECT * EXCLUDE ({qident(PARTITION_COLUMN)}) "
                             f"FROM {source} WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
-    counts = " + ".join(f"(SELECT count(*) FROM {rels[n]})" for n in names)
-    return con.execute(f"SELECT {counts}").fetchone()[0], (_tables_only(con, ws, spec, names) if kinds else None)
+    counts = " + ".join(f"(SELECT count(*) FROM {rels[n]})" for n in names if n not in counted)
+    total = known + (con.execute(f"SELECT {counts}").fetchone()[0] if counts else 0)
+    return total, (_tables_only(con, ws, spec, names) if kinds else None)
 
 
 def _tables_only(con, ws, spec, names) -> bool:
