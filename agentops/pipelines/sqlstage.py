@@ -72,11 +72,10 @@ def run_sql_stage(ws, plan, pp, stage, schemas: bool = True) -> dict:
     with outputs.staged(ws, spec, stage, pp.partition) as staged:
         out = staged.outputs[0]
         target = outputs.table_target(ws, spec, out.name, out.location) if out.kind == "table" else None
+        select = stage.sql.strip().rstrip(";")
+        args = parameters(ws, spec, stage, pp, params_used(select)) or None  # before taking the session
         with duckdb_session.use(_attachments(ws, spec, stage, target and (out.location, target[0])),
                                 timeout=stage.timeout) as con, duckdb_session.scratch(con) as cur:
-            values = parameters(ws, spec, stage, pp)
-            select = stage.sql.strip().rstrip(";")
-            args = {k: v for k, v in values.items() if k in params_used(select)} or None
             column = outputs.partition_column(spec, out.name, out.location) if target is not None else None
             # an intermediate table's partition may be loaded straight from the query, unless it may read the table
             stream = column == outputs.PARTITION_COLUMN and not _names_table(select, target[1])
@@ -279,11 +278,19 @@ def watermark_sources(spec, stage) -> list:
     return [s for s in spec.sources if s.name in stage.inputs and s.incremental.strategy in ("watermark", "delta")]
 
 
-def parameters(ws, spec, stage, pp) -> dict:
-    start, end = bounds(spec, pp.partition)
-    marks = [current_watermark(ws, spec.name, s.name) for s in watermark_sources(spec, stage)]
-    marks = [m for m in marks if m is not None]
-    return {"partition": pp.partition, "start": start, "end": end, "watermark": min(marks) if marks else None}
+def parameters(ws, spec, stage, pp, used: set[str] | None = None) -> dict:
+    """$partition, $start, $end and $watermark for the stage's run of partition `pp`; with `used`,
+    only those (the watermark is read from Orbit, the bounds from the schedule)."""
+    used = set(PARAMS) if used is None else used
+    out: dict = {"partition": pp.partition} if "partition" in used else {}
+    if used & {"start", "end"}:
+        start, end = bounds(spec, pp.partition)
+        out.update({k: v for k, v in (("start", start), ("end", end)) if k in used})
+    if "watermark" in used:
+        marks = [current_watermark(ws, spec.name, s.name) for s in watermark_sources(spec, stage)]
+        marks = [m for m in marks if m is not None]
+        out["watermark"] = min(marks) if marks else None
+    return out
 
 
 def current_watermark(ws, pipeline: str, source: str) -> str | None:

@@ -117,8 +117,7 @@ def run_stage(ws, plan, pp, stage) -> dict:
     if bad:
         raise StageFailed(f"stages.{stage.name}.inputs[{bad[0][0]}]: {bad[0][1]}", retry=False)
     select = stage.sql.strip().rstrip(";").rstrip()
-    values = parameters(ws, spec, stage, pp)
-    args = {k: v for k, v in values.items() if k in params_used(select)}
+    args = parameters(ws, spec, stage, pp, params_used(select))
     inputs = [spec.location(d).table for d in stage.inputs]
     try:
         info = connection(ws, loc.connection)
