@@ -277,3 +277,44 @@ def test_sigkill_at_random_instants_then_restart_gives_identical_outputs(ws, tmp
     wins = [(e["run_id"], e.get("task")) for e in events if e["state"] == "succeeded" and e.get("task")]
     assert len(wins) == len(set(wins)) == 30  # one success per task per partition
     assert not any((ws.run_dir / "staging").iterdir())
+
+
+VERIFY = """\
+name: verified
+owner: data-engineer
+schedule: '@daily'
+sources:
+  - {name: src, kind: file, format: csv, location: {path: input/src.csv}}
+stages:
+  - {name: make, kind: transform, inputs: [src], outputs: [staging.made], sql: "SELECT x FROM src"}
+  - {name: verify, kind: quality, inputs: [staging.made]}
+  - {name: publish, kind: load, inputs: [staging.made], outputs: [mart.made], depends_on: [verify],
+     sql: "SELECT x FROM staging.made"}
+quality:
+  - {dataset: staging.made, check: not_null, column: x}
+"""
+
+
+@pytest.mark.skipif(not HAS_QUALITY, reason="the data package's checks")
+def test_a_quality_stage_does_not_measure_again_what_passed_its_checks_in_the_run(ws):
+    # make's output is checked right after it; verify (a quality stage on it) reuses that in the same
+    # run instead of measuring it again (its metrics would be recorded twice), and runs them itself when
+    # make ran in another run
+    (ws.root / "input").mkdir()
+    (ws.root / "input/src.csv").write_text("x\n1\n2\n")
+    write_spec(ws, "verified", VERIFY)
+    spec = find_spec(ws, "verified")
+    result = execute(ws, plan_run(ws, spec, partitions=["2026-03-01"]))
+    assert result.ok, [t.as_dict() for t in result.tasks]
+    with Orbit.open(ws) as orbit:
+        assert len(orbit.events(kind="check", pipeline="verified", limit=None)) == 1
+    result = execute(ws, plan_run(ws, spec, partitions=["2026-03-01"], stages=["verify"], rerun=True))
+    assert result.ok
+    with Orbit.open(ws) as orbit:
+        assert len(orbit.events(kind="check", pipeline="verified", limit=None)) == 2
+    # a failing check still stops what depends on it, from the quality stage run alone
+    (ws.root / "input/src.csv").write_text("x\n1\n\n")
+    assert not execute(ws, plan_run(ws, spec, partitions=["2026-03-02"], stages=["make"])).ok
+    by = {t.task: t.state for t in execute(ws, plan_run(ws, spec, partitions=["2026-03-02"],
+                                                         stages=["verify", "publish"])).tasks}
+    assert by == {"verify": "failed", "publish": "upstream_failed"}

@@ -92,16 +92,18 @@ def datasets_to_check(spec) -> list[str]:
 
 
 def run(ws, pipeline: str, *, dataset: str | None = None, partition: str | None = None, run_id: str | None = None,
-        checks: bool = True, now: datetime | None = None, duck=None) -> QualityReport:
+        checks: bool = True, now: datetime | None = None, duck=None, spec=None, specs=None) -> QualityReport:
     """Measure the pipeline's datasets (or one) and record everything in Orbit. `checks=False`:
     only the profile and schema (`agentops dataset profile`). `duck`: a DuckDB connection to read
     through (the runner's session, where the warehouse may already be attached); by default one
-    of its own, in memory, closed at the end."""
+    of its own, in memory, closed at the end. `spec`/`specs`: the pipeline's spec and every spec,
+    as the caller read them already (the runner, once per run); by default read here."""
     from agentops.orbit.log import Orbit
     from agentops.pipelines.spec import find_spec, load_specs
 
-    spec = find_spec(ws, pipeline)
-    specs, _ = load_specs(ws, check=False)
+    spec = spec if spec is not None else find_spec(ws, pipeline)
+    if specs is None:
+        specs, _ = load_specs(ws, check=False)
     cat = catalog([s for s in specs if s.name != spec.name] + [spec])
     if dataset is not None:
         if dataset not in spec.dataset_names():

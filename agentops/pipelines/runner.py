@@ -530,6 +530,8 @@ class _Context:
     emit: Event
     sleep: Callable[[float], None]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    checked: set = field(default_factory=set)  # (partition, dataset) whose checks passed in this run
+    specs: list | None = None                  # every spec, read once per run (the checks' catalog)
 
 
 def _run_partition(ctx: _Context, pp: PartitionPlan, result: RunResult) -> None:
@@ -717,25 +719,38 @@ def _attempt_stage(ctx: _Context, pp: PartitionPlan, stage, attempt: int) -> dic
 
 
 def _checks(ctx: _Context, pp: PartitionPlan, stage) -> list[str]:
-    """Run the quality checks on the stage's outputs (and, for a quality stage, its inputs);
-    the labels of the error-severity checks that failed."""
-    datasets = list(stage.outputs) + (list(stage.inputs) if stage.kind == "quality" else [])
-    checks = [q for d in datasets for q in ctx.plan.spec.checks_for(d)]
+    """Run the quality checks on the stage's outputs (and, for a quality stage, its inputs, unless
+    their checks already passed in this run for the partition, right after the stage that wrote
+    them: the data is the same, and measuring it again would record its metrics twice); the labels
+    of the error-severity checks that failed."""
+    spec = ctx.plan.spec
+    inputs = [d for d in stage.inputs if (pp.partition, d) not in ctx.checked] if stage.kind == "quality" else []
+    datasets = list(stage.outputs) + inputs
+    checks = [q for d in datasets for q in spec.checks_for(d)]
     if not checks:
         return []
     from agentops.data import quality
     from agentops.pipelines import duckdb_session
+    from agentops.pipelines.spec import load_specs
     from agentops.pipelines.sqlstage import warehouse_attachment
 
+    with ctx.lock:
+        if ctx.specs is None:
+            ctx.specs, _ = load_specs(ctx.ws, check=False)
+        specs = ctx.specs
     failed = []
     for d in dict.fromkeys(q.dataset for q in checks):
         # the checks may read the warehouse: through the session, which may hold it already
-        with duckdb_session.use(warehouse_attachment(ctx.ws, ctx.plan.spec, [d]), timeout=stage.timeout) as con, \
+        with duckdb_session.use(warehouse_attachment(ctx.ws, spec, [d]), timeout=stage.timeout) as con, \
                 duckdb_session.scratch(con) as cur:
-            report = quality.run(ctx.ws, ctx.plan.spec.name, dataset=d, partition=pp.partition, run_id=pp.run_id,
-                                 duck=cur)
-        failed += [f"{r.dataset} {r.check} ({r.status})" for r in report.results
-                   if r.severity == "error" and r.status in ("failed", "error")]
+            report = quality.run(ctx.ws, spec.name, dataset=d, partition=pp.partition, run_id=pp.run_id,
+                                 duck=cur, spec=spec, specs=specs)
+        bad = [f"{r.dataset} {r.check} ({r.status})" for r in report.results
+               if r.severity == "error" and r.status in ("failed", "error")]
+        if not bad:
+            with ctx.lock:
+                ctx.checked.add((pp.partition, d))
+        failed += bad
     return failed
 
 
