@@ -44,15 +44,22 @@ def test_version_and_help_run_as_processes():
     assert r.returncode == 2
 
 
-def test_the_command_table_matches_the_commands():
-    """`agentops --help` is printed from agentops.cli.COMMANDS: each entry is a real command whose
-    own help starts as the table says, and every command is in the table."""
+def test_each_summary_is_declared_once_and_shown_whole():
+    """A command's one-line summary is written only in agentops.cli.COMMANDS: `agentops --help`
+    shows it whole (no "..."), the command's own help starts with it, and the details after it,
+    which the command's module declares, do not say it again."""
     from agentops.cli import COMMANDS
     from agentops.cli.root import build_command
 
     limit = 78 - 6 - max(len(n) for n in COMMANDS)  # click's short-help width on an 80-column terminal
-    for name, (_, short) in COMMANDS.items():
-        assert build_command(name).get_short_help_str(limit) == short, name
+    listed = run_agentops("--help", env={"COLUMNS": "80"}).stdout
+    for name, (_, summary) in COMMANDS.items():
+        assert len(summary) <= limit and summary.endswith(".") and not summary.endswith("..."), name
+        assert f"  {name:<12}  {summary}\n" in listed, name
+        command = build_command(name)
+        assert command.get_short_help_str(limit) == summary, name
+        head, _, details = command.help.partition("\n\n")
+        assert head == summary and summary not in details, name
 
 
 def test_fast_root_help_is_typers_own(monkeypatch):

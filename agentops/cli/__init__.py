@@ -14,24 +14,26 @@ import sys
 
 HELP = "Coordination runtime for teams of AI agents doing data engineering."
 
-# name -> (module in agentops/cli/, the one-line help `agentops --help` shows), in help order
+# name -> (module in agentops/cli/, its one-line summary), in help order. The summary is declared only
+# here: `agentops --help` lists it, and the command's own --help starts with it, followed by the details
+# its docstring holds (`agentops.cli.root.build_command`). At most 60 characters, so typer shows it whole.
 COMMANDS = {
-    "init": ("workspace", "Create a complete workspace: roles, templates, .agent/,..."),
-    "daemon": ("daemon", "Watch the workspace: route mail, ingest Orbit drop files,..."),
-    "handoff": ("handoff", "Hand work to another agent along a handoff of your role:..."),
-    "prompt": ("handoff", "The full prompt to start an agent: role, workspace..."),
-    "status": ("status", "Daemon health, each agent's mail, each pipeline's runs,..."),
-    "demo": ("demo", "Play a scripted day of the team in a scratch workspace..."),
-    "dispatch": ("dispatch", "Run an agent's on_mail command now, as the daemon would..."),
-    "mcp": ("mcp", "Serve the workspace to agents as the `orbit` MCP server..."),
-    "roles": ("roles", "Role files (roles/*.agent.md): list, show, check, graph,..."),
-    "mail": ("mail", "Mail between agents: send, inbox, read, ack, claim,..."),
-    "orbit": ("orbit", "The Orbit event log: pipeline runs, jobs, quality checks,..."),
-    "pipeline": ("pipeline", "Pipeline specs (.agent/data/pipelines/*.yaml): check,..."),
-    "reserve": ("reserve", "Claim files or datasets before changing them: all targets..."),
-    "release": ("reserve", "Release reservations by id or target; --force releases..."),
-    "reservations": ("reserve", "List active reservations (--all: also released and..."),
-    "guard": ("reserve", "A git pre-commit hook that refuses commits touching paths..."),
+    "init": ("workspace", "Create a complete workspace: roles, .agent/, agentops.toml."),
+    "daemon": ("daemon", "Watch the workspace: route mail, ingest Orbit drop files."),
+    "handoff": ("handoff", "Hand work to another agent along a handoff of your role."),
+    "prompt": ("handoff", "The full prompt to start an agent, with its unread mail."),
+    "status": ("status", "Daemon health, mail, pipeline runs, quality and alerts."),
+    "demo": ("demo", "Play a scripted day of the team in a scratch workspace."),
+    "dispatch": ("dispatch", "Run an agent's on_mail command now, as the daemon would."),
+    "mcp": ("mcp", "Serve the workspace to agents as the `orbit` MCP server."),
+    "roles": ("roles", "Role files: list, show, check, graph, export."),
+    "mail": ("mail", "Mail between agents: send, inbox, read, ack, claim, search."),
+    "orbit": ("orbit", "The Orbit event log: runs, jobs, checks, metrics, anomalies."),
+    "pipeline": ("pipeline", "Pipeline specs: check, plan, run, backfill, lineage, render."),
+    "reserve": ("reserve", "Claim files or datasets before changing them."),
+    "release": ("reserve", "Release reservations by id or target."),
+    "reservations": ("reserve", "List active reservations: holder, target, mode, expiry."),
+    "guard": ("reserve", "A git pre-commit hook refusing paths others reserved."),
     "quality": ("data", "Data-quality checks measured on the data: run."),
     "dataset": ("data", "Datasets the specs name: list, show, profile."),
 }

@@ -16,11 +16,8 @@ def register(app: typer.Typer) -> None:
         log_format: str = typer.Option("text", "--log-format", metavar="text|json",
                                        help="Log lines on stderr as plain text or JSON objects."),
     ):
-        """Watch the workspace: route mail, ingest Orbit drop files, re-check changed specs.
-
-        One daemon per workspace (a second one exits 1 naming the first one's pid).
-        SIGTERM exits 0 and Ctrl-C exits 130, each after finishing the batch in hand.
-        """
+        """It also re-checks changed specs. One daemon per workspace (a second one exits 1 naming the
+        first one's pid). SIGTERM exits 0 and Ctrl-C exits 130, each after finishing the batch in hand."""
         if log_format not in ("text", "json"):
             raise typer.BadParameter("must be text or json", param_hint="--log-format")
         from agentops.daemon import Daemon

@@ -8,8 +8,8 @@ import typer
 
 from agentops.cli.common import JSON_HELP, emit_json, table, workspace
 
-quality_app = typer.Typer(help="Data-quality checks measured on the data: run.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Datasets the specs name: list, show, profile.", no_args_is_help=True)
+quality_app = typer.Typer(no_args_is_help=True)
+dataset_app = typer.Typer(no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

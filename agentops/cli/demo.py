@@ -17,7 +17,7 @@ def demo(
     ctx: typer.Context,
     directory: Path = typer.Option(None, "--dir", help="Play into this folder (default: a new temp folder)."),
 ):
-    """Play a scripted day of the team in a scratch workspace with the real daemon, then show status."""
+    """With the real daemon; then it shows status."""
     from agentops.demo import run_demo
     from agentops.errors import AgentOpsError
     from agentops.workspace import find_workspace

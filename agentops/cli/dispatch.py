@@ -19,10 +19,8 @@ def dispatch(
     dry_run: bool = typer.Option(False, "--dry-run", "-n",
                                  help="Print the command and the rendered prompt; run nothing."),
 ):
-    """Run an agent's on_mail command now, as the daemon would when its mail arrives.
-
-    Uses the [dispatch] timeout and retries; exits with the final run's status (124 on timeout).
-    """
+    """As when its mail arrives, with the [dispatch] timeout and retries; exits with the final run's
+    status (124 on timeout)."""
     from agentops import dispatch as lib
 
     ws = workspace(ctx)

@@ -22,7 +22,7 @@ def handoff(
     draft: bool = typer.Option(False, "--draft", help="Save as a draft even when the handoff has send: true."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Hand work to another agent along a handoff of your role: sent, or saved as a draft."""
+    """The message is sent, or saved as a draft when the handoff says so."""
     from agentops.handoff import handoff as do_handoff
 
     if context == "-":
@@ -42,7 +42,7 @@ def prompt(
     agent: str = typer.Argument(..., help="The agent's address."),
     out: str = typer.Option(None, "--out", "-o", help="Write the prompt to this file instead of stdout."),
 ):
-    """The full prompt to start an agent: role, workspace protocol, unread mail and open work."""
+    """Its role, the workspace protocol, its unread mail and open work."""
     from pathlib import Path
 
     from agentops.prompt import build_prompt

@@ -14,7 +14,7 @@ from agentops.cli import mail_send
 from agentops.cli.common import JSON_HELP, emit_json, explicit_workspace, show_rows, workspace
 from agentops.cli.options import signature
 
-mail_app = typer.Typer(help="Mail between agents: send, inbox, read, ack, claim, thread, search, dead letters.",
+mail_app = typer.Typer(help="Also drafts, threads and dead letters.",
                        no_args_is_help=True)
 
 AS_HELP = "Whose copy (needed when the message went to several inboxes)."

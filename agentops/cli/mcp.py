@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
 
 
 def mcp(ctx: typer.Context):
-    """Serve the workspace to agents as the `orbit` MCP server over stdio (mail, Orbit, pipelines, status)."""
+    """Over stdio: mail, Orbit, pipelines, status."""
     from agentops.mcpserver import build_server
 
     # Looked up at each call, not before the handshake: without a workspace (or with a broken

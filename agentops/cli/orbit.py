@@ -13,7 +13,7 @@ import typer
 from agentops.cli.common import JSON_HELP, emit_json, show_rows, workspace
 from agentops.status import number
 
-orbit_app = typer.Typer(help="The Orbit event log: pipeline runs, jobs, quality checks, metrics, anomalies.",
+orbit_app = typer.Typer(help="Pipeline and task runs, ETL jobs, quality checks, metrics, anomalies; OpenLineage in and out.",
                         no_args_is_help=True)
 
 SINCE_HELP = "Only newer than this: an ISO 8601 time or an age like 30m, 24h, 7d."

@@ -12,7 +12,7 @@ import typer
 
 from agentops.cli.common import JSON_HELP, emit_json, table, workspace
 
-pipeline_app = typer.Typer(help="Pipeline specs (.agent/data/pipelines/*.yaml): check, plan, lineage, backfill, render.",
+pipeline_app = typer.Typer(help="Specs are .agent/data/pipelines/*.yaml files.",
                            no_args_is_help=True)
 
 

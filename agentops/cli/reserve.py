@@ -11,7 +11,7 @@ import typer
 from agentops.cli.common import JSON_HELP, emit_json, show_rows, workspace
 
 AS_HELP = "The acting agent (default: $AGENTOPS_AGENT)."
-guard_app = typer.Typer(help="A git pre-commit hook that refuses commits touching paths others reserved.",
+guard_app = typer.Typer(help="It refuses a commit that touches a path another agent holds exclusively.",
                         no_args_is_help=True)
 
 
@@ -42,7 +42,7 @@ def reserve(
     renew: Optional[str] = typer.Option(None, "--renew", metavar="ID", help="Extend reservation ID to now + --ttl."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Claim files or datasets before changing them: all targets or none (exit 6 on a conflict)."""
+    """All targets or none (exit 6 on a conflict)."""
     from agentops import reservations as rs
     from agentops.errors import ValidationError
 
@@ -83,7 +83,7 @@ def release(
     reason: Optional[str] = typer.Option(None, "--reason", help="Why (with --force: logged and mailed to the holder)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Release reservations by id or target; --force releases anyone's, logged and the holder mailed."""
+    """--force releases anyone's, logged and the holder mailed."""
     from agentops import reservations as rs
     from agentops.errors import ValidationError
 
@@ -113,7 +113,7 @@ def reservations(
     all_: bool = typer.Option(False, "--all", help="Also released and expired ones."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """List active reservations (--all: also released and expired): holder, target, mode, expiry."""
+    """--all lists released and expired ones too."""
     from agentops import reservations as rs
 
     now = rs.ts(rs.utc())

@@ -6,7 +6,7 @@ import typer
 
 from agentops.cli.common import JSON_HELP, emit_json, table, workspace
 
-roles_app = typer.Typer(help="Role files (roles/*.agent.md): list, show, check, graph, export.", no_args_is_help=True)
+roles_app = typer.Typer(help="Roles are roles/*.agent.md files in the VS Code custom-agent format.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -69,12 +69,15 @@ def _each(command):
 
 
 def build_command(name: str):
-    """The click command (or group) `name`, built from its module in agentops/cli/, each command in
-    it taking `-w/--workspace` too and turning bad option values into usage errors."""
+    """The click command (or group) `name`, built from its module in agentops/cli/: its help is its
+    summary in COMMANDS then the details its module gives, and each command in it takes
+    `-w/--workspace` too and turns bad option values into usage errors."""
     module = importlib.import_module(f"agentops.cli.{COMMANDS[name][0]}")
     holder = typer.Typer(rich_markup_mode=None)
     module.register(holder)
     built = typer.main.get_group(holder).commands[name]
+    summary = COMMANDS[name][1]
+    built.help = summary + (f"\n\n{built.help}" if built.help else "")
     for command in _each(built):
         if not any(p.name == "workspace" for p in command.params):
             command.params.append(_workspace_option())

@@ -144,7 +144,7 @@ def status(
     check: bool = typer.Option(False, "--check", help="Exit 1 when anything is failing (for cron and CI)."),
     since: str = typer.Option("7d", "--since", help="Window for checks, anomalies, alerts and handoffs (24h, 7d, ISO time)."),
 ):
-    """Daemon health, each agent's mail, each pipeline's runs, quality, performance, alerts, handoffs."""
+    """Each agent's mail, each pipeline's runs, quality, performance, alerts and handoffs."""
     from agentops.errors import UsageError
     from agentops.status import collect
 

@@ -17,7 +17,7 @@ def init(
     examples: bool = typer.Option(False, "--examples", help="Also add the example pipeline specs "
                                   "(orders_daily, customers_dim, clickstream) to .agent/data/pipelines/."),
 ):
-    """Create a complete workspace: roles, templates, .agent/, agentops.toml, .gitignore, MCP config."""
+    """It holds the roles, templates, .agent/, agentops.toml, a .gitignore and the MCP config."""
     from agentops.workspace import init_workspace
 
     result = init_workspace(directory, force=force, examples=examples)
