@@ -106,3 +106,18 @@ def test_handoff_links_the_pipelines_and_runs_its_context_mentions(ws, cli):
     p = cli("prompt", "database-engineer").output
     assert "orders_daily (owner data-engineer): spec `.agent/data/pipelines/orders_daily.yaml`" in p
     assert "latest run r1 (failed)" in p and "- orders_daily run r1 (failed)" in p
+
+
+def test_colour_codes_never_shift_a_column():
+    import re
+
+    from agentops.cli.common import table_lines
+
+    rows = [[("data-engineer", "bold"), ("Data Engineer", None), ("12", "red")], ["dev\x1b[2J", None, ("3", "bold red")]]
+    plain = table_lines(rows, ["agent", "role", "unread"], right=("unread",))
+    coloured = table_lines(rows, ["agent", "role", "unread"], right=("unread",), colour=True)
+    assert plain == ["AGENT          ROLE           UNREAD",
+                     "data-engineer  Data Engineer      12",
+                     "dev [2J                            3"]
+    assert "\x1b[1;31m3\x1b[0m" in coloured[2]
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in coloured] == plain  # only colour codes were added
