@@ -106,3 +106,79 @@ def test_handoff_links_the_pipelines_and_runs_its_context_mentions(ws, cli):
     p = cli("prompt", "database-engineer").output
     assert "orders_daily (owner data-engineer): spec `.agent/data/pipelines/orders_daily.yaml`" in p
     assert "latest run r1 (failed)" in p and "- orders_daily run r1 (failed)" in p
+
+
+HOSTILE = "\x1b[31m", "\x9b", "\n"  # an escape sequence, a one-byte CSI (C1), a line break
+
+
+def _columns(header: str) -> list[int]:
+    """Where each column of a table starts: at 0 and after each gap of two spaces or more."""
+    import re
+
+    return [0] + [m.end() for m in re.finditer(r" {2,}", header)]
+
+
+def test_the_terminal_report_is_aligned_tables_and_agent_text_cannot_drive_the_terminal(ws):
+    shutil.copy(REPO / ".agent" / "data" / "pipelines" / "orders_daily.yaml", ws.pipelines_dir)
+    esc, csi, newline = HOSTILE
+    r = run_agentops("mail", "send", "--from", "devops", "--to", "data-engineer", "-s", f"disk {esc}full{csi}2J",
+                     "--body", "x")
+    assert r.returncode == 0, r.stderr
+    run_id = f"r1{esc}red{csi}x"  # agents log runs: the id reaches the Pipelines table, and the alert's subject
+    event = {"pipeline": "orders_daily", "run_id": run_id, "state": "failed", "error": f"extract{newline}timed out"}
+    r = run_agentops("orbit", "log", "run", "--event", json.dumps(event))
+    assert r.returncode == 0, r.stderr
+    r = run_agentops("reserve", "--as", "devops", "dataset:raw.orders", "--reason", f"why{esc}{csi}not{newline}now")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(run_agentops("status", "--json").stdout)
+    assert [a["subject"] for a in s["alerts"]] == [f"[orbit] run failed: orders_daily {run_id}"]
+    assert s["alerts"][0]["status"] == "sent"  # a delivered mail whose subject holds the escape and the CSI
+    assert next(a for a in s["agents"] if a["name"] == "data-engineer")["unread"] == 3  # that, mail send's, the reservation's
+
+    r = run_agentops("status")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert not [c for c in out if c != "\n" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)], repr(out)
+    sections = {}
+    for block in out.strip("\n").split("\n\n")[1:-1]:  # after the daemon line, before the verdict
+        title, header, *rows = block.split("\n")
+        sections[title] = header, rows
+    assert list(sections) == ["Agents", "Pipelines", "Alerts", "Reservations"]
+    for title, (header, rows) in sections.items():
+        starts = _columns(header)
+        assert len(starts) == {"Agents": 7, "Pipelines": 7, "Alerts": 4, "Reservations": 5}[title], header
+        for line in rows:  # every column starts at the same place in each row, after a gap
+            assert all(line[s - 2:s] == "  " for s in starts[1:] if s < len(line)), (title, header, line)
+
+    def cell(title: str, row_with: str, column: str) -> str:
+        header, rows = sections[title]
+        start = header.index(column)
+        [row] = [line for line in rows if row_with in line]
+        following = [s for s in _columns(header) if s > start]
+        return row[start:following[0] if following else None].rstrip()
+
+    blanked = "r1 [31mred x"
+    assert cell("Pipelines", "orders_daily", "LATEST RUN") == blanked
+    assert cell("Pipelines", "orders_daily", "STATE") == "failed"
+    assert cell("Alerts", "data-engineer", "SUBJECT") == f"[orbit] run failed: orders_daily {blanked}"
+    assert cell("Alerts", "data-engineer", "MAIL") == "sent"
+    assert cell("Reservations", "devops", "REASON / CONFLICT") == "why [31m not now"
+    header, rows = sections["Agents"]
+    row = next(line for line in rows if line.startswith("data-engineer "))
+    assert row[:header.index("UNACKED") - 2].endswith("  3")  # UNREAD is right-aligned under its header
+    assert f"  - pipeline orders_daily: run {blanked} failed: extract timed out" in out.splitlines()
+
+
+def test_colour_codes_never_shift_a_column():
+    import re
+
+    from agentops.cli.common import table_lines
+
+    rows = [[("data-engineer", "bold"), ("Data Engineer", None), ("12", "red")], ["dev\x1b[2J", None, ("3", "bold red")]]
+    plain = table_lines(rows, ["agent", "role", "unread"], right=("unread",))
+    coloured = table_lines(rows, ["agent", "role", "unread"], right=("unread",), colour=True)
+    assert plain == ["AGENT          ROLE           UNREAD",
+                     "data-engineer  Data Engineer      12",
+                     "dev [2J                            3"]
+    assert "\x1b[1;31m3\x1b[0m" in coloured[2]
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in coloured] == plain  # only colour codes were added

@@ -29,16 +29,52 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+# Every character that could drive a terminal, as a space: C0 controls (tab and newline too: a cell
+# is one line), DEL and the C1 controls (0x9b is a one-byte CSI to many terminals).
+CONTROL = str.maketrans({c: " " for c in (*range(0x20), *range(0x7F, 0xA0))})
+_SGR = {"bold": "1", "red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35", "cyan": "36"}
+
+
+def paint(text: str, style: str | None, colour: bool) -> str:
+    """`text` in `style` ("green", "bold red", ...) when `colour` is on; as it is otherwise."""
+    if not (colour and style and text):
+        return text
+    return f"\x1b[{';'.join(_SGR[s] for s in style.split())}m{text}\x1b[0m"
+
+
+def table_lines(rows: Iterable[Sequence[Any]], headers: Sequence[str], right: Sequence[str] = (),
+                colour: bool = False) -> list[str]:
+    """A plain aligned text table as lines: upper-cased headers, then one line per row. A cell is a
+    value or a `(value, style)` pair; the columns named in `right` are right-aligned. Every cell's
+    text is blanked of control characters (CONTROL) and widths are those of that text, so colour
+    codes (only when `colour`) never shift a column. One pass per column: an inbox of 25,000
+    messages prints in a few tens of milliseconds."""
+    texts, styles = [], []
+    for row in rows:
+        cells = [c if isinstance(c, tuple) else (c, None) for c in row]
+        texts.append(["" if v is None else str(v).translate(CONTROL) for v, _ in cells])
+        styles.append([s for _, s in cells])
+    heads = [h.upper().translate(CONTROL) for h in headers]
+    columns = list(zip(*texts)) if texts else [()] * len(heads)
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(heads, columns)]
+    aligned = [">" if h in right else "<" for h in headers]
+    if not colour:  # the common case: one format string for every line
+        fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(aligned, widths))
+        return [fmt.format(*heads).rstrip(), *(fmt.format(*r).rstrip() for r in texts)]
+
+    def cell(text: str, style: str | None, width: int, align: str) -> str:
+        pad = " " * (width - len(text))
+        return paint(text, style, True) + pad if align == "<" else pad + paint(text, style, True)
+
+    def line(cells: Sequence[str], cell_styles: Sequence[str | None]) -> str:
+        return "  ".join(map(cell, cells, cell_styles, widths, aligned)).rstrip()
+
+    return [line(heads, ["bold"] * len(heads)), *map(line, texts, styles)]
+
+
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
-    """A plain aligned text table (cheap: no rich import on hot paths; one pass per column, so an
-    inbox of 25,000 messages prints in a few tens of milliseconds)."""
-    rows = [["" if v is None else str(v) for v in r] for r in rows]
-    columns = list(zip(*rows)) if rows else [()] * len(headers)
-    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, columns)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [fmt.format(*(h.upper() for h in headers)).rstrip()]
-    out += [fmt.format(*r).rstrip() for r in rows]
-    typer.echo("\n".join(out))
+    """Print a plain aligned text table (cheap: no rich import on hot paths)."""
+    typer.echo("\n".join(table_lines(rows, headers)))
 
 
 def show_rows(rows: list, as_json: bool, headers: Sequence[str], cells, empty: str) -> bool:

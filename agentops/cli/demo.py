@@ -27,18 +27,14 @@ def demo(
     except AgentOpsError:
         source = None
     root = run_demo(directory, say=typer.echo, source=source)
+    import shutil
+    import sys
+
     from agentops.cli.status import render_terminal
     from agentops.status import collect
     from agentops.workspace import Workspace
 
-    import sys
-
-    from rich.console import Console
-
-    console = Console() if sys.stdout.isatty() else Console(width=120)
-    console.print(render_terminal(collect(Workspace(root))))
-    import shutil
-
+    typer.echo(render_terminal(collect(Workspace(root)), colour=sys.stdout.isatty()))
     exe = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "agentops" else None
     cmd = "agentops" if exe is None or shutil.which("agentops") == str(exe) else str(exe)
     typer.echo(f"\nExplore it: cd {root} && {cmd} status   (or: export AGENTOPS_WORKSPACE={root})")

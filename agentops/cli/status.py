@@ -26,112 +26,91 @@ def _short(ts) -> str:
     return (ts or "-")[:19].replace("T", " ")
 
 
-def render_terminal(s: dict):
-    """Rich renderables for the report (colour only when the console is a terminal). Every value
-    goes in as plain Text: agent-written subjects like "[orbit] ..." are never read as markup."""
-    from rich.console import Group
-    from rich.table import Table as _Table
-    from rich.text import Text
+def render_terminal(s: dict, colour: bool = False) -> str:
+    """The report as text: the daemon line, titled tables, the verdict; colour codes only with
+    `colour`. Every value is blanked of control characters on the way in (`table_lines`, CONTROL):
+    agent-written run ids, reasons and subjects can never drive the terminal."""
+    from agentops.cli.common import CONTROL, paint, table_lines
 
-    class Table(_Table):
-        def __init__(self, title: str, *columns: str, right: tuple[str, ...] = ()):
-            super().__init__(title=title, title_justify="left")
-            for col in columns:
-                self.add_column(col, justify="right" if col in right else "left")
+    def plain(value) -> str:
+        return str(value).translate(CONTROL)
 
-        def add_row(self, *cells, **kw):
-            super().add_row(*(c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells), **kw)
-
-    parts = []
     d = s["daemon"]
-    line = Text()
-    line.append("daemon ", style="bold")
-    line.append(f"running (pid {d['pid']})" if d["running"] else d["state"],
-                style="green" if d["running"] else "yellow")
-    line.append(f"  routed {d['routed'] or 0}  last {_short(d['last_routed'])}  waiting {d['drop_zone'] + d['queued']}"
-                f"  dead letters {d['dead_letters']}")
-    if d["dead_letters"]:
-        line.stylize("red", len(line) - len(str(d["dead_letters"])))
-    parts.append(line)
+    state = plain(f"running (pid {d['pid']})" if d["running"] else d["state"])
+    figures = plain(f"routed {d['routed'] or 0}  last {_short(d['last_routed'])}  waiting {d['drop_zone'] + d['queued']}")
+    dead = d["dead_letters"]
+    out = [f"{paint('daemon', 'bold', colour)} {paint(state, 'green' if d['running'] else 'yellow', colour)}  "
+           f"{figures}  dead letters {paint(str(dead), 'red' if dead else None, colour)}"]
 
-    t = Table("Agents", "agent", "role", "unread", "unacked", "oldest unread", "drafts", "last dispatch",
-              right=("unread", "unacked", "drafts"))
+    def section(title: str, headers: list[str], rows: list, right: tuple[str, ...] = ()) -> None:
+        out.extend(("", paint(plain(title), "bold", colour), *table_lines(rows, headers, right, colour)))
+
+    rows = []
     for a in s["agents"]:
         disp = a["dispatch"]
-        t.add_row(a["name"], a["role"] or "", str(a["unread"]), str(a["unacked"]), _age(a["oldest_unread_age_s"]),
-                  str(a["drafts"]), f"{disp['action']} {_short(disp.get('finished') or disp.get('started'))}" if disp else "-",
-                  style="bold" if a["unread"] else None)
-    for q in s["queues"]:
-        t.add_row(f"{q['role']} (queue)", "", str(q["waiting"]), "", "", "", "")
-    for o in s.get("orphans", []):  # mail nobody reads: an inbox or queue no agent owns any more
-        t.add_row(Text(o["box"].removeprefix(".agent/email/"), style="yellow"), f"(no agent; {o['messages']} held)",
-                  str(o["unread"]), "", "", "", "")
-    parts.append(t)
+        cells = [a["name"], a["role"] or "", a["unread"], a["unacked"], _age(a["oldest_unread_age_s"]), a["drafts"],
+                 f"{disp['action']} {_short(disp.get('finished') or disp.get('started'))}" if disp else "-"]
+        rows.append([(c, "bold") for c in cells] if a["unread"] else cells)
+    rows += [[f"{q['role']} (queue)", "", q["waiting"], "", "", "", ""] for q in s["queues"]]
+    rows += [[(o["box"].removeprefix(".agent/email/"), "yellow"), f"(no agent; {o['messages']} held)", o["unread"],
+              "", "", "", ""] for o in s.get("orphans", [])]  # mail nobody reads: an inbox or queue no agent owns
+    section("Agents", ["agent", "role", "unread", "unacked", "oldest unread", "drafts", "last dispatch"], rows,
+            right=("unread", "unacked", "drafts"))
 
     if s["pipelines"]:
-        t = Table("Pipelines", "pipeline", "owner", "latest run", "state", "date", "running", "backfill")
+        rows = []
         for p in s["pipelines"]:
             r = p["latest"] or {}
             state = r.get("state", "-")
-            colour = {"succeeded": "green", "failed": "red", "upstream_failed": "red", "running": "cyan",
-                      "up_for_retry": "yellow", "queued": "blue"}.get(state)
             bf = p["backfill"]
-            t.add_row(p["name"], p["owner"] or "-", r.get("run_id", "-"), Text(state, style=colour or ""),
-                      r.get("logical_date") or "-", str(p["running"]),
-                      f"{bf['done']}/{bf['total']} ({bf['percent']:g}%)" if bf else "-")
-        parts.append(t)
+            rows.append([p["name"], p["owner"] or "-", r.get("run_id", "-"), (state, _STATE_COLOURS.get(state)),
+                         r.get("logical_date") or "-", p["running"],
+                         f"{bf['done']}/{bf['total']} ({bf['percent']:g}%)" if bf else "-"])
+        section("Pipelines", ["pipeline", "owner", "latest run", "state", "date", "running", "backfill"], rows)
 
     q = s["quality"]
     groups = q.get("anomaly_groups", [])
     if q["failed_checks"] or groups:
-        t = Table(f"Quality (since {s['since']})", "when", "pipeline", "what", "detail")
-        for c in q["failed_checks"]:
-            t.add_row(_short(c["ts"]), c["pipeline"], Text(f"{c['severity']} check {c['check']}",
-                      style="red" if c["severity"] == "error" else "yellow"),
-                      f"{c['dataset']}: observed {c['observed']} (threshold {c['threshold']})")
+        rows = [[_short(c["ts"]), c["pipeline"],
+                 (f"{c['severity']} check {c['check']}", "red" if c["severity"] == "error" else "yellow"),
+                 f"{c['dataset']}: observed {c['observed']} (threshold {c['threshold']})"] for c in q["failed_checks"]]
         for g in groups:  # one row per dataset; `agentops orbit anomalies` lists each one
             w = g["worst"]
-            t.add_row(_short(g["ts"]), g["pipeline"],
-                      Text(f"{g['anomalies']} anomal{'ies' if g['anomalies'] != 1 else 'y'} in "
-                           f"{g['dataset'] or '(pipeline)'}", style="magenta"),
-                      f"{g['runs']} run{'s' if g['runs'] != 1 else ''}; worst {w['metric']} {number(w['value'])} vs "
-                      f"~{number(w['expected'])} (z={w['zscore']:.1f}, {w['direction']})")
-        parts.append(t)
+            rows.append([_short(g["ts"]), g["pipeline"],
+                         (f"{g['anomalies']} anomal{'ies' if g['anomalies'] != 1 else 'y'} in "
+                          f"{g['dataset'] or '(pipeline)'}", "magenta"),
+                         f"{g['runs']} run{'s' if g['runs'] != 1 else ''}; worst {w['metric']} {number(w['value'])} vs "
+                         f"~{number(w['expected'])} (z={w['zscore']:.1f}, {w['direction']})"])
+        section(f"Quality (since {s['since']})", ["when", "pipeline", "what", "detail"], rows)
     if s["perf_open"]:
-        t = Table("Open performance issues", "pipeline", "task", "bottleneck", "note")
-        for p in s["perf_open"]:
-            t.add_row(p["pipeline"], p["task"] or "-", p["bottleneck"], p["note"] or "")
-        parts.append(t)
+        section("Open performance issues", ["pipeline", "task", "bottleneck", "note"],
+                [[p["pipeline"], p["task"] or "-", p["bottleneck"], p["note"] or ""] for p in s["perf_open"]])
     if s["alerts"]:
-        t = Table("Alerts", "when", "to", "subject", "mail")
-        for a in s["alerts"]:
-            t.add_row(_short(a["ts"]), a["owner"], a["subject"], a["status"])
-        parts.append(t)
+        section("Alerts", ["when", "to", "subject", "mail"],
+                [[_short(a["ts"]), a["owner"], a["subject"], a["status"]] for a in s["alerts"]])
     if s["handoffs"]:
-        t = Table("Handoffs", "when", "from", "to", "label", "how")
-        for h in s["handoffs"]:
-            t.add_row(_short(h.get("ts")), h.get("sender", ""), h.get("target", ""), h.get("label", ""),
-                      "sent" if h.get("sent") else f"draft {h.get('draft')}")
-        parts.append(t)
+        section("Handoffs", ["when", "from", "to", "label", "how"],
+                [[_short(h.get("ts")), h.get("sender", ""), h.get("target", ""), h.get("label", ""),
+                  "sent" if h.get("sent") else f"draft {h.get('draft')}"] for h in s["handoffs"]])
     res = s.get("reservations") or {}
     if res.get("active") or res.get("conflicts"):
-        t = Table("Reservations", "holder", "target", "mode", "until", "reason / conflict")
-        for r in res.get("active", []):
-            t.add_row(r["agent"], r["target"], "exclusive" if r["exclusive"] else "shared", _short(r["expires_at"]),
-                      r["reason"] or "")
-        for c in res.get("conflicts", []):
-            t.add_row(c.get("holder", ""), c.get("target", ""), Text(c.get("action", ""), style="red"), _short(c.get("ts")),
-                      f"{c.get('agent') or 'an unnamed agent'}: {c.get('detail', '')}")
-        parts.append(t)
-    verdict = Text()
+        rows = [[r["agent"], r["target"], "exclusive" if r["exclusive"] else "shared", _short(r["expires_at"]),
+                 r["reason"] or ""] for r in res.get("active", [])]
+        rows += [[c.get("holder", ""), c.get("target", ""), (c.get("action", ""), "red"), _short(c.get("ts")),
+                  f"{c.get('agent') or 'an unnamed agent'}: {c.get('detail', '')}"] for c in res.get("conflicts", [])]
+        section("Reservations", ["holder", "target", "mode", "until", "reason / conflict"], rows)
+
     if s["problems"]:
-        verdict.append(f"{len(s['problems'])} problem(s):\n", style="bold red")
-        for p in s["problems"]:
-            verdict.append(f"  - {p}\n")
+        out += ["", paint(f"{len(s['problems'])} problem(s):", "bold red", colour),
+                *(f"  - {plain(p)}" for p in s["problems"])]
     else:
-        verdict.append("all healthy", style="bold green")
-    parts.append(verdict)
-    return Group(*parts)
+        out += ["", paint("all healthy", "bold green", colour)]
+    return "\n".join(out)
+
+
+_STATE_COLOURS = {"succeeded": "green", "failed": "red", "upstream_failed": "red", "running": "cyan",
+                  "up_for_retry": "yellow", "queued": "blue"}
+CLEAR = "\x1b[2J\x1b[H"  # erase the screen, cursor home: how --watch redraws on a terminal
 
 
 def status(
@@ -153,18 +132,16 @@ def status(
         fmt = "json"
     if fmt not in ("text", "json", "markdown"):
         raise UsageError("format", f"unknown format '{fmt}'", hint="use text, json or markdown")
-    if watch:
+    if watch:  # until Ctrl-C; on a terminal each report replaces the last, elsewhere they follow each other
+        import sys
         import time
 
-        from rich.console import Console
-        from rich.live import Live
-
-        console = Console()
-        with Live(render_terminal(collect(ws, since=since)), console=console, screen=False,
-                  auto_refresh=False) as live:
-            while True:
-                time.sleep(interval)
-                live.update(render_terminal(collect(ws, since=since)), refresh=True)
+        tty = sys.stdout.isatty()
+        while True:
+            report = render_terminal(collect(ws, since=since), colour=tty)
+            sys.stdout.write(f"{CLEAR}{report}\n" if tty else f"{report}\n\n")
+            sys.stdout.flush()
+            time.sleep(interval)
     s = collect(ws, since=since)
     if fmt == "json":
         from agentops.cli.common import emit_json
@@ -178,9 +155,6 @@ def status(
     else:
         import sys
 
-        from rich.console import Console
-
-        console = Console() if sys.stdout.isatty() else Console(width=120)
-        console.print(render_terminal(s))
+        typer.echo(render_terminal(s, colour=sys.stdout.isatty()))
     if check and s["problems"]:
         raise typer.Exit(1)
