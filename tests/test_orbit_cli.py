@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from agentops.orbit import Orbit
 from agentops.orbit.ingest import ingest_pending
+from tests.conftest import run_agentops
 
 
 def inbox(ws, agent):
@@ -297,3 +298,26 @@ def test_ingest_of_something_not_a_file_says_so(ws, cli, tmp_path):
     assert r.exit_code == 0 and "1 event(s) logged" in r.output
     r = cli("orbit", "import", "--openlineage", "/etc")
     assert r.exit_code == 4 and "not a regular file (a directory)" in r.output
+
+
+def test_an_alert_whose_mail_is_refused_never_holds_back_the_next(ws):
+    """A run id with a line break and escapes makes a one-line alert subject that is delivered; an
+    alert row with a line break in its subject (as an older release wrote them) is `failed` with the
+    reason, and the alerts after it are still sent."""
+    with Orbit.open(ws) as orbit:
+        orbit.log({"kind": "run", "pipeline": "adhoc", "run_id": "r1\nBcc: x\x1b[31m\x9b", "state": "failed",
+                   "owner": "devops"})
+        orbit.db.conn.execute("INSERT INTO alerts (key, ts, cause, pipeline, run_id, owner, subject, body) VALUES "
+                              "('old', '2000-01-01T00:00:00Z', 'run', 'adhoc', 'r0', 'devops', 'bad\nBcc: x', 'b')")
+        orbit.db.conn.commit()
+        orbit.log({"kind": "run", "pipeline": "adhoc", "run_id": "r2", "state": "failed", "owner": "devops"})
+        alerts = {a["run_id"]: a for a in orbit.alerts()}
+    assert alerts["r0"]["status"] == "failed" and "line break" in alerts["r0"]["error"]
+    assert alerts["r1\nBcc: x\x1b[31m\x9b"]["status"] == "sent" and alerts["r2"]["status"] == "sent"
+    subjects = sorted(m["Subject"] for m in inbox(ws, "devops"))
+    assert subjects == ["[orbit] run failed: adhoc r1 Bcc: x [31m", "[orbit] run failed: adhoc r2"]
+    # through the CLI: what `orbit log` prints of the alert it caused is one line, with no escapes
+    r = run_agentops("-w", ws.root, "orbit", "log", "run", "--pipeline", "adhoc", "--run-id", "r3\x1b[2J\x9b\nx",
+                     "--state", "failed", "--owner", "devops")
+    assert r.returncode == 0 and "r3 [2J  x" in r.stdout, r.stdout
+    assert not any(c in r.stdout for c in "\x1b\x9b") and len(r.stdout.splitlines()) == 2

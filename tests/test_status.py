@@ -131,8 +131,9 @@ def test_the_terminal_report_is_aligned_tables_and_agent_text_cannot_drive_the_t
     r = run_agentops("reserve", "--as", "devops", "dataset:raw.orders", "--reason", f"why{esc}{csi}not{newline}now")
     assert r.returncode == 0, r.stderr
     s = json.loads(run_agentops("status", "--json").stdout)
-    assert [a["subject"] for a in s["alerts"]] == [f"[orbit] run failed: orders_daily {run_id}"]
-    assert s["alerts"][0]["status"] == "sent"  # a delivered mail whose subject holds the escape and the CSI
+    # the alert's subject is written one line, its controls blanked, and its mail delivered
+    assert [a["subject"] for a in s["alerts"]] == ["[orbit] run failed: orders_daily r1 [31mred x"]
+    assert s["alerts"][0]["status"] == "sent"
     assert next(a for a in s["agents"] if a["name"] == "data-engineer")["unread"] == 3  # that, mail send's, the reservation's
 
     r = run_agentops("status")

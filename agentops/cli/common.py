@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 import typer
 
 from agentops.cli.options import JSON_HELP  # noqa: F401 - declared with the options mail send shares
+from agentops.text import CONTROL
 
 
 def explicit_workspace(ctx: typer.Context) -> str | None:
@@ -29,9 +30,6 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
-# Every character that could drive a terminal, as a space: C0 controls (tab and newline too: a cell
-# is one line), DEL and the C1 controls (0x9b is a one-byte CSI to many terminals).
-CONTROL = str.maketrans({c: " " for c in (*range(0x20), *range(0x7F, 0xA0))})
 _SGR = {"bold": "1", "red": "31", "green": "32", "yellow": "33", "blue": "34", "magenta": "35", "cyan": "36"}
 
 

@@ -65,6 +65,7 @@ def log(ctx: typer.Context, kind: str = typer.Argument(..., help=KIND_HELP),
     from agentops.errors import ValidationError
 
     from agentops.orbit.events import loads
+    from agentops.text import one_line
 
     event: dict = {}
     if json_text:
@@ -84,8 +85,8 @@ def log(ctx: typer.Context, kind: str = typer.Argument(..., help=KIND_HELP),
         return
     extra = f" {result.state} (attempt {result.attempt})" if result.state else ""
     typer.echo(f"logged {result.kind} #{result.seq}{extra}")
-    for d in result.derived:
-        typer.echo(f"  and {d['kind']} #{d['seq']}: " + ", ".join(f"{k}={v}" for k, v in d.items()
+    for d in result.derived:  # task names and ids are agent-written: one line, no terminal controls
+        typer.echo(f"  and {d['kind']} #{d['seq']}: " + ", ".join(f"{k}={one_line(str(v))}" for k, v in d.items()
                                                                 if k not in ("kind", "seq")))
 
 

@@ -30,10 +30,11 @@ def render_terminal(s: dict, colour: bool = False) -> str:
     """The report as text: the daemon line, titled tables, the verdict; colour codes only with
     `colour`. Every value is blanked of control characters on the way in (`table_lines`, CONTROL):
     agent-written run ids, reasons and subjects can never drive the terminal."""
-    from agentops.cli.common import CONTROL, paint, table_lines
+    from agentops.cli.common import paint, table_lines
+    from agentops.text import one_line
 
     def plain(value) -> str:
-        return str(value).translate(CONTROL)
+        return one_line(str(value))
 
     d = s["daemon"]
     state = plain(f"running (pid {d['pid']})" if d["running"] else d["state"])

@@ -12,6 +12,7 @@ import functools
 import re
 
 from agentops.errors import ValidationError
+from agentops.text import one_line
 
 # The email package is imported where a message is parsed, not where one is written: with a daemon
 # running, `agentops mail send` only writes a file, and importing `email.parser` and `email.utils` would
@@ -22,7 +23,6 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 _CANON = {h.lower(): h for h in KNOWN_HEADERS}
 _FIELD = re.compile(r"[!-9;-~]+:")  # RFC 5322 field name: printable ASCII except ':'
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @functools.cache
@@ -282,7 +282,7 @@ def decoded(value: str) -> str:
         text = str(email.header.make_header(email.header.decode_header(value)))
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
         return value
-    return _CONTROL.sub(" ", text)
+    return one_line(text)
 
 
 def message_ids(value: str | None) -> list[str]:

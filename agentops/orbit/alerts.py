@@ -7,7 +7,10 @@ run R`, `anomaly: P.D run R`, or `anomaly: P.D at TS` for points logged without 
 on the key is the dedupe, so a retry, a second failing task of the same run, a second profile of
 the same run, or a re-ingest never alerts twice. The mail is sent after the commit
 (`send_pending`); an alert whose mail could not be sent stays `pending` (with the error) and is
-retried the next time any write sends alerts.
+retried the next time any write sends alerts, and one the mail library refuses as a message (an
+alert row an older release wrote with a line break in its subject) is `failed` with the reason, so
+it never holds back the alerts after it. Subjects are one line: agent-written names and ids in them
+have their control characters blanked when the alert is written.
 
 The owner is the pipeline spec's `owner` when the spec is known, else the event's `owner`, else
 `user`.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from agentops.errors import AgentOpsError
+from agentops.errors import AgentOpsError, ValidationError
 from agentops.store import utcnow, write_tx
 
 
@@ -109,6 +112,8 @@ def send_pending(orbit, limit: int = 100) -> list[dict]:
         status, message_id, error = "sent", None, None
         try:
             message_id = notify(orbit.ws, to=[owner], subject=subject, body=body)[0]
+        except ValidationError as exc:  # this alert's own mail is refused: no retry will take it
+            status, error = "failed", str(exc)
         except AgentOpsError as exc:
             status, error = "pending", str(exc)
         except Exception as exc:  # the mail library is another module: never lose the alert over it
@@ -117,6 +122,6 @@ def send_pending(orbit, limit: int = 100) -> list[dict]:
             c.execute("UPDATE alerts SET status = ?, message_id = ?, error = ?, sent_at = ? WHERE key = ?",
                       (status, message_id, error, utcnow() if status == "sent" else None, key))
         sent.append({"key": key, "owner": owner, "status": status, "error": error})
-        if status != "sent":
+        if status == "pending":
             break  # mail is failing: keep the rest for the next attempt
     return sent

@@ -596,9 +596,11 @@ class _Batch:
 
     def _alerts(self) -> None:
         from agentops.orbit.alerts import owner_of
+        from agentops.text import one_line
 
         for result, key, ts, cause, pipeline, run_id, owner, subject, body, source_seq, to in self.alert_candidates:
             owner = to or owner_of(self.spec(pipeline) if pipeline else None, owner)
+            subject = one_line(subject)  # agent-written names and ids in it: a header is one line
             if not self.conn.execute(_ALERT_SQL, (key, ts, cause, pipeline, run_id, owner, subject, body,
                                                   source_seq)).rowcount:
                 continue
