@@ -7,8 +7,8 @@ those rebuilds it. As git does with its index, a file changed in the last second
 that key (file-system timestamps are coarse): while a source is that fresh, the value is built and
 not cached. A workspace whose `.agent/run/` is unsafe or read-only works, only without the cache.
 
-The caches: `config.json` (agentops.settings), `addresses.json` (agentops.addresses) and `roles.json`
-(agentops.roles).
+The caches: `config.json` (agentops.settings), `addresses.json` (agentops.addresses), `roles.json`
+(agentops.roles) and `pipelines.json` (`agentops pipeline list`, agentops.pipelines.listing).
 """
 
 from __future__ import annotations
