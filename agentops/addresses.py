@@ -7,7 +7,6 @@ A role slug addresses that role: one member gets it directly; several share a ro
 
 from __future__ import annotations
 
-import os
 import re
 from collections import namedtuple
 
@@ -114,18 +113,9 @@ ROLE_SUFFIX = ".agent.md"  # roles.ROLE_SUFFIX (importing agentops.roles would c
 
 
 def _sources(ws, roles_dir) -> list:
-    from agentops.cache import stat_key
+    from agentops.cache import folder_sources, stat_key
 
-    out = [str(roles_dir), stat_key(ws.config_path), stat_key(roles_dir)]
-    try:
-        with os.scandir(roles_dir) as it:
-            for e in sorted(it, key=lambda e: e.name):
-                if e.name.endswith(ROLE_SUFFIX):
-                    st = e.stat(follow_symlinks=False)
-                    out.append([e.name, st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode])
-    except OSError:
-        pass
-    return out
+    return [str(roles_dir), stat_key(ws.config_path), *folder_sources(roles_dir, ROLE_SUFFIX)]
 
 
 def roster_problems(roles, roster) -> list[tuple[str, str]]:

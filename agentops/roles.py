@@ -1,4 +1,8 @@
-"""Roles: `roles/*.agent.md` files in the VS Code custom-agent format, parsed, checked and graphed."""
+"""Roles: `roles/*.agent.md` files in the VS Code custom-agent format, parsed, checked and graphed.
+
+A workspace's roles, parsed and validated, are cached in `.agent/run/roles.json` until a role file
+changes (`workspace_roles`; see agentops.cache): a command that only reads them does not parse YAML
+or build the pydantic models' validators (`defer_build`) to do so."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def _str_or_list(value):
 
 
 class Handoff(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     label: str = Field(min_length=1)
     agent: str = Field(min_length=1)
@@ -38,7 +42,7 @@ class Role(BaseModel):
     """One role file. Unknown frontmatter fields are kept (`model_extra`); hyphenated keys map to
     underscores (`argument-hint` -> `argument_hint`)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -134,6 +138,42 @@ def load_roles(roles_dir: Path, root: Path | None = None) -> tuple[list[Role], l
                     field, message = "file", rest.strip()
                 problems.append(Problem(source, field.strip() or "frontmatter", message))
     return roles, problems
+
+
+# The roles of a workspace, cached under .agent/run/ (see agentops.cache) -------------------------
+CACHE_FILE = "roles.json"
+CACHE_VERSION = 1
+
+
+def workspace_roles(ws) -> tuple[list[Role], list[Problem]]:
+    """`load_roles` of the workspace's role folder (`ws.roles_folder()`), from the cache while no
+    role file (nor this module) changed since it was written. Cached roles were validated when
+    written, so they are read back with `model_construct`, without validating them again."""
+    from agentops.cache import cached, folder_sources, stat_key
+
+    roles_dir = ws.roles_folder()
+    root = ws.root if roles_dir == ws.roles_dir else roles_dir
+
+    def sources() -> list:
+        return [str(roles_dir), stat_key(Path(__file__)), *folder_sources(roles_dir, ROLE_SUFFIX)]
+
+    def encode(value) -> dict:
+        roles, problems = value
+        if any("_fields_set" in r.model_extra or any("_fields_set" in h.model_extra for h in r.handoffs)
+               for r in roles):
+            raise ValueError("model_construct would take a field named _fields_set for its own argument")
+        return {"roles": [{**r.model_dump(), "path": str(r.path) if r.path else None} for r in roles],
+                "problems": [[p.file, p.field, p.message] for p in problems]}
+
+    def decode(data: dict) -> tuple[list[Role], list[Problem]]:
+        roles = []
+        for r in data["roles"]:
+            handoffs = [Handoff.model_construct(**h) for h in r["handoffs"]]
+            path = Path(r["path"]) if r["path"] else None
+            roles.append(Role.model_construct(**{**r, "handoffs": handoffs, "path": path}))
+        return roles, [Problem(*p) for p in data["problems"]]
+
+    return cached(ws, CACHE_FILE, CACHE_VERSION, sources, lambda: load_roles(roles_dir, root), encode, decode)
 
 
 def check_roles(roles: list[Role], root: Path | None = None, parse_problems: list[Problem] = ()) -> list[Problem]:

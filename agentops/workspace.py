@@ -183,19 +183,24 @@ class Workspace:
         return self._roles
 
     def roles_with_problems(self):
-        from agentops.roles import load_roles
+        """(roles, problems): every role that parses and a `roles.Problem` for each file that does
+        not (cached under .agent/run/ until a role file changes)."""
+        from agentops.roles import workspace_roles
+
+        return workspace_roles(self)
+
+    def roles_folder(self) -> Path:
+        """Where the roles are read from: `roles/`, else (a workspace without one) the packaged roles."""
         from agentops.resources import packaged
 
-        roles_dir = self.roles_dir if self.roles_dir.is_dir() else packaged("roles")
-        return load_roles(roles_dir, self.root if roles_dir == self.roles_dir else roles_dir)
+        return self.roles_dir if self.roles_dir.is_dir() else packaged("roles")
 
     @cached_property
     def addresses(self):
         """Who each address means (cached under .agent/run/ until a role file or agentops.toml changes)."""
         from agentops.addresses import AddressBook, roster_problems, workspace_book
-        from agentops.resources import packaged
 
-        roles_dir = self.roles_dir if self.roles_dir.is_dir() else packaged("roles")
+        roles_dir = self.roles_folder()
 
         def build():
             problems = roster_problems(self.roles(), self.config.agents)

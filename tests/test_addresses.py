@@ -9,6 +9,7 @@ from agentops.addresses import AddressBook, slug
 from agentops.config import AgentEntry
 from agentops.errors import NotFoundError
 from agentops.roles import Role
+from tests.conftest import age
 
 ROLES = [Role(name=n) for n in ("Data Engineer", "Database Engineer", "DevOps", "Developer")]
 
@@ -54,15 +55,6 @@ def test_roster_members_and_role_queues():
     assert "developer" not in book.known() and "data-engineer" in book.known()
 
 
-def _age(*paths, seconds=10):
-    import os
-    import time
-
-    t = time.time() - seconds
-    for p in paths:
-        os.utime(p, (t, t))
-
-
 def test_the_workspace_address_book_is_cached_until_a_source_changes(ws, monkeypatch):
     from agentops import roles as roles_mod
     from agentops.addresses import CACHE_FILE, ROLE_SUFFIX
@@ -70,7 +62,7 @@ def test_the_workspace_address_book_is_cached_until_a_source_changes(ws, monkeyp
 
     assert ROLE_SUFFIX == roles_mod.ROLE_SUFFIX
     sources = [ws.config_path, *ws.roles_dir.iterdir(), ws.roles_dir]
-    _age(*sources)
+    age(*sources)
     assert Workspace(ws.root).addresses.known() >= {"data-engineer", "devops"}
     assert (ws.run_dir / CACHE_FILE).is_file()
 
@@ -82,7 +74,7 @@ def test_the_workspace_address_book_is_cached_until_a_source_changes(ws, monkeyp
         assert "devops" in Workspace(ws.root).addresses.known()
 
     ws.config_path.write_text('[[agents]]\nname = "dora"\nrole = "Data Engineer"\n')
-    _age(ws.config_path, seconds=5)
+    age(ws.config_path, seconds=5)
     book = Workspace(ws.root).addresses
     assert book.resolve("data-engineer").agents == ("dora",) and "devops" not in book.agents
 

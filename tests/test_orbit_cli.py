@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import mailbox
+import subprocess
+import sys
 from types import SimpleNamespace
 
 from agentops.orbit import Orbit
@@ -40,6 +42,18 @@ def test_log_runs_events_search(ws, cli):
     assert found[0]["error"] == "timeout talking to warehouse"
     assert "unique:id" in cli("orbit", "checks", "--failed").output
     assert cli("orbit", "events", "--since", "soon").exit_code == 2
+
+
+def test_read_commands_import_no_event_models(ws):
+    with Orbit.open(ws) as orbit:
+        orbit.log({"kind": "run", "pipeline": "orders", "run_id": "r1", "state": "running"})
+    code = ("import sys\nfrom agentops.cli import main\nsys.argv = ['agentops', 'orbit', sys.argv[1], '--json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('agentops.orbit.events', 'agentops.orbit.log') if m in sys.modules))\n")
+    for command in ("runs", "events", "checks", "anomalies"):
+        out = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, cwd=ws.root)
+        assert out.returncode == 0 and out.stdout.splitlines()[-1] == "[]", (command, out.stdout, out.stderr)
+        assert ('"run_id": "r1"' in out.stdout) == (command in ("runs", "events")), command
 
 
 def test_ingest_file_reports_bad_lines_and_keeps_good_ones(ws, cli, tmp_path):

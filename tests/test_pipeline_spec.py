@@ -8,6 +8,7 @@ import pytest
 
 from agentops.errors import NotFoundError
 from agentops.pipelines import check_one, find_spec, load_specs, parse_spec
+from tests.conftest import age
 from tests.pipeline_helpers import add_examples, chain_spec, write_spec
 
 GOOD = """\
@@ -197,3 +198,50 @@ def test_check_json(ws, cli):
     assert r.exit_code == 1
     data = json.loads(r.output)
     assert data["problems"][0]["line"] == 8 and data["problems"][0]["path"] == "stages[1].kind"
+
+
+def test_pipeline_list_reads_its_rows_from_the_cache_until_a_spec_file_changes(ws, cli):
+    import json
+    import subprocess
+    import sys
+
+    from agentops.pipelines import spec as spec_mod
+    from agentops.pipelines.listing import CACHE_FILE, SPEC_SUFFIXES
+
+    assert SPEC_SUFFIXES == spec_mod.SPEC_SUFFIXES
+    add_examples(ws)
+    write_spec(ws, "broken", "name: broken\nowner: [data-engineer\n")
+    age(*ws.pipelines_dir.iterdir(), ws.pipelines_dir)
+    cache = ws.run_dir / CACHE_FILE
+    first, as_json = cli("pipeline", "list"), cli("pipeline", "list", "--json")
+    assert first.exit_code == 0 and cache.is_file()
+    assert first.stdout.splitlines()[1].split() == ["clickstream", "data-engineer", "streaming", "continuous", "4",
+                                                    ".agent/data/pipelines/clickstream.yaml"]
+    assert first.stderr == "1 spec file(s) do not parse: run `agentops pipeline check`\n"  # a broken spec, as ever
+    unparsed = json.loads(as_json.stdout)["unparsed"]
+    assert [(p["file"], p["line"], p["path"]) for p in unparsed] == [(".agent/data/pipelines/broken.yaml", 3, "")]
+    assert unparsed[0]["message"].startswith("YAML error")
+
+    again = cli("pipeline", "list")  # from the cache: the same output, without YAML or the spec models
+    assert (again.stdout, again.stderr) == (first.stdout, first.stderr)
+    assert cli("pipeline", "list", "--json").stdout == as_json.stdout
+    code = ("import sys\nfrom agentops.cli import main\nsys.argv = ['agentops', 'pipeline', 'list']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('yaml', 'agentops.pipelines.spec') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ws.root)
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "[]", out.stderr
+    data = json.loads(cache.read_text())
+    data["value"]["rows"][0]["owner"] = "said-only-by-the-cache"
+    cache.write_text(json.dumps(data))
+    assert "said-only-by-the-cache" in cli("pipeline", "list").stdout
+
+    orders = ws.pipelines_dir / "orders_daily.yaml"
+    orders.write_text(orders.read_text().replace("owner: data-engineer", "owner: devops", 1))  # edited...
+    write_spec(ws, "broken", GOOD)  # ...fixed...
+    (ws.pipelines_dir / "customers_dim.yaml").unlink()  # ...removed: each seen on the next command
+    age(orders, ws.pipelines_dir / "broken.yaml", ws.pipelines_dir, seconds=5)
+    r = cli("pipeline", "list", "--json")
+    rows = {row["name"]: row["owner"] for row in json.loads(r.stdout)["pipelines"]}
+    assert rows == {"clickstream": "data-engineer", "orders_daily": "devops", "tiny": "data-engineer"}
+    assert json.loads(r.stdout)["unparsed"] == [] and r.stderr == ""
+    assert json.loads(cache.read_text())["value"]["rows"] == json.loads(r.stdout)["pipelines"]

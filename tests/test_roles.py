@@ -10,6 +10,7 @@ import pytest
 from agentops.errors import ValidationError
 from agentops.resources import packaged
 from agentops.roles import check_roles, graph_report, load_role, load_roles, parse_role
+from tests.conftest import age
 
 ROLE_FILES = sorted(packaged("roles").glob("*.agent.md"))
 
@@ -117,3 +118,51 @@ def test_unreachable_role_reported(ws, cli):
 def test_control_characters_are_a_clear_error():
     with pytest.raises(ValidationError, match=r"x\.agent\.md: YAML error: .*special characters"):
         parse_role("---\nname: X\x1f\n---\n", "x.agent.md")
+
+
+def test_roles_are_read_from_the_cache_until_a_role_file_changes(ws, cli):
+    from agentops.roles import CACHE_FILE
+
+    (ws.roles_dir / "Broken.agent.md").write_text("---\nname: [x\n---\n")
+    devops = ws.roles_dir / "DevOps.agent.md"
+    devops.write_text(devops.read_text().replace("name: DevOps", "name: DevOps\nreviewed: yes", 1))
+    age(*ws.roles_dir.iterdir(), ws.roles_dir)
+    cache = ws.run_dir / CACHE_FILE
+    listed, checked = cli("roles", "list").output, cli("roles", "check", "--json").output
+    as_json = cli("roles", "list", "--json").output
+    assert cache.is_file() and any(p["file"] == "roles/Broken.agent.md" for p in json.loads(checked)["problems"])
+    assert json.loads(as_json)[2]["reviewed"] is True  # frontmatter beyond the known fields is kept
+
+    assert cli("roles", "list").output == listed and cli("roles", "list", "--json").output == as_json
+    assert cli("roles", "check", "--json").output == checked  # the parse problems are cached too
+    data = json.loads(cache.read_text())
+    data["value"]["roles"][0]["tools"] = ["said-only-by-the-cache"]
+    cache.write_text(json.dumps(data))
+    assert "said-only-by-the-cache" in cli("roles", "list").output  # read, not parsed again
+
+    devops.write_text(devops.read_text().replace("reviewed: yes", "reviewed: no", 1))  # edited...
+    (ws.roles_dir / "Analyst.agent.md").write_text("---\nname: Analyst\n---\nbody\n")  # ...added...
+    (ws.roles_dir / "Broken.agent.md").unlink()  # ...removed: each seen on the next command
+    age(devops, ws.roles_dir / "Analyst.agent.md", ws.roles_dir, seconds=5)  # old enough to be cached again
+    rows = json.loads(cli("roles", "list", "--json").output)
+    assert [r["name"] for r in rows] == ["Analyst", "Data Engineer", "Database Engineer", "DevOps", "Developer"]
+    assert rows[3]["reviewed"] is False and "said-only-by-the-cache" not in cli("roles", "list").output
+    assert [r["name"] for r in json.loads(cache.read_text())["value"]["roles"]] == [r["name"] for r in rows]
+    assert json.loads(cli("roles", "check", "--json").output)["problems"] == []
+
+
+@pytest.mark.parametrize("field, value", [("since", "2024-01-01"), ("_fields_set", "[name]")])
+def test_a_role_the_cache_cannot_keep_is_parsed_each_time(ws, field, value):
+    """A date would come back from JSON as text, and `model_construct` would take `_fields_set` for its
+    own argument: such a role set is parsed every time, never cached."""
+    from datetime import date
+
+    from agentops.roles import CACHE_FILE
+    from agentops.workspace import Workspace
+
+    (ws.roles_dir / "X.agent.md").write_text(f"---\nname: X\n{field}: {value}\n---\nbody\n")
+    age(*ws.roles_dir.iterdir(), ws.roles_dir)
+    for _ in range(2):
+        extra = Workspace(ws.root).roles()[-1].model_extra
+        assert extra == {field: date(2024, 1, 1) if field == "since" else ["name"]}
+    assert not (ws.run_dir / CACHE_FILE).exists()

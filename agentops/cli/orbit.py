@@ -1,12 +1,15 @@
 """`agentops orbit ...`: log, ingest and read the Orbit event log; OpenLineage export/import.
 
 A thin shell over `agentops.orbit` (imported inside the commands, so `agentops --help` stays cheap).
+The read commands (runs, events, checks, anomalies) query the store through `agentops.orbit.queries`
+alone, so they import neither the typed event models nor their pydantic validators.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 
 import typer
 
@@ -28,6 +31,18 @@ def _open(ctx: typer.Context):
     from agentops.orbit import Orbit
 
     return Orbit.open(workspace(ctx))
+
+
+@contextmanager
+def _reading(ctx: typer.Context):
+    """A connection to the store (opened, created and migrated as `Orbit.open` does) that may only
+    read (`PRAGMA query_only`), for `agentops.orbit.queries`."""
+    db = workspace(ctx).db()
+    try:
+        db.conn.execute("PRAGMA query_only = ON")
+        yield db.conn
+    finally:
+        db.conn.close()
 
 
 def _fields(kind: str, args: list[str]) -> dict:
@@ -128,8 +143,11 @@ def runs(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", "-
          limit: int = typer.Option(100, "--limit", "-n", help="At most this many rows."),
          as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Runs and task runs at their latest state, newest first."""
-    with _open(ctx) as orbit:
-        rows = orbit.runs(pipeline=pipeline, state=state, since=since, tasks=None if tasks else False, limit=limit)
+    from agentops.orbit import queries
+
+    with _reading(ctx) as conn:
+        rows = queries.runs(conn, pipeline=pipeline, state=state, since=since, tasks=None if tasks else False,
+                            limit=limit)
     show_rows(rows, as_json, ["pipeline", "run", "task", "state", "try", "type", "date", "updated", "error"],
               lambda r: [r["pipeline"], r["run_id"], r["task"], r["state"], r["attempt"], r["run_type"],
                          r["logical_date"], r["updated_at"][:19], (r["error"] or "")[:60]], "no runs")
@@ -142,8 +160,10 @@ def events(ctx: typer.Context, kind: str = typer.Option(None, "--kind", "-k", he
            limit: int = typer.Option(50, "--limit", "-n", help="The last this many events."),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """The latest events, oldest first."""
-    with _open(ctx) as orbit:
-        rows = orbit.events(kind=kind, since=since, limit=limit, pipeline=pipeline)
+    from agentops.orbit import queries
+
+    with _reading(ctx) as conn:
+        rows = queries.events(conn, kind=kind, since=since, limit=limit, pipeline=pipeline)
     if as_json:
         emit_json(rows)
         return
@@ -178,8 +198,10 @@ def checks(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline", 
            since: str = typer.Option(None, "--since", help=SINCE_HELP),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Data-quality check results (latest per run, dataset and check)."""
-    with _open(ctx) as orbit:
-        rows = orbit.checks(pipeline=pipeline, failed=True if failed else None, since=since)
+    from agentops.orbit import queries
+
+    with _reading(ctx) as conn:
+        rows = queries.checks(conn, pipeline=pipeline, failed=True if failed else None, since=since)
     show_rows(rows, as_json, ["pipeline", "run", "dataset", "check", "result", "severity", "observed", "threshold", "ts"],
               lambda r: [r["pipeline"], r["run_id"], r["dataset"], r["check"], {"passed": "pass", "error": "ERROR"}.get(r.get("status"), "pass" if r["passed"] else "FAIL"),
                          r["severity"], r["observed"], r["threshold"], r["ts"][:19]], "no check results")
@@ -190,8 +212,10 @@ def anomalies(ctx: typer.Context, pipeline: str = typer.Option(None, "--pipeline
               since: str = typer.Option(None, "--since", help=SINCE_HELP),
               as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """Anomalies found in metric series and job figures, each one (status groups them per dataset)."""
-    with _open(ctx) as orbit:
-        rows = orbit.anomalies(pipeline=pipeline, since=since)
+    from agentops.orbit import queries
+
+    with _reading(ctx) as conn:
+        rows = queries.anomalies(conn, pipeline=pipeline, since=since)
     show_rows(rows, as_json, ["pipeline", "dataset", "run", "metric", "value", "expected", "z", "direction", "method",
                               "ts"],
               lambda r: [r["pipeline"], r["dataset"], r["run_id"], r["metric"], number(r["value"]),

@@ -39,18 +39,16 @@ def _spec_or_exit(ws, name: str):
 @pipeline_app.command("list")
 def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)):
     """List the pipeline specs: name, owner, processing, schedule, stages, file."""
-    from agentops.pipelines import load_specs
+    from agentops.pipelines.listing import listing
 
-    specs, problems = load_specs(workspace(ctx), check=False)
-    rows = [{"name": s.name, "owner": s.owner, "processing": s.processing, "schedule": s.schedule,
-             "stages": len(s.stages), "file": s.source_file} for s in specs]
+    rows, problems = listing(workspace(ctx))
     if as_json:
-        emit_json({"pipelines": rows, "unparsed": [p.as_dict() for p in problems]})
+        emit_json({"pipelines": rows, "unparsed": problems})
         return
     table(([r["name"], r["owner"], r["processing"], r["schedule"] or "continuous", r["stages"], r["file"]]
            for r in rows), ["pipeline", "owner", "processing", "schedule", "stages", "file"])
     if problems:
-        typer.echo(f"{len({p.file for p in problems})} spec file(s) do not parse: run `agentops pipeline check`",
+        typer.echo(f"{len({p['file'] for p in problems})} spec file(s) do not parse: run `agentops pipeline check`",
                    err=True)
 
 

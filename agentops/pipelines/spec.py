@@ -3,6 +3,9 @@ with located errors, and the checks a model alone cannot make (graph, datasets, 
 
 Every problem is a `Problem(file, path, line, message)`: `orders_daily.yaml:14: stages[2].depends_on[0]:
 unknown stage 'clean'`. Nothing here prints; callers decide.
+
+PyYAML is imported, and the models' validators built (`defer_build`), only when a spec is parsed
+(`agentops pipeline list` reads its rows from a cache while no spec changed: agentops.pipelines.listing).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError,
                       PrivateAttr, field_validator, model_validator)
 
@@ -57,7 +59,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 Duration = float  # stored as seconds; validators below accept text
@@ -613,6 +615,8 @@ class LoadResult:
 def _fast_yaml(text: str, source: str) -> Any:
     """Parse like yamlio.load. With libyaml and no anchors (so no aliases, so no alias bomb) use the
     C parser: a 5,000-stage spec loads in a third of a second instead of two."""
+    import yaml
+
     if "&" not in text and getattr(yaml, "__with_libyaml__", False):
         try:
             return yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 - a SafeLoader
@@ -628,6 +632,8 @@ def _fast_yaml(text: str, source: str) -> Any:
 
 
 def _compose(text: str):
+    import yaml
+
     try:
         if "&" not in text and getattr(yaml, "__with_libyaml__", False):
             return yaml.compose(text, Loader=yaml.CSafeLoader)
@@ -638,6 +644,8 @@ def _compose(text: str):
 
 def _node_line(node, loc: tuple) -> int | None:
     """The 1-based line of the YAML node at pydantic location `loc` (nearest existing ancestor)."""
+    import yaml
+
     if node is None:
         return None
     line = node.start_mark.line + 1
