@@ -73,6 +73,9 @@ def test_wrong_types_unknown_fields_and_lines(ws):
     assert "bad.yaml:9: stages[1].kind: Input should be" in joined and "got 'loader'" in joined
     assert "bad.yaml:10: stages[1].retries:" in joined
     assert "bad.yaml:11: stages[1].colour: unknown field 'colour'" in joined
+    # a spec with an anchor (parsed by the pure-Python loader) locates its problems the same way
+    lines = problems_of(ws, text.replace("    inputs: [raw]", "    inputs: &in [raw]"))
+    assert "bad.yaml:11: stages[1].colour: unknown field 'colour'" in "\n".join(lines), lines
 
 
 def test_not_a_mapping_and_empty(ws):

@@ -637,7 +637,7 @@ def _compose(text: str):
     try:
         if "&" not in text and getattr(yaml, "__with_libyaml__", False):
             return yaml.compose(text, Loader=yaml.CSafeLoader)
-        return yaml.compose(text, Loader=yamlio._BoundedLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)  # composing shares alias nodes: no bomb expands
     except Exception:  # noqa: BLE001 - no lines then
         return None
 
