@@ -535,7 +535,7 @@ def case_startup(tmp: Path, scale: dict, repeat: int) -> list[Row]:
                 ratio = med(xs) / was
                 rows.append(Row("startup", f"{label} (whole process)", med(xs), "s", "<= 1.3x before",
                                 ratio <= 1.3, was, f"{BEFORE_REF} s", ratio, samples=xs,
-                                note=f"{med(xs) / b:.2f}x the minimal typer app ({b:.3f} s)"))
+                                note=f"{key}: {med(xs) / b:.2f}x the minimal typer app ({b:.3f} s)"))
             else:
                 limit = 1.3 * BEFORE[key] if key else 1.2
                 ratio = med(xs) / b
