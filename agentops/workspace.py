@@ -382,4 +382,10 @@ def init_workspace(target: Path, *, force: bool = False, examples: bool = False)
     for d in (ws.reports_dir, ws.logs_dir):
         safefs.makedirs(ws, d)
     result.created.extend(sorted(set(missing)))
+    # the Orbit store, migrated: the workspace is complete (its first command does not migrate), and
+    # a folder SQLite cannot use fails here rather than at that command
+    store = not os.path.lexists(ws.db_path)
+    ws.db().conn.close()
+    if store:
+        result.created.append(ws.db_path)
     return result
