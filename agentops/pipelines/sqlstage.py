@@ -241,17 +241,21 @@ def register(con, ws, spec, names, partition: str, kinds: bool = False) -> tuple
                             f"FROM {source} WHERE {qident(PARTITION_COLUMN)} = {_lit(partition)}")
     counts = " + ".join(f"(SELECT count(*) FROM {rels[n]})" for n in names if n not in counted)
     total = known + (con.execute(f"SELECT {counts}").fetchone()[0] if counts else 0)
-    return total, (_tables_only(con, ws, spec, names) if kinds else None)
+    return total, (_tables_only(con, ws, spec, names, loaded=counted) if kinds else None)
 
 
-def _tables_only(con, ws, spec, names) -> bool:
-    """Whether every input is a file, a SQLite/Postgres table (copied) or a warehouse base table."""
+def _tables_only(con, ws, spec, names, loaded=()) -> bool:
+    """Whether every input is a file, a SQLite/Postgres table (copied) or a warehouse base table.
+    `loaded`: intermediate tables this session loaded the partition of (base tables: the catalog is
+    not asked about them)."""
     from agentops.data.datasets import catalog_alias
     from agentops.pipelines.outputs import location_of
 
     wanted = set()
     for name in names:
         loc = location_of(spec, name)
+        if loc is None and name in loaded:
+            continue
         if loc is None or (loc.kind == "table" and loc.connection == "warehouse"):
             parts = (name if loc is None else loc.table).split(".")
             wanted.add((parts[-2] if len(parts) > 1 else "main", parts[-1]))
