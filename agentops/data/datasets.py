@@ -233,17 +233,19 @@ def register_inputs(con, ws, spec, names, partition: str | None = None) -> dict[
     module docstring). Returns name -> the relation's SQL. Raises DataError naming the dataset and its
     location when one cannot be read (a missing file, table, connection or unset dsn_env)."""
     q = DuckEngine.quote
-    current = con.execute("SELECT current_database()").fetchone()[0]
+    current = None  # the connection's default catalog, asked only about a warehouse table
     out: dict[str, str] = {}
     for name in names:
         location = spec.location(name) if spec is not None else None
         schema, rel = _target(name)
         target = (q(schema) + "." if schema else "") + q(rel)
         try:
-            if current == WAREHOUSE and (location is None or (
-                    location.kind == "table" and location.connection == WAREHOUSE and location.table == name)):
-                out[name] = target  # already here: the warehouse table of that name
-                continue
+            if location is None or (location.kind == "table" and location.connection == WAREHOUSE
+                                    and location.table == name):
+                current = current or con.execute("SELECT current_database()").fetchone()[0]
+                if current == WAREHOUSE:
+                    out[name] = target  # already here: the warehouse table of that name
+                    continue
             ds = open_dataset(ws, name, location, partition, duck=con)
             prefix = _create_schema(con, schema)
             if isinstance(ds.engine, DuckEngine):
