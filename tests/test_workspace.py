@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -53,6 +54,14 @@ def test_init_creates_a_complete_workspace(tmp_path):
         assert d.is_dir(), d
     assert (target / "agentops.toml").is_file()
     assert ".agent/orbit.db" in (target / ".gitignore").read_text()
+    # the Orbit store is there, migrated: the first command after init does not migrate
+    import sqlite3
+
+    from agentops.store import pending_migrations
+
+    assert ws.db_path in result.created
+    with contextlib.closing(sqlite3.connect(ws.db_path)) as conn:
+        assert pending_migrations(conn) == []
     vscode = json.loads((target / ".vscode" / "mcp.json").read_text())
     assert vscode["servers"]["orbit"]["args"] == ["mcp"]
     claude = json.loads((target / ".mcp.json").read_text())
