@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 import typer
 
 from agentops.cli.options import JSON_HELP  # noqa: F401 - declared with the options mail send shares
-from agentops.text import CONTROL
+from agentops.text import one_line
 
 
 def explicit_workspace(ctx: typer.Context) -> str | None:
@@ -44,15 +44,15 @@ def table_lines(rows: Iterable[Sequence[Any]], headers: Sequence[str], right: Se
                 colour: bool = False) -> list[str]:
     """A plain aligned text table as lines: upper-cased headers, then one line per row. A cell is a
     value or a `(value, style)` pair; the columns named in `right` are right-aligned. Every cell's
-    text is blanked of control characters (CONTROL) and widths are those of that text, so colour
+    text is blanked of control characters (`agentops.text.one_line`) and widths are those of that text, so colour
     codes (only when `colour`) never shift a column. One pass per column: an inbox of 25,000
     messages prints in a few tens of milliseconds."""
     texts, styles = [], []
     for row in rows:
         cells = [c if isinstance(c, tuple) else (c, None) for c in row]
-        texts.append(["" if v is None else str(v).translate(CONTROL) for v, _ in cells])
+        texts.append(["" if v is None else one_line(str(v)) for v, _ in cells])
         styles.append([s for _, s in cells])
-    heads = [h.upper().translate(CONTROL) for h in headers]
+    heads = [one_line(h.upper()) for h in headers]
     columns = list(zip(*texts)) if texts else [()] * len(heads)
     widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(heads, columns)]
     aligned = [">" if h in right else "<" for h in headers]

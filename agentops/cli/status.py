@@ -28,7 +28,7 @@ def _short(ts) -> str:
 
 def render_terminal(s: dict, colour: bool = False) -> str:
     """The report as text: the daemon line, titled tables, the verdict; colour codes only with
-    `colour`. Every value is blanked of control characters on the way in (`table_lines`, CONTROL):
+    `colour`. Every value is blanked of control characters on the way in (`table_lines`, `one_line`):
     agent-written run ids, reasons and subjects can never drive the terminal."""
     from agentops.cli.common import paint, table_lines
     from agentops.text import one_line
