@@ -34,3 +34,19 @@ def test_unknown_case_is_an_error():
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--only", "nope"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "unknown case" in r.stderr
+
+
+def test_quick_runner_benchmark_runs_both_sides_and_checks_they_made_the_same_tables(tmp_path):
+    out = tmp_path / "runs.json"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "runs.py"), "--quick", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["chain"]["stages"] == 10 and data["chain"]["shell_s"] > 0
+    b = data["backfill"]
+    # the runner and the hand-written SQL (run as a process of its own, and in this process) ended
+    # with the same rows per table and partition, or the benchmark would have failed
+    assert b["table_rows"]["staging.events"] > 0 and b["table_rows"]["mart.by_country"] > 0
+    for key in ("runner_s", "direct_s", "library_s", "direct_inproc_s"):
+        assert b[key] > 0
+    assert "process:" in r.stdout and "in-process:" in r.stdout
