@@ -14,3 +14,14 @@ CONTROL = str.maketrans({c: " " for c in (*range(0x20), *range(0x7F, 0xA0), 0x20
 def one_line(text: str) -> str:
     """`text` with every control character (CONTROL) shown as a space."""
     return text.translate(CONTROL)
+
+
+def width(text: str) -> int:
+    """Columns `text` takes on a terminal: two for a wide or full-width character (CJK, most emoji),
+    none for a combining mark or a format character, one for the rest."""
+    if text.isascii():
+        return len(text)
+    from unicodedata import category, east_asian_width
+
+    return sum(0 if category(c) in ("Mn", "Me", "Cf") else 2 if east_asian_width(c) in ("W", "F") else 1
+               for c in text)

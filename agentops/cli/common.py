@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 import typer
 
 from agentops.cli.options import JSON_HELP  # noqa: F401 - declared with the options mail send shares
-from agentops.text import one_line
+from agentops.text import one_line, width
 
 
 def explicit_workspace(ctx: typer.Context) -> str | None:
@@ -44,8 +44,9 @@ def table_lines(rows: Iterable[Sequence[Any]], headers: Sequence[str], right: Se
                 colour: bool = False) -> list[str]:
     """A plain aligned text table as lines: upper-cased headers, then one line per row. A cell is a
     value or a `(value, style)` pair; the columns named in `right` are right-aligned. Every cell's
-    text is blanked of control characters (`agentops.text.one_line`) and widths are those of that text, so colour
-    codes (only when `colour`) never shift a column. One pass per column: an inbox of 25,000
+    text is blanked of control characters (`agentops.text.one_line`) and widths are the columns that
+    text takes on a terminal (`agentops.text.width`: CJK and emoji take two), so neither wide
+    characters nor colour codes (only when `colour`) shift a column. One pass per column: an inbox of 25,000
     messages prints in a few tens of milliseconds."""
     texts, styles = [], []
     for row in rows:
@@ -54,15 +55,17 @@ def table_lines(rows: Iterable[Sequence[Any]], headers: Sequence[str], right: Se
         styles.append([s for _, s in cells])
     heads = [one_line(h.upper()) for h in headers]
     columns = list(zip(*texts)) if texts else [()] * len(heads)
-    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(heads, columns)]
+    ascii_only = all(map(str.isascii, heads)) and all(t.isascii() for col in columns for t in col)
+    size = len if ascii_only else width  # columns on the terminal (CJK takes two each)
+    widths = [max(size(h), max(map(size, col), default=0)) for h, col in zip(heads, columns)]
     aligned = [">" if h in right else "<" for h in headers]
-    if not colour:  # the common case: one format string for every line
+    if not colour and ascii_only:  # the common case: one format string for every line
         fmt = "  ".join(f"{{:{a}{w}}}" for a, w in zip(aligned, widths))
         return [fmt.format(*heads).rstrip(), *(fmt.format(*r).rstrip() for r in texts)]
 
-    def cell(text: str, style: str | None, width: int, align: str) -> str:
-        pad = " " * (width - len(text))
-        return paint(text, style, True) + pad if align == "<" else pad + paint(text, style, True)
+    def cell(text: str, style: str | None, cols: int, align: str) -> str:
+        pad = " " * (cols - size(text))
+        return paint(text, style, colour) + pad if align == "<" else pad + paint(text, style, colour)
 
     def line(cells: Sequence[str], cell_styles: Sequence[str | None]) -> str:
         return "  ".join(map(cell, cells, cell_styles, widths, aligned)).rstrip()
