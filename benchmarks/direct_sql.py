@@ -39,6 +39,12 @@ def is_table(output: str) -> bool:
     return output.startswith("staging.") or output == "mart.by_user"
 
 
+def _write_mart(con, folder: Path, sql: str) -> None:
+    """A mart's partition as one Parquet file in its own folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY ({sql}) TO '{folder}/part-0.parquet' (FORMAT parquet)")
+
+
 def direct(root: Path, days: list[str], checkpoint_threshold: str) -> float:
     """The like-for-like baseline, doing the work the runner must do. Per partition, each
     intermediate (the two staging tables and mart.by_user) keeps every partition in one warehouse
@@ -80,9 +86,7 @@ def direct(root: Path, days: list[str], checkpoint_threshold: str) -> float:
                     con.execute(f"INSERT INTO wh.{output} {select}")
                 con.execute("COMMIT")
             else:
-                d = root / "direct_out" / output / f"day={day}"
-                d.mkdir(parents=True, exist_ok=True)
-                con.execute(f"COPY ({sql}) TO '{d}/part-0.parquet' (FORMAT parquet)")
+                _write_mart(con, root / "direct_out" / output / f"day={day}", sql)
     con.close()
     return time.perf_counter() - t
 
@@ -107,9 +111,7 @@ def direct_replace(root: Path, days: list[str]) -> float:
             if is_table(output):
                 con.execute(f"CREATE OR REPLACE TABLE {output} AS {sql}")
             else:
-                d = root / "direct_replace_out" / output / f"day={day}"
-                d.mkdir(parents=True, exist_ok=True)
-                con.execute(f"COPY ({sql}) TO '{d}/part-0.parquet' (FORMAT parquet)")
+                _write_mart(con, root / "direct_replace_out" / output / f"day={day}", sql)
     con.close()
     return time.perf_counter() - t
 
